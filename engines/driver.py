@@ -1,0 +1,174 @@
+"""Runs many searches at once and merges their requests into engine calls (DESIGN.md, "Search as coroutines").
+
+A search is a generator: it yields a list of `Request`s (one round), receives the samples for them (one list of
+`request.n` samples per request, in order) and finally returns its result. The driver advances every live search
+by one round per engine call, so the engine sees the requests of all problems together while each search stays
+sequential.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.base import Engine, EngineError, with_retries
+from schemas.records import Request, Sample
+
+Search = Generator[list[Request], list[list[Sample]], Any]
+
+
+@dataclass
+class SearchOutcome:
+    """What became of one search: its result, or the reason it failed."""
+
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class DriverStats:
+    """Engine-side figures of one `run_searches` call."""
+
+    calls: int = 0
+    requests: int = 0
+    sequences: int = 0
+    generated_tokens: int = 0
+    engine_seconds: float = 0.0
+    call_sequences: list[int] = field(default_factory=list)
+
+    def merge(self, other: DriverStats) -> None:
+        self.calls += other.calls
+        self.requests += other.requests
+        self.sequences += other.sequences
+        self.generated_tokens += other.generated_tokens
+        self.engine_seconds += other.engine_seconds
+        self.call_sequences.extend(other.call_sequences)
+
+    def batch_fill(self, capacity: int) -> dict[str, float]:
+        """Mean and 10th percentile of sequences per call as a fraction of `capacity`."""
+        if not self.call_sequences:
+            return {"mean": 0.0, "p10": 0.0}
+        fills = sorted(min(1.0, s / capacity) for s in self.call_sequences)
+        return {"mean": sum(fills) / len(fills), "p10": fills[int(0.1 * (len(fills) - 1))]}
+
+
+def run_searches(
+    searches: Sequence[Search],
+    engine: Engine,
+    *,
+    max_sequences_per_call: int = 4096,
+    attempts: int = 3,
+    backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[SearchOutcome], DriverStats]:
+    """Drive `searches` to completion; a failing search or engine call never stops the others."""
+    outcomes = [SearchOutcome() for _ in searches]
+    stats = DriverStats()
+    pending: dict[int, list[Request]] = {}
+
+    def advance(index: int, answer: list[list[Sample]] | None) -> None:
+        search = searches[index]
+        try:
+            requests = next(search) if answer is None else search.send(answer)
+        except StopIteration as stop:
+            outcomes[index].result = stop.value
+            pending.pop(index, None)
+            return
+        except Exception as error:  # noqa: BLE001 - a broken search is reported, the others go on
+            outcomes[index].error = f"search failed: {type(error).__name__}: {error}"
+            pending.pop(index, None)
+            return
+        pending[index] = list(requests)
+
+    for index in range(len(searches)):
+        advance(index, None)
+
+    while pending:
+        # Searches that asked for nothing this round are answered at once.
+        for index in [i for i, reqs in pending.items() if not reqs]:
+            advance(index, [])
+        order = sorted(pending)
+        for group in _pack(order, pending, max_sequences_per_call):
+            answers = _generate_group(group, pending, engine, stats, attempts, backoff_s, sleep)
+            for index in group:
+                if isinstance(answers[index], str):
+                    outcomes[index].error = answers[index]
+                    searches[index].close()
+                    pending.pop(index, None)
+                else:
+                    advance(index, answers[index])
+    return outcomes, stats
+
+
+def _pack(order: list[int], pending: dict[int, list[Request]], limit: int) -> list[list[int]]:
+    """Split the live searches into engine calls of at most `limit` sequences (a search is never split)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for index in order:
+        need = sum(r.n for r in pending[index])
+        if current and size + need > limit:
+            groups.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += need
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _generate_group(
+    group: list[int],
+    pending: dict[int, list[Request]],
+    engine: Engine,
+    stats: DriverStats,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None],
+) -> dict[int, list[list[Sample]] | str]:
+    """One merged engine call; on failure, each search is retried alone so one bad request fails one search."""
+    requests = [r for index in group for r in pending[index]]
+    try:
+        samples = _call(engine, requests, stats, attempts, backoff_s, sleep)
+    except EngineError as error:
+        if len(group) == 1:
+            return {group[0]: str(error)}
+        answers: dict[int, list[list[Sample]] | str] = {}
+        for index in group:
+            answers.update(_generate_group([index], pending, engine, stats, attempts, backoff_s, sleep))
+        return answers
+    answers = {}
+    cursor = 0
+    for index in group:
+        count = len(pending[index])
+        answers[index] = samples[cursor : cursor + count]
+        cursor += count
+    return answers
+
+
+def _call(
+    engine: Engine,
+    requests: list[Request],
+    stats: DriverStats,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None],
+) -> list[list[Sample]]:
+    def once() -> list[list[Sample]]:
+        out = engine.generate(requests)
+        if len(out) != len(requests) or any(len(s) != r.n for s, r in zip(out, requests)):
+            raise EngineError("engine returned the wrong number of samples")
+        return out
+
+    started = time.perf_counter()
+    out = with_retries(once, attempts=attempts, backoff_s=backoff_s, what=f"{engine.name} generate", sleep=sleep)
+    stats.engine_seconds += time.perf_counter() - started
+    stats.calls += 1
+    stats.requests += len(requests)
+    sequences = sum(r.n for r in requests)
+    stats.sequences += sequences
+    stats.call_sequences.append(sequences)
+    stats.generated_tokens += sum(s.n_tokens for samples in out for s in samples)
+    return out

@@ -1,0 +1,319 @@
+"""The run configuration: typed dataclasses built from YAML, with errors that name the offending key.
+
+`load_config(path, overrides)` reads YAML, applies `--set a.b=c` overrides, and validates every key; an unknown
+key, a wrong type or a bad value raises `ConfigError("input.fields.question: ...")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or invalid; the message starts with the key path."""
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    name: str = "stepforge"
+
+
+@dataclass
+class DatasetRef:
+    """A `datasets` dataset: a hub name (with config and split) or a local folder saved with save_to_disk."""
+
+    name: str = ""
+    config: str | None = None
+    split: str = "train"
+
+
+@dataclass
+class InputConfig:
+    path: str = ""  # JSONL/Parquet file or glob, local, gs:// or s3://; or a datasets folder
+    format: str = "auto"  # auto | jsonl | parquet | datasets | generated
+    dataset: DatasetRef = field(default_factory=DatasetRef)
+    fields: dict[str, str] = field(default_factory=lambda: {"question": "question", "answer": "answer"})
+    answer_format: str = "auto"  # auto | gsm8k | boxed | plain
+    id_field: str | None = None  # column with a stable id; default: hash of question + answer
+    domain: str = "math"
+    source: str | None = None  # defaults to the file name
+    max_chars: int = 20000  # question + answer size limit; longer rows are dead-lettered
+    limit: int | None = None
+    generate: dict[str, int] = field(default_factory=lambda: {"n": 48, "seed": 0, "min_steps": 2, "max_steps": 6})
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.format", self.format, {"auto", "jsonl", "parquet", "datasets", "generated"})
+        _choice(f"{key}.answer_format", self.answer_format, {"auto", "gsm8k", "boxed", "plain"})
+        for name in ("question", "answer"):
+            if not self.fields.get(name):
+                raise ConfigError(f"{key}.fields.{name}: a column name is required")
+        if self.format != "generated" and not self.path and not self.dataset.name:
+            raise ConfigError(f"{key}.path: an input path (or input.dataset.name) is required")
+        _positive(f"{key}.max_chars", self.max_chars)
+
+
+@dataclass
+class EngineConfig:
+    """Which engine answers generation requests, and the settings that change its outputs."""
+
+    engine: str = "vllm"  # vllm | openai | transformers
+    model: str = ""
+    revision: str | None = None
+    dtype: str = "bfloat16"
+    max_model_len: int = 256
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = True
+    kv_cache_memory_bytes: int | None = 256 << 20
+    gpu_memory_utilization: float = 0.9
+    max_num_seqs: int = 256
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = 120.0
+    threads: int = 1  # torch threads on CPU
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    prompt_template: str = "{question}"  # raw prompt; `{question}` is the problem text
+    chat_template: bool = False  # render with the tokenizer's chat template instead
+    system_prompt: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.engine", self.engine, {"vllm", "openai", "transformers"})
+        if not self.model:
+            raise ConfigError(f"{key}.model: a model path or name is required")
+        if self.engine == "openai" and not self.base_url:
+            raise ConfigError(f"{key}.base_url: the openai engine needs the server's base URL")
+        if "{question}" not in self.prompt_template:
+            raise ConfigError(f"{key}.prompt_template: must contain {{question}}")
+        _positive(f"{key}.max_retries", self.max_retries)
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 96
+    stop: list[str] = field(default_factory=list)
+
+    def validate(self, key: str) -> None:
+        if self.temperature < 0:
+            raise ConfigError(f"{key}.temperature: must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{key}.top_p: must be in (0, 1]")
+        _positive(f"{key}.max_tokens", self.max_tokens)
+
+
+@dataclass
+class StepsConfig:
+    splitter: str = "auto"  # auto | double_newline | step_markers | lines | regex
+    pattern: str | None = None
+    max_steps: int = 64
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.splitter", self.splitter, {"auto", "double_newline", "step_markers", "lines", "regex"})
+        if self.splitter == "regex" and not self.pattern:
+            raise ConfigError(f"{key}.pattern: the regex splitter needs a pattern")
+
+
+@dataclass
+class AnswersConfig:
+    truncation_policy: str = "wrong"  # wrong | grade | error
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.truncation_policy", self.truncation_policy, {"wrong", "grade", "error"})
+
+
+@dataclass
+class SearchConfig:
+    method: str = "mc"  # mc (Math-Shepherd per-step MC) | omegaprm | sample (solutions only)
+    num_solutions: int = 4  # N policy samples per problem
+    completions_per_step: int = 8  # k rollouts per prefix (Math-Shepherd N = 8)
+    prefilter: bool = False  # skip problems whose N solutions are all right or all wrong
+    problems_per_batch: int = 64  # problems whose searches share engine calls
+    max_sequences_per_call: int = 4096
+    omegaprm: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.method", self.method, {"mc", "omegaprm", "sample"})
+        for name in ("num_solutions", "completions_per_step", "problems_per_batch", "max_sequences_per_call"):
+            _positive(f"{key}.{name}", getattr(self, name))
+
+
+@dataclass
+class LabelConfig:
+    hard_rule: str = "mc>0"  # mc>0 (Math-Shepherd hard estimate) | threshold
+    threshold: float = 0.5  # with hard_rule=threshold: label = mc > threshold
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.hard_rule", self.hard_rule, {"mc>0", "threshold"})
+        if not 0 <= self.threshold < 1:
+            raise ConfigError(f"{key}.threshold: must be in [0, 1)")
+
+    @property
+    def policy_name(self) -> str:
+        return "mc>0" if self.hard_rule == "mc>0" else f"mc>{self.threshold:g}"
+
+
+@dataclass
+class OutputConfig:
+    num_shards: int = 1
+    compression: str = "zstd"
+    row_group_size: int = 1000
+
+    def validate(self, key: str) -> None:
+        _positive(f"{key}.num_shards", self.num_shards)
+        _choice(f"{key}.compression", self.compression, {"zstd", "snappy", "gzip", "none"})
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    policy: EngineConfig = field(default_factory=EngineConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    answers: AnswersConfig = field(default_factory=AnswersConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    annotators: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra annotators by name
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> Config:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "validate"):
+                value.validate(f.name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the whole config (the run's identity)."""
+        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking every key and type; errors name the key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or '<root>'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{_join(key, unknown[0])}: unknown key (known: {', '.join(sorted(names))})")
+    values = {name: _coerce(hints[name], data[name], _join(key, name)) for name in data}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, _join(key, str(k))) for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _choice(key: str, value: str, allowed: set[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(allowed))}")
+
+
+def _positive(key: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: must be positive, got {value}")
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b=c` override; the value is parsed as YAML (so `3`, `true`, `[a, b]` work)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE")
+    path, raw = assignment.split("=", 1)
+    parts = path.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {assignment}: empty key")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path}: {part} is not a mapping")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    data = json.loads(json.dumps(data or {}))  # deep copy; overrides must not touch the caller's dict
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build(Config, data, "").validate()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file, apply overrides, validate. Relative model/input paths stay as written."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"--config {path}: {error.strerror}") from error
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path}: invalid YAML: {error}") from error
+    return config_from_dict(data, overrides)

@@ -1,0 +1,102 @@
+"""Explicit Arrow schemas of every table StepForge writes, with the schema version.
+
+One explicit schema per table keeps every shard identical in type, so `datasets` never meets schema drift
+between files (shared/reference/infra.md §5). The labelled-path table follows algorithms.md §3.6.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+_verdict_list = pa.list_(pa.bool_())
+
+PROBLEMS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("question", pa.large_string()),
+        ("answer", pa.string()),
+        ("domain", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.large_string()),  # JSON
+    ]
+)
+
+SOLUTIONS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("solution_index", pa.int32()),
+        ("text", pa.large_string()),
+        ("steps", pa.list_(pa.large_string())),
+        ("step_ends", pa.list_(pa.int32())),
+        ("final_answer", pa.string()),
+        ("outcome_correct", pa.bool_()),
+        ("verdict_reason", pa.string()),
+        ("finish_reason", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+
+COMPLETIONS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("solution_index", pa.int32()),
+        ("step_index", pa.int32()),
+        ("completion_index", pa.int32()),
+        ("text", pa.large_string()),
+        ("final_answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("verdict_reason", pa.string()),
+        ("finish_reason", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+
+# One row per labelled solution; `prompt`/`completions`/`labels` are TRL's stepwise-supervision columns.
+PATHS = pa.schema(
+    [
+        ("id", pa.string()),
+        ("problem_id", pa.string()),
+        ("source", pa.string()),
+        ("prompt", pa.large_string()),
+        ("completions", pa.list_(pa.large_string())),
+        ("labels", _verdict_list),
+        ("mc_values", pa.list_(pa.float32())),
+        ("n_correct", pa.list_(pa.int32())),
+        ("n_rollouts", pa.list_(pa.int32())),
+        ("label_policy", pa.string()),
+        ("first_error_index", pa.int32()),  # -1 when every step is labelled correct
+        ("truncated_after_first_error", pa.bool_()),
+        ("is_terminal", pa.bool_()),
+        ("final_answer", pa.string()),
+        ("outcome_correct", pa.bool_()),
+        ("gold_answer", pa.string()),
+        ("policy_model", pa.string()),
+        ("search", pa.string()),
+        ("seed", pa.int64()),
+        ("config_hash", pa.string()),
+        ("schema_version", pa.string()),
+        ("meta", pa.large_string()),  # JSON: seeds, search stats, verifier reasons, merges
+    ]
+)
+
+DEAD_LETTERS = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("source", pa.string()),
+        ("reason", pa.string()),
+        ("row", pa.large_string()),
+    ]
+)
+
+
+def paths_schema(annotators: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """The labelled-path schema plus, per extra annotator, `<name>_labels` (null = cannot check) and reasons."""
+    fields = list(PATHS)
+    for name in sorted(annotators):
+        fields.append(pa.field(f"{name}_labels", pa.list_(pa.bool_())))
+        fields.append(pa.field(f"{name}_reasons", pa.list_(pa.string())))
+    return pa.schema(fields)

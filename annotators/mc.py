@@ -1,0 +1,230 @@
+"""Per-step Monte Carlo estimation (Math-Shepherd, arXiv 2312.08935; shared/reference/algorithms.md §2).
+
+Two pure parts:
+- `math_shepherd_search`: a search coroutine (DESIGN.md, "Search as coroutines"). It asks for N solutions, then
+  for k completions from every step prefix but the last in ONE round (one request with n=k per distinct prefix,
+  so the engine's prefix cache serves the k samples). The last step is judged by its own final answer, so a
+  solution of K steps costs k·(K−1) completions (§2.1 "Cost").
+- `label_paths`: the annotator, evidence -> labelled-path rows (hard labels, soft labels, first error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from annotators.answers import Verdict, judge_text
+from annotators.steps import split_steps
+from schemas.records import Completion, Problem, Request, Sample, SamplingParams, Solution, derive_seed
+
+Judge = Callable[[str, str, str], Verdict]  # (text, finish_reason, gold) -> verdict
+
+
+@dataclass(frozen=True)
+class McSearchConfig:
+    """The knobs of the Math-Shepherd search; `sampling.seed` is ignored (seeds are per request)."""
+
+    num_solutions: int = 4
+    completions_per_step: int = 8  # N = 8 in the paper (algorithms.md §2.1)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    splitter: str = "auto"
+    pattern: str | None = None
+    max_steps: int = 64
+    truncation_policy: str = "wrong"
+    prefilter: bool = False  # skip problems whose N solutions are all right or all wrong
+
+
+@dataclass
+class McEvidence:
+    """Everything the MC search produced for one problem (DESIGN.md, "evidence")."""
+
+    problem: Problem
+    status: str  # ok | prefiltered_all_correct | prefiltered_all_wrong | no_steps
+    solutions: list[Solution] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    requests: int = 0
+    generated_tokens: int = 0
+
+
+def default_judge(truncation_policy: str) -> Judge:
+    def judge(text: str, finish_reason: str, gold: str) -> Verdict:
+        return judge_text(text, finish_reason, gold, truncation_policy=truncation_policy)
+
+    return judge
+
+
+def prefix_key(prefix: str) -> str:
+    """Request identity of a prefix: identical prefixes (across solutions) are estimated once, with one seed."""
+    return "prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]
+
+
+def math_shepherd_search(
+    problem: Problem, prompt: str, config: McSearchConfig, run_seed: int, judge: Judge | None = None
+) -> Generator[list[Request], list[list[Sample]], McEvidence]:
+    """Sample N solutions, then k completions from each step prefix; returns the evidence."""
+    judge = judge or default_judge(config.truncation_policy)
+    pid = problem.problem_id
+
+    def request(key: str, text: str, n: int) -> Request:
+        sampling = replace(config.sampling, seed=derive_seed(run_seed, pid, key))
+        return Request(prompt=text, n=n, sampling=sampling, key=key)
+
+    evidence = McEvidence(problem=problem, status="ok")
+    sol_request = request("solutions", prompt, config.num_solutions)
+    (samples,) = yield [sol_request]
+    evidence.requests += 1
+    for index, sample in enumerate(samples):
+        steps, ends = split_steps(sample.text, config.splitter, config.pattern, max_steps=config.max_steps)
+        verdict = judge(sample.text, sample.finish_reason, problem.answer)
+        evidence.generated_tokens += sample.n_tokens
+        evidence.solutions.append(
+            Solution(
+                problem_id=pid,
+                solution_index=index,
+                text=sample.text,
+                steps=steps,
+                step_ends=ends,
+                final_answer=verdict.extracted,
+                outcome_correct=verdict.correct,
+                verdict_reason=verdict.reason,
+                finish_reason=sample.finish_reason,
+                n_tokens=sample.n_tokens,
+                seed=sample.seed,
+            )
+        )
+    labelled = [s for s in evidence.solutions if s.steps]
+    if not labelled:
+        evidence.status = "no_steps"
+        return evidence
+    if config.prefilter:
+        outcomes = {bool(s.outcome_correct) for s in evidence.solutions}
+        if outcomes == {True}:
+            evidence.status = "prefiltered_all_correct"
+            return evidence
+        if outcomes == {False}:
+            evidence.status = "prefiltered_all_wrong"
+            return evidence
+
+    # One request per distinct prefix; every (solution, step) that shares it points at the same samples.
+    requests: list[Request] = []
+    by_prefix: dict[str, int] = {}
+    wanted: list[tuple[Solution, int, int]] = []
+    for solution in labelled:
+        for step_index in range(len(solution.steps) - 1):
+            prefix = solution.text[: solution.step_ends[step_index]]
+            if prefix not in by_prefix:
+                by_prefix[prefix] = len(requests)
+                requests.append(request(prefix_key(prefix), prompt + prefix, config.completions_per_step))
+            wanted.append((solution, step_index, by_prefix[prefix]))
+    if not requests:
+        return evidence
+    answers = yield requests
+    evidence.requests += len(requests)
+    verdicts: list[list[Verdict]] = []
+    for req, samples in zip(requests, answers):
+        prefix = req.prompt[len(prompt) :]
+        verdicts.append([judge(prefix + s.text, s.finish_reason, problem.answer) for s in samples])
+        evidence.generated_tokens += sum(s.n_tokens for s in samples)
+    for solution, step_index, request_index in wanted:
+        for completion_index, (sample, verdict) in enumerate(zip(answers[request_index], verdicts[request_index])):
+            evidence.completions.append(
+                Completion(
+                    problem_id=pid,
+                    solution_index=solution.solution_index,
+                    step_index=step_index,
+                    completion_index=completion_index,
+                    text=sample.text,
+                    final_answer=verdict.extracted,
+                    correct=verdict.correct,
+                    verdict_reason=verdict.reason,
+                    finish_reason=sample.finish_reason,
+                    n_tokens=sample.n_tokens,
+                    seed=sample.seed,
+                )
+            )
+    return evidence
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """How MC values become hard labels: `mc>0` (Math-Shepherd hard estimate, Eq. 3) or `mc > threshold`."""
+
+    hard_rule: str = "mc>0"
+    threshold: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return "mc>0" if self.hard_rule == "mc>0" else f"mc>{self.threshold:g}"
+
+    def hard(self, mc: float) -> bool:
+        return mc > 0 if self.hard_rule == "mc>0" else mc > self.threshold
+
+
+def step_estimates(evidence: McEvidence) -> dict[int, list[tuple[int, int]]]:
+    """(n_correct, n) per solution and step from the stored completions; `None` verdicts count as wrong."""
+    counts: dict[tuple[int, int], list[int]] = {}
+    for c in evidence.completions:
+        tally = counts.setdefault((c.solution_index, c.step_index), [0, 0])
+        tally[0] += 1 if c.correct else 0
+        tally[1] += 1
+    out: dict[int, list[tuple[int, int]]] = {}
+    for solution in evidence.solutions:
+        out[solution.solution_index] = [
+            tuple(counts.get((solution.solution_index, t), [0, 0])) for t in range(len(solution.steps) - 1)
+        ]
+    return out
+
+
+def path_id(problem_id: str, steps: list[str]) -> str:
+    return hashlib.sha256(json.dumps([problem_id, steps]).encode()).hexdigest()[:24]
+
+
+def label_paths(evidence: McEvidence, rule: LabelRule) -> list[dict[str, Any]]:
+    """Labelled-path rows (schemas.tables.PATHS columns from the evidence) for every solution with steps.
+
+    Soft label = MC = n_correct / k per prefix (Eq. 4); the last step's value is its own answer's correctness.
+    """
+    if evidence.status != "ok":
+        return []
+    estimates = step_estimates(evidence)
+    rows = []
+    for solution in evidence.solutions:
+        if not solution.steps:
+            continue
+        tallies = estimates[solution.solution_index]
+        mc_values: list[float] = [c / n if n else 0.0 for c, n in tallies]
+        mc_values.append(1.0 if solution.outcome_correct else 0.0)
+        labels = [rule.hard(v) for v in mc_values]
+        first_error = next((i for i, ok in enumerate(labels) if not ok), -1)
+        rows.append(
+            {
+                "id": path_id(evidence.problem.problem_id, solution.steps),
+                "problem_id": evidence.problem.problem_id,
+                "source": evidence.problem.source,
+                "prompt": evidence.problem.question,
+                "completions": list(solution.steps),
+                "labels": labels,
+                "mc_values": mc_values,
+                "n_correct": [c for c, _ in tallies] + [1 if solution.outcome_correct else 0],
+                "n_rollouts": [n for _, n in tallies] + [1],
+                "label_policy": rule.name,
+                "first_error_index": first_error,
+                "truncated_after_first_error": False,
+                "is_terminal": solution.finish_reason == "stop",
+                "final_answer": solution.final_answer,
+                "outcome_correct": solution.outcome_correct,
+                "gold_answer": evidence.problem.answer,
+                "meta": {
+                    "solution_index": solution.solution_index,
+                    "solution_seed": solution.seed,
+                    "verdict_reason": solution.verdict_reason,
+                    "finish_reason": solution.finish_reason,
+                    "n_tokens": solution.n_tokens,
+                    "domain": evidence.problem.domain,
+                },
+            }
+        )
+    return rows

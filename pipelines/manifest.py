@@ -1,0 +1,163 @@
+"""`manifest.json`: written last, it marks a finished run and records what the run was and what it produced.
+
+Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, tokens); the
+accounting identities are checked and recorded under `counts.balanced`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.config import Config
+from schemas.tables import SCHEMA_VERSION
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """The git commit of the code (with `-dirty` when it has local changes), or `unknown` outside a checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_fingerprint(model: str) -> str | None:
+    """sha256 over a local model folder's config and weights (a hub id is identified by its revision)."""
+    for candidate in (Path(model), REPO_ROOT / model):
+        if candidate.is_dir():
+            digest = hashlib.sha256()
+            for path in sorted(candidate.glob("*")):
+                if path.suffix in (".json", ".safetensors", ".model", ".txt") and path.is_file():
+                    digest.update(path.name.encode())
+                    digest.update(path.read_bytes())
+            return digest.hexdigest()
+    return None
+
+
+def _read_bytes(path: str) -> bytes:
+    with FileSystems.open(path) as handle:
+        return handle.read()
+
+
+def _glob(pattern: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def _parquet_stats(pattern: str, columns: list[str]) -> tuple[int, list[dict[str, Any]]]:
+    rows = 0
+    data: list[dict[str, Any]] = []
+    for path in _glob(pattern):
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle, columns=columns or None)
+        rows += table.num_rows
+        if columns:
+            data.extend(table.to_pylist())
+    return rows, data
+
+
+def count_outputs(output: str) -> dict[str, Any]:
+    """Counts from the files under `output`."""
+    paths_rows, paths = _parquet_stats(FileSystems.join(output, "data", "train-*.parquet"), ["problem_id", "labels"])
+    solutions, _ = _parquet_stats(FileSystems.join(output, "evidence", "solutions", "part-*.parquet"), [])
+    completions, _ = _parquet_stats(FileSystems.join(output, "evidence", "completions", "part-*.parquet"), [])
+    dead_path = FileSystems.join(output, "dead_letters", "dead_letters.jsonl")
+    dead = [json.loads(line) for line in _read_bytes(dead_path).decode().splitlines() if line.strip()]
+    steps = sum(len(r["labels"]) for r in paths)
+    positives = sum(sum(r["labels"]) for r in paths)
+    return {
+        "paths": paths_rows,
+        "problems_labelled": len({r["problem_id"] for r in paths}),
+        "steps": steps,
+        "steps_positive": positives,
+        "steps_negative": steps - positives,
+        "solutions": solutions,
+        "completions": completions,
+        "dead_lettered": len(dead),
+        "dead_letters_by_stage": dict(sorted(Counter(d["stage"] for d in dead).items())),
+        "dead_letters_by_reason": dict(sorted(Counter(d["reason"].split(":")[0] for d in dead).items())),
+    }
+
+
+def engine_stats(output: str, capacity: int) -> dict[str, Any]:
+    path = FileSystems.join(output, "_work", "engine_stats.json")
+    if not FileSystems.exists(path):
+        return {}
+    batches = json.loads(_read_bytes(path))
+    calls = [s for b in batches for s in b["call_sequences"]]
+    fills = sorted(min(1.0, s / capacity) for s in calls) or [0.0]
+    engine_seconds = sum(b["engine_seconds"] for b in batches)
+    tokens = sum(b["generated_tokens"] for b in batches)
+    return {
+        "engine_calls": len(calls),
+        "sequences": sum(calls),
+        "generated_tokens": tokens,
+        "engine_seconds": round(engine_seconds, 3),
+        "engine_tokens_per_second": round(tokens / engine_seconds, 1) if engine_seconds else 0.0,
+        "mean_sequences_per_call": round(sum(calls) / len(calls), 1) if calls else 0.0,
+        "batch_fill_mean": round(sum(fills) / len(fills), 4),
+        "batch_fill_p10": round(fills[int(0.1 * (len(fills) - 1))], 4),
+        "batch_capacity": capacity,
+    }
+
+
+def write_manifest(
+    output: str, config: Config, counters: dict[str, float], *, wall_seconds: float, command: str
+) -> dict[str, Any]:
+    counts = count_outputs(output)
+    rows_read = int(counters.get("read.rows_read", 0))
+    by_stage = counts["dead_letters_by_stage"]
+    problems = rows_read - by_stage.get("read", 0)
+    counts = {"read": rows_read, "problems": problems, **counts}
+    counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get(
+        "label", 0
+    )
+    engine = engine_stats(output, config.search.max_sequences_per_call)
+    tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
+    manifest = {
+        "stepforge_manifest": 1,
+        "command": command,
+        "schema_version": SCHEMA_VERSION,
+        "code_version": code_version(),
+        "config_hash": config.config_hash(),
+        "config": config.to_dict(),
+        "engine": {
+            "engine": config.policy.engine,
+            "model": config.policy.model,
+            "revision": config.policy.revision,
+            "model_sha256": model_fingerprint(config.policy.model),
+            **engine,
+        },
+        "counts": counts,
+        "timings": {
+            "wall_seconds": round(wall_seconds, 3),
+            "generated_tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else 0.0,
+        },
+        "outputs": {
+            "paths": "data/train-*.parquet",
+            "solutions": "evidence/solutions/part-*.parquet",
+            "completions": "evidence/completions/part-*.parquet",
+            "dead_letters": "dead_letters/dead_letters.jsonl",
+        },
+    }
+    with FileSystems.create(FileSystems.join(output, "manifest.json")) as handle:
+        handle.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest
+

@@ -1,0 +1,80 @@
+"""Config validation: every error names the key that is wrong."""
+
+from pathlib import Path
+
+import pytest
+
+from schemas.config import ConfigError, config_from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"input": {"path": "problems.jsonl"}, "policy": {"model": "models/tiny-arith"}}
+
+
+def test_defaults_and_overrides():
+    config = config_from_dict(BASE, ["search.num_solutions=7", r'sampling.stop=["\n"]', "run.seed=3"])
+    assert config.search.num_solutions == 7
+    assert config.sampling.stop == ["\n"]
+    assert config.run.seed == 3
+    assert config.sampling.temperature == 0.8
+
+
+def test_hash_changes_with_config_and_is_stable():
+    a = config_from_dict(BASE)
+    b = config_from_dict(BASE)
+    c = config_from_dict(BASE, ["run.seed=1"])
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["search.method=beam"], r"^search\.method: 'beam' is not one of"),
+        (["search.num_solutions=0"], r"^search\.num_solutions: must be positive"),
+        (["sampling.max_tokens=lots"], r"^sampling\.max_tokens: expected an integer"),
+        (["sampling.temperature=-1"], r"^sampling\.temperature: must be >= 0"),
+        (["policy.engine=llamacpp"], r"^policy\.engine: 'llamacpp'"),
+        (["policy.prompt_template=hello"], r"^policy\.prompt_template: must contain"),
+        (["policy.enable_prefix_caching=maybe"], r"^policy\.enable_prefix_caching: expected true/false"),
+        (["input.fields.question="], r"^input\.fields\.question: expected a string"),
+        (["input.fields.question=''"], r"^input\.fields\.question: a column name is required"),
+        (["input.answer_format=latex"], r"^input\.answer_format:"),
+        (["output.num_shards=-2"], r"^output\.num_shards: must be positive"),
+        (["steps.splitter=regex"], r"^steps\.pattern: the regex splitter needs a pattern"),
+        (["search.typo=1"], r"^search\.typo: unknown key"),
+        (["label.threshold=1.5", "label.hard_rule=threshold"], r"^label\.threshold: must be in"),
+    ],
+)
+def test_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(BASE, overrides)
+
+
+def test_missing_required_values():
+    with pytest.raises(ConfigError, match=r"^input\.path: an input path"):
+        config_from_dict({"policy": {"model": "m"}})
+    with pytest.raises(ConfigError, match=r"^policy\.model: a model path or name is required"):
+        config_from_dict({"input": {"path": "x.jsonl"}})
+    with pytest.raises(ConfigError, match=r"^policy\.base_url:"):
+        config_from_dict(BASE, ["policy.engine=openai"])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config_from_dict(BASE, ["search.num_solutions"])
+    with pytest.raises(ConfigError, match=r"^run\.seed\.x: seed is not a mapping"):
+        config_from_dict(BASE, ["run.seed=1", "run.seed.x=2"])
+
+
+def test_every_shipped_preset_loads(tmp_path):
+    for preset in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(preset, [f"input.path={tmp_path / 'x.jsonl'}"])
+        assert config.policy.model
+
+
+def test_yaml_errors_are_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="No such file"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,121 @@
+"""Deterministic, hash-sharded Parquet in the Hub layout, and dead letters as JSONL.
+
+Rows go to shard `int(sha256(key)[:8], 16) % N`, are sorted by key inside the shard and written to a temp
+file that is renamed onto `data/train-00000-of-0000N.parquet`: the same rows give the same bytes, and a
+retried bundle overwrites with identical content (shared/reference/infra.md §3.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % num_shards
+
+
+def shard_name(directory: str, prefix: str, shard: int, num_shards: int, suffix: str = ".parquet") -> str:
+    return FileSystems.join(directory, f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}")
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    temp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(temp) as handle:
+        handle.write(payload)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temp], [path])
+
+
+def table_bytes(rows: list[dict[str, Any]], schema: pa.Schema, compression: str, row_group_size: int) -> bytes:
+    """Parquet bytes of `rows` with an explicit schema and fixed writer settings (no timestamps)."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=None if compression == "none" else compression,
+        row_group_size=row_group_size,
+        write_statistics=True,
+        write_page_index=True,
+    )
+    return sink.getvalue().to_pybytes()
+
+
+class WriteShards(beam.PTransform):
+    """Rows -> `directory/prefix-SSSSS-of-NNNNN.parquet`; every shard is written, empty ones included."""
+
+    def __init__(
+        self,
+        directory: str,
+        schema: pa.Schema,
+        key: Callable[[dict[str, Any]], str],
+        num_shards: int = 1,
+        prefix: str = "train",
+        compression: str = "zstd",
+        row_group_size: int = 1000,
+    ):
+        super().__init__()
+        self.directory = directory
+        self.schema = schema
+        self.key = key
+        self.num_shards = num_shards
+        self.prefix = prefix
+        self.compression = compression
+        self.row_group_size = row_group_size
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        n = self.num_shards
+        key = self.key
+        keyed = rows | "Key rows by shard" >> beam.Map(lambda row: (shard_of(key(row), n), row))
+        empty = rows.pipeline | "Every shard" >> beam.Create([(s, None) for s in range(n)])
+        return (
+            (keyed, empty)
+            | "Merge shard markers" >> beam.Flatten()
+            | "Group shards" >> beam.GroupByKey()
+            | "Write shard" >> beam.Map(self._write)
+        )
+
+    def _write(self, item: tuple[int, list[dict[str, Any] | None]]) -> dict[str, Any]:
+        shard, group = item
+        rows = sorted((r for r in group if r is not None), key=lambda r: (self.key(r), json.dumps(r, sort_keys=True)))
+        path = shard_name(self.directory, self.prefix, shard, self.num_shards)
+        _atomic_write(path, table_bytes(rows, self.schema, self.compression, self.row_group_size))
+        return {"path": path, "rows": len(rows)}
+
+
+def dead_letter_sort_key(row: dict[str, str]) -> tuple[str, ...]:
+    return (row["stage"], row["source"], row["reason"], row["row"])
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Dead letters -> one sorted JSONL file (always written, possibly empty)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def expand(self, dead: beam.PCollection) -> beam.PCollection:
+        marker = dead.pipeline | "Dead-letter marker" >> beam.Create([None])
+        return (
+            (dead, marker)
+            | "Merge dead-letter marker" >> beam.Flatten()
+            | "One dead-letter file" >> beam.Map(lambda row: (0, row))
+            | "Group dead letters" >> beam.GroupByKey()
+            | "Write dead letters" >> beam.Map(self._write)
+        )
+
+    def _write(self, item: tuple[int, list[dict[str, str] | None]]) -> dict[str, Any]:
+        rows = sorted((r for r in item[1] if r is not None), key=dead_letter_sort_key)
+        payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode()
+        _atomic_write(self.path, payload)
+        return {"path": self.path, "rows": len(rows)}

@@ -1,0 +1,66 @@
+"""Exact step truth for the arithmetic domain, and how far other labels agree with it.
+
+The tiny model's steps (`Step k: a op b=c`) can be checked exactly (`domains.arithmetic`), which makes the
+demo problems a label-quality benchmark: the MC (or OmegaPRM, judge, ...) first error of a solution is compared
+with its exact first arithmetic error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from domains.arithmetic import exact_first_error, parse_expression
+
+_QUESTION_RE = re.compile(r"^\s*Q:\s*(?P<expression>[0-9+\-* ]{1,200})=\?\s*$")
+
+
+def arithmetic_expression(question: str) -> str | None:
+    """`9*9+24-7` from `Q: 9*9+24-7=?`, or None when the question is not of the arithmetic domain."""
+    match = _QUESTION_RE.match(question)
+    if not match:
+        return None
+    expression = match.group("expression").replace(" ", "")
+    try:
+        parse_expression(expression)
+    except ValueError:
+        return None
+    return expression
+
+
+def exact_first_error_of(question: str, steps: list[str]) -> int | None:
+    """The exact first error of a solution (-1 when fully right), or None outside the arithmetic domain."""
+    expression = arithmetic_expression(question)
+    return None if expression is None else exact_first_error(expression, steps)
+
+
+def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_error_index") -> dict[str, Any]:
+    """How often `row[key]` equals the exact first error, overall and by chain length (operations).
+
+    Rows outside the arithmetic domain are skipped and counted. Also splits by whether the solution is
+    exactly right (-1) or has an error, since an all-correct labeller scores well on the first kind alone.
+    """
+    by_length: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    skipped = 0
+    for row in rows:
+        expression = arithmetic_expression(row["prompt"])
+        if expression is None:
+            skipped += 1
+            continue
+        exact = exact_first_error(expression, list(row["completions"]))
+        length = len(parse_expression(expression)[1])
+        agree = int(row[key] == exact)
+        for tally in (by_length[length], by_kind["erroneous" if exact >= 0 else "correct"]):
+            tally[0] += agree
+            tally[1] += 1
+    total = [sum(t[0] for t in by_length.values()), sum(t[1] for t in by_length.values())]
+    return {
+        "agreement": total[0] / total[1] if total[1] else None,
+        "n": total[1],
+        "by_chain_length": {n: {"agreement": a / c, "n": c} for n, (a, c) in sorted(by_length.items())},
+        "by_kind": {k: {"agreement": a / c, "n": c} for k, (a, c) in sorted(by_kind.items())},
+        "skipped": skipped,
+    }

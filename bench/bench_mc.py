@@ -1,0 +1,115 @@
+"""Per-step MC (Math-Shepherd) through the whole pipeline against the same requests sent straight to vLLM.
+
+    .venv/bin/python bench/bench_mc.py --problems 200
+
+Prints: problems, labelled steps, completions per labelled step, generated tokens/s through the pipeline
+(whole run, engine start included, and the search stage alone) against one raw `vllm.LLM.generate` call with
+the same prompts, n and seeds (the ratio), mean engine batch size, and Parquet rows/s of the shard writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from common import demo_config, read_table, write_problems
+
+from annotators.mc import prefix_key
+from schemas.records import Request, SamplingParams, derive_seed
+
+
+def replay_requests(run: Path, config) -> list[Request]:
+    """The requests the MC search sent, rebuilt from the stored evidence (same prompts, n and seeds)."""
+    from engines.prompts import PromptRenderer
+
+    renderer = PromptRenderer(config.policy)
+    s = config.sampling
+    base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
+    problems = {json.loads(line)["problem_id"]: json.loads(line) for line in Path(config.input.path).read_text().splitlines()}
+    requests, seen = [], set()
+    for pid, problem in sorted(problems.items()):
+        prompt = renderer.render(problem["question"])
+        key = "solutions"
+        requests.append(Request(prompt, config.search.num_solutions, replace(base, seed=derive_seed(config.run.seed, pid, key)), key))
+    for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
+        prompt = renderer.render(problems[sol["problem_id"]]["question"])
+        for t in range(len(sol["steps"]) - 1):
+            prefix = sol["text"][: sol["step_ends"][t]]
+            if (sol["problem_id"], prefix) in seen:
+                continue
+            seen.add((sol["problem_id"], prefix))
+            key = prefix_key(prefix)
+            seed = derive_seed(config.run.seed, sol["problem_id"], key)
+            requests.append(Request(prompt + prefix, config.search.completions_per_step, replace(base, seed=seed), key))
+    return requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+
+    from engines import get_engine
+    from pipelines import synthesize
+    from transforms.write import table_bytes
+    from schemas import tables
+
+    work = Path(tempfile.mkdtemp(prefix="bench-mc-"))
+    problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
+    config = demo_config(problems, ["output.num_shards=4", *args.set])
+    manifest = synthesize.run(config, str(work / "run"))
+    counts, engine_stats = manifest["counts"], manifest["engine"]
+    wall = manifest["timings"]["wall_seconds"]
+    tokens = engine_stats["generated_tokens"]
+    stats = json.loads((work / "run" / "_work" / "engine_stats.json").read_text())
+    search_wall = sum(b["wall_seconds"] for b in stats)
+
+    requests = replay_requests(work / "run", config)
+    engine = get_engine(config.policy)
+    started = time.perf_counter()
+    samples = engine.generate(requests)
+    raw_wall = time.perf_counter() - started
+    raw_tokens = sum(s.n_tokens for group in samples for s in group)
+
+    rows = read_table(work / "run" / "data", "train-*.parquet")
+    started = time.perf_counter()
+    for _ in range(5):
+        table_bytes(rows, tables.paths_schema(), "zstd", 1000)
+    parquet_rows_per_s = 5 * len(rows) / (time.perf_counter() - started)
+
+    completions_per_step = counts["completions"] / counts["steps"] if counts["steps"] else 0.0
+    pipe_tps = tokens / wall
+    search_tps = tokens / search_wall
+    raw_tps = raw_tokens / raw_wall
+    print(json.dumps({
+        "problems": counts["problems"],
+        "labelled_paths": counts["paths"],
+        "labelled_steps": counts["steps"],
+        "completions": counts["completions"],
+        "completions_per_labelled_step": round(completions_per_step, 2),
+        "generated_tokens": tokens,
+        "pipeline_wall_s": wall,
+        "pipeline_tokens_per_s": round(pipe_tps, 1),
+        "search_stage_wall_s": round(search_wall, 2),
+        "search_stage_tokens_per_s": round(search_tps, 1),
+        "raw_requests": len(requests),
+        "raw_generate_wall_s": round(raw_wall, 2),
+        "raw_generate_tokens": raw_tokens,
+        "raw_tokens_per_s": round(raw_tps, 1),
+        "ratio_pipeline_to_raw": round(pipe_tps / raw_tps, 3),
+        "ratio_search_stage_to_raw": round(search_tps / raw_tps, 3),
+        "engine_calls": engine_stats["engine_calls"],
+        "mean_engine_batch_sequences": engine_stats["mean_sequences_per_call"],
+        "parquet_rows_per_s": round(parquet_rows_per_s, 1),
+        "output": str(work / "run"),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Shared helpers for the benchmarks: demo problems on disk, configs, reading a run's tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from schemas.config import Config, load_config  # noqa: E402
+
+
+def write_problems(path: Path, n: int, seed: int, min_steps: int = 2, max_steps: int = 6) -> Path:
+    from domains.arithmetic import generate_problems
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = generate_problems(n, seed, min_steps=min_steps, max_steps=max_steps)
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return path
+
+
+def demo_config(problems: Path, overrides: list[str], preset: str = "demo.yaml") -> Config:
+    return load_config(REPO_ROOT / "configs" / preset, [f"input.path={problems}", *overrides])
+
+
+def read_table(folder: Path, pattern: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.glob(pattern)):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows

@@ -29,7 +29,9 @@ log = logging.getLogger("stepforge")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     quiet = logging.INFO if verbose else logging.WARNING
     for noisy in ("vllm", "apache_beam", "httpx", "urllib3", "filelock", "transformers", "datasets"):
         logging.getLogger(noisy).setLevel(quiet)

@@ -124,12 +124,14 @@ def math_shepherd_search(
     answers = yield requests
     evidence.requests += len(requests)
     verdicts: list[list[Verdict]] = []
-    for req, samples in zip(requests, answers):
+    for req, samples in zip(requests, answers, strict=True):
         prefix = req.prompt[len(prompt) :]
         verdicts.append([judge(prefix + s.text, s.finish_reason, problem.answer) for s in samples])
         evidence.generated_tokens += sum(s.n_tokens for s in samples)
     for solution, step_index, request_index in wanted:
-        for completion_index, (sample, verdict) in enumerate(zip(answers[request_index], verdicts[request_index])):
+        for completion_index, (sample, verdict) in enumerate(
+            zip(answers[request_index], verdicts[request_index], strict=True)
+        ):
             evidence.completions.append(
                 Completion(
                     problem_id=pid,

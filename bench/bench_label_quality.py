@@ -35,7 +35,9 @@ def main() -> None:
     rows = read_table(run / "data", "train-*.parquet")
     report = first_error_agreement(rows)
     all_correct = first_error_agreement([{**r, "first_error_index": -1} for r in rows])
-    print(json.dumps({"run": str(run), "mc": report, "baseline_all_correct_labeller": all_correct["agreement"]}, indent=2))
+    print(
+        json.dumps({"run": str(run), "mc": report, "baseline_all_correct_labeller": all_correct["agreement"]}, indent=2)
+    )
 
 
 if __name__ == "__main__":

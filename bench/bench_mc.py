@@ -29,12 +29,18 @@ def replay_requests(run: Path, config) -> list[Request]:
     renderer = PromptRenderer(config.policy)
     s = config.sampling
     base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
-    problems = {json.loads(line)["problem_id"]: json.loads(line) for line in Path(config.input.path).read_text().splitlines()}
+    problems = {
+        json.loads(line)["problem_id"]: json.loads(line) for line in Path(config.input.path).read_text().splitlines()
+    }
     requests, seen = [], set()
     for pid, problem in sorted(problems.items()):
         prompt = renderer.render(problem["question"])
         key = "solutions"
-        requests.append(Request(prompt, config.search.num_solutions, replace(base, seed=derive_seed(config.run.seed, pid, key)), key))
+        requests.append(
+            Request(
+                prompt, config.search.num_solutions, replace(base, seed=derive_seed(config.run.seed, pid, key)), key
+            )
+        )
     for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
         prompt = renderer.render(problems[sol["problem_id"]]["question"])
         for t in range(len(sol["steps"]) - 1):
@@ -57,8 +63,8 @@ def main() -> None:
 
     from engines import get_engine
     from pipelines import synthesize
-    from transforms.write import table_bytes
     from schemas import tables
+    from transforms.write import table_bytes
 
     work = Path(tempfile.mkdtemp(prefix="bench-mc-"))
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
@@ -87,28 +93,33 @@ def main() -> None:
     pipe_tps = tokens / wall
     search_tps = tokens / search_wall
     raw_tps = raw_tokens / raw_wall
-    print(json.dumps({
-        "problems": counts["problems"],
-        "labelled_paths": counts["paths"],
-        "labelled_steps": counts["steps"],
-        "completions": counts["completions"],
-        "completions_per_labelled_step": round(completions_per_step, 2),
-        "generated_tokens": tokens,
-        "pipeline_wall_s": wall,
-        "pipeline_tokens_per_s": round(pipe_tps, 1),
-        "search_stage_wall_s": round(search_wall, 2),
-        "search_stage_tokens_per_s": round(search_tps, 1),
-        "raw_requests": len(requests),
-        "raw_generate_wall_s": round(raw_wall, 2),
-        "raw_generate_tokens": raw_tokens,
-        "raw_tokens_per_s": round(raw_tps, 1),
-        "ratio_pipeline_to_raw": round(pipe_tps / raw_tps, 3),
-        "ratio_search_stage_to_raw": round(search_tps / raw_tps, 3),
-        "engine_calls": engine_stats["engine_calls"],
-        "mean_engine_batch_sequences": engine_stats["mean_sequences_per_call"],
-        "parquet_rows_per_s": round(parquet_rows_per_s, 1),
-        "output": str(work / "run"),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "problems": counts["problems"],
+                "labelled_paths": counts["paths"],
+                "labelled_steps": counts["steps"],
+                "completions": counts["completions"],
+                "completions_per_labelled_step": round(completions_per_step, 2),
+                "generated_tokens": tokens,
+                "pipeline_wall_s": wall,
+                "pipeline_tokens_per_s": round(pipe_tps, 1),
+                "search_stage_wall_s": round(search_wall, 2),
+                "search_stage_tokens_per_s": round(search_tps, 1),
+                "raw_requests": len(requests),
+                "raw_generate_wall_s": round(raw_wall, 2),
+                "raw_generate_tokens": raw_tokens,
+                "raw_tokens_per_s": round(raw_tps, 1),
+                "ratio_pipeline_to_raw": round(pipe_tps / raw_tps, 3),
+                "ratio_search_stage_to_raw": round(search_tps / raw_tps, 3),
+                "engine_calls": engine_stats["engine_calls"],
+                "mean_engine_batch_sequences": engine_stats["mean_sequences_per_call"],
+                "parquet_rows_per_s": round(parquet_rows_per_s, 1),
+                "output": str(work / "run"),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

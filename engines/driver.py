@@ -158,7 +158,7 @@ def _call(
 ) -> list[list[Sample]]:
     def once() -> list[list[Sample]]:
         out = engine.generate(requests)
-        if len(out) != len(requests) or any(len(s) != r.n for s, r in zip(out, requests)):
+        if len(out) != len(requests) or any(len(s) != r.n for s, r in zip(out, requests, strict=False)):
             raise EngineError("engine returned the wrong number of samples")
         return out
 

@@ -126,9 +126,7 @@ def write_manifest(
     by_stage = counts["dead_letters_by_stage"]
     problems = rows_read - by_stage.get("read", 0)
     counts = {"read": rows_read, "problems": problems, **counts}
-    counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get(
-        "label", 0
-    )
+    counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get("label", 0)
     engine = engine_stats(output, config.search.max_sequences_per_call)
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
     manifest = {
@@ -160,4 +158,3 @@ def write_manifest(
     with FileSystems.create(FileSystems.join(output, "manifest.json")) as handle:
         handle.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
-

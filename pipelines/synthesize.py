@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -18,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines import manifest as manifest_lib
 from schemas import tables
-from schemas.config import Config
+from schemas.config import Config, ConfigError
 from transforms.label import COMPLETIONS, PATHS, SOLUTIONS, LabelEvidence
 from transforms.read import DEAD, PROBLEMS, ReadProblems, check_input
 from transforms.search import EVIDENCE, STATS, SearchProblems
@@ -97,9 +98,20 @@ def counters(result: beam.runners.runner.PipelineResult) -> dict[str, float]:
     return values
 
 
+def check_model(config: Config) -> None:
+    """A local-looking model path that does not exist is a config error, not a hub download that fails later."""
+    from engines.prompts import resolve_model_path
+
+    model = config.policy.model
+    looks_local = model.startswith((".", "/", "~", "models/")) or model.count("/") > 1
+    if config.policy.engine != "openai" and looks_local and not Path(resolve_model_path(model)).exists():
+        raise ConfigError(f"policy.model: no model folder at {model!r}")
+
+
 def run(config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Run a synthesize job to completion and write its manifest; returns the manifest."""
     check_input(config.input)
+    check_model(config)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):
         FileSystems.delete([FileSystems.join(output, "manifest.json")])  # a rerun is unfinished until it ends
     started = time.time()

@@ -1,7 +1,7 @@
 """The coroutine driver: requests of many searches merged into calls, failures isolated per search."""
 
-from schemas.records import Request, Sample, SamplingParams
 from engines.driver import run_searches
+from schemas.records import Request, Sample, SamplingParams
 
 
 class CountingEngine:
@@ -31,7 +31,10 @@ class CountingEngine:
 def two_round_search(name: str, rounds: int = 2):
     seen = []
     for round_index in range(rounds):
-        answers = yield [Request(f"{name}/r{round_index}/a", 2, SamplingParams()), Request(f"{name}/r{round_index}/b", 1, SamplingParams())]
+        answers = yield [
+            Request(f"{name}/r{round_index}/a", 2, SamplingParams()),
+            Request(f"{name}/r{round_index}/b", 1, SamplingParams()),
+        ]
         seen.append([[s.text for s in samples] for samples in answers])
     return seen
 
@@ -65,7 +68,10 @@ def test_transient_failures_are_retried():
 def test_a_failing_request_fails_only_its_search():
     engine = CountingEngine(fail_prompts={"bad/r0/a"})
     outcomes, _ = run_searches(
-        [two_round_search("good"), two_round_search("bad"), two_round_search("fine")], engine, attempts=2, sleep=lambda s: None
+        [two_round_search("good"), two_round_search("bad"), two_round_search("fine")],
+        engine,
+        attempts=2,
+        sleep=lambda s: None,
     )
     assert outcomes[1].error is not None and "poisoned prompt" in outcomes[1].error
     assert outcomes[0].error is None and len(outcomes[0].result) == 2

@@ -26,7 +26,12 @@ class ScriptedPolicy:
         out = []
         for r in requests:
             if r.prompt == PROMPT:
-                out.append([Sample(self.solutions[i % len(self.solutions)], "stop", 20, seed=r.sampling.seed + i) for i in range(r.n)])
+                out.append(
+                    [
+                        Sample(self.solutions[i % len(self.solutions)], "stop", 20, seed=r.sampling.seed + i)
+                        for i in range(r.n)
+                    ]
+                )
                 continue
             prefix = r.prompt[len(PROMPT) :]
             on_path = RIGHT.startswith(prefix)

@@ -12,7 +12,7 @@ import pytest
 from schemas.config import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "tiny-arith"
+MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 
@@ -95,7 +95,14 @@ def test_counts_add_up(two_runs):
     assert counts["solutions"] == 3 * len(GOOD)
     assert counts["dead_lettered"] == len((a / "dead_letters" / "dead_letters.jsonl").read_text().splitlines())
     reasons = [json.loads(x)["reason"] for x in (a / "dead_letters" / "dead_letters.jsonl").read_text().splitlines()]
-    for expected in ("invalid JSON", "missing field 'answer'", "is empty", "has type list", "row too large", "duplicate problem_id"):
+    for expected in (
+        "invalid JSON",
+        "missing field 'answer'",
+        "is empty",
+        "has type list",
+        "row too large",
+        "duplicate problem_id",
+    ):
         assert any(expected in r for r in reasons), expected
     assert manifest["engine"]["generated_tokens"] > 0 and manifest["engine"]["engine_calls"] >= 2
     assert manifest["config_hash"] == make_config(a).config_hash() or len(manifest["config_hash"]) == 64
@@ -122,9 +129,24 @@ def test_datasets_loads_the_shards_with_trl_columns(two_runs):
 def test_demo_command_prints_a_summary(tmp_path):
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "demo", "--output", str(tmp_path / "demo"), "--problems", "6",
-         "--set", "search.num_solutions=2", "--set", "search.completions_per_step=2"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "demo",
+            "--output",
+            str(tmp_path / "demo"),
+            "--problems",
+            "6",
+            "--set",
+            "search.num_solutions=2",
+            "--set",
+            "search.completions_per_step=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "StepForge run summary" in proc.stdout
@@ -138,7 +160,9 @@ def test_bad_config_exits_with_a_named_key(tmp_path):
     bad.write_text("input: {path: x.jsonl}\npolicy: {model: m}\nsearch: {method: nope}\n")
     proc = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "synthesize", "--config", str(bad), "--output", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "search.method: 'nope' is not one of" in proc.stderr

@@ -20,8 +20,11 @@ def cfg(**kw):
 def test_gsm8k_and_math_answers_are_understood():
     p = problem_from_row({"question": "How many?", "answer": "He has 2+3=<<2+3=5>>5.\n#### 1,005"}, cfg(), "f:1")
     assert isinstance(p, Problem) and p.answer == "1005"
-    p = problem_from_row({"problem": "Find x.", "solution": "So $x=\\boxed{\\frac{1}{2}}$."},
-                         cfg(fields={"question": "problem", "answer": "solution"}), "f:2")
+    p = problem_from_row(
+        {"problem": "Find x.", "solution": "So $x=\\boxed{\\frac{1}{2}}$."},
+        cfg(fields={"question": "problem", "answer": "solution"}),
+        "f:2",
+    )
     assert p.answer == "\\frac{1}{2}"
     p = problem_from_row({"question": "q", "answer": 42}, cfg(answer_format="plain"), "f:3")
     assert p.answer == "42"
@@ -65,7 +68,6 @@ def test_format_guessing(tmp_path):
         check_input(cfg(path=str(tmp_path / "none-*.jsonl")))
 
 
-
 def test_jsonl_pipeline_routes_every_row(tmp_path):
     path = tmp_path / "in.jsonl"
     rows = [
@@ -84,8 +86,13 @@ def test_jsonl_pipeline_routes_every_row(tmp_path):
         reasons = out[DEAD] | "why" >> beam.Map(lambda d: (d["source"].rsplit("/", 1)[-1], d["reason"][:20]))
         assert_that(
             reasons,
-            equal_to([("in.jsonl:2", "invalid JSON: Expect"), ("in.jsonl:3", "missing field 'answe"),
-                      ("in.jsonl:5", "duplicate problem_id")]),
+            equal_to(
+                [
+                    ("in.jsonl:2", "invalid JSON: Expect"),
+                    ("in.jsonl:3", "missing field 'answe"),
+                    ("in.jsonl:5", "duplicate problem_id"),
+                ]
+            ),
             label="dead",
         )
 
@@ -97,17 +104,25 @@ def test_parquet_and_limit(tmp_path):
     with beam.Pipeline(runner="FnApiRunner") as p:
         out = p | ReadProblems(config)
         assert_that(out[PROBLEMS] | beam.combiners.Count.Globally(), equal_to([4]), label="kept")
-        assert_that(out[DEAD] | "r" >> beam.Map(lambda d: d["reason"]), equal_to(["skipped: beyond input.limit=4"] * 2), label="dead")
+        assert_that(
+            out[DEAD] | "r" >> beam.Map(lambda d: d["reason"]),
+            equal_to(["skipped: beyond input.limit=4"] * 2),
+            label="dead",
+        )
 
 
 def test_datasets_folder(tmp_path):
     import datasets
 
-    datasets.Dataset.from_list([{"question": "q1", "answer": "#### 4"}, {"question": "", "answer": "#### 5"}]).save_to_disk(
-        str(tmp_path / "ds")
-    )
+    datasets.Dataset.from_list(
+        [{"question": "q1", "answer": "#### 4"}, {"question": "", "answer": "#### 5"}]
+    ).save_to_disk(str(tmp_path / "ds"))
     config = cfg(path=str(tmp_path / "ds"))
     with beam.Pipeline(runner="FnApiRunner") as p:
         out = p | ReadProblems(config)
         assert_that(out[PROBLEMS] | beam.Map(lambda pr: pr.answer), equal_to(["4"]), label="kept")
-        assert_that(out[DEAD] | "r" >> beam.Map(lambda d: d["reason"]), equal_to(["field 'question' (question) is empty"]), label="dead")
+        assert_that(
+            out[DEAD] | "r" >> beam.Map(lambda d: d["reason"]),
+            equal_to(["field 'question' (question) is empty"]),
+            label="dead",
+        )

@@ -12,9 +12,19 @@ from transforms.write import WriteDeadLetters, WriteShards, shard_of
 
 def _rows(n):
     return [
-        {"problem_id": f"p{i}", "solution_index": i % 3, "step_index": 0, "completion_index": 0, "text": f"t{i}",
-         "final_answer": str(i), "correct": i % 2 == 0, "verdict_reason": "x", "finish_reason": "stop",
-         "n_tokens": i, "seed": i}
+        {
+            "problem_id": f"p{i}",
+            "solution_index": i % 3,
+            "step_index": 0,
+            "completion_index": 0,
+            "text": f"t{i}",
+            "final_answer": str(i),
+            "correct": i % 2 == 0,
+            "verdict_reason": "x",
+            "finish_reason": "stop",
+            "n_tokens": i,
+            "seed": i,
+        }
         for i in range(n)
     ]
 
@@ -22,7 +32,11 @@ def _rows(n):
 def _write(rows, out, shards, order):
     rows = rows if order == 0 else list(reversed(rows))
     with beam.Pipeline(runner="FnApiRunner") as p:
-        _ = p | beam.Create(rows) | WriteShards(str(out), tables.COMPLETIONS, key=lambda r: r["problem_id"], num_shards=shards)
+        _ = (
+            p
+            | beam.Create(rows)
+            | WriteShards(str(out), tables.COMPLETIONS, key=lambda r: r["problem_id"], num_shards=shards)
+        )
 
 
 def _digest(folder):
@@ -45,7 +59,9 @@ def test_same_rows_same_bytes_whatever_the_input_order(tmp_path):
         assert all(shard_of(i, 4) == shard for i in ids)
         total += table.num_rows
     assert total == 40
-    assert pq.ParquetFile(next((tmp_path / "a").glob("*.parquet"))).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert (
+        pq.ParquetFile(next((tmp_path / "a").glob("*.parquet"))).metadata.row_group(0).column(0).compression == "ZSTD"
+    )
 
 
 def test_empty_shards_are_written(tmp_path):

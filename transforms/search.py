@@ -80,7 +80,7 @@ class _SearchBatch(beam.DoFn):
             attempts=self.config.policy.max_retries,
             backoff_s=self.config.policy.backoff_s,
         )
-        for problem, outcome in zip(problems, outcomes):
+        for problem, outcome in zip(problems, outcomes, strict=True):
             self.problems_done.inc()
             if outcome.error is not None:
                 self.failed.inc()

@@ -1,0 +1,798 @@
+"""OmegaPRM (Luo et al. 2024, arXiv 2406.06592) as a search coroutine; shared/reference/algorithms.md §1.
+
+The paper's algorithm, not openr's version (algorithms.md §1.2 lists what openr gets wrong):
+
+- the root is MC-estimated with k rollouts; a root MC of 0 or 1 ends the question with a status;
+- the candidate pool holds the unselected *incorrect* rollouts of measured states with 0 < MC < 1;
+- selection is argmax Q + U, Q = α^(1−MC(s))·β^(len(r)/L) (len in tokens), U = c_puct·sqrt(Σ_all N)/(1+N(s));
+  N(s) of the selected state only is raised, and a selected rollout leaves the pool for good;
+- a binary search over the rollout locates the first error: MC > 0 (MC = 1 included) goes right, MC = 0 left.
+  Its upper end is the full wrong solution, a terminal state with MC = 0 that is never sampled;
+- identical prefixes are estimated once (a prefix cache, so the tree is a DAG);
+- the rollout budget is checked before every request, inside the binary search too: it is never exceeded.
+
+Each round of the coroutine yields the requests of ONE step of the search (the pre-filter, the root estimate or one
+binary-search probe: one `Request` with n = k); the driver (`engines.driver.run_searches`) merges the rounds of
+many problems into one engine call (DESIGN.md, "Search as coroutines").
+
+What the result holds:
+
+- `nodes`: the lossless search graph (`NODES_SCHEMA`), every state with its rollouts, verdicts and visit count.
+- `paths`: labelled paths (the `schemas.tables.PATHS` columns the search knows):
+  * one per distinct first error found by a binary search (two searches that land on the same first-error state
+    give one row; `meta["searches"]` counts them). Steps run from the question through the first-error step;
+    labels are True before it and False on it (every step inside a positive edge is True, algorithms.md §3.6);
+    `mc_values`/`n_correct`/`n_rollouts` are set where the prefix through that step was measured and None
+    elsewhere (never invented). A terminal first-error step carries its graded answer (0.0, 0 of 1), as
+    `annotators.mc.label_paths` does for the last step;
+  * with `positive_paths=True`, also one all-True path per distinct correct rollout of a measured state.
+- `selections`: the (state, rollout) picked by each search with its Q, U and outcome, in order.
+
+Rollouts that stopped on the length limit are scored by `truncation_policy`; unparseable or missing answers count
+as wrong (the denominator stays k). Only complete wrong solutions (finish_reason "stop", an extracted final answer)
+enter the pool: a truncated or answerless text ends where the policy stopped, so its end is no first error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
+from typing import Any
+
+import pyarrow as pa
+
+from annotators.answers import TRUNCATION_POLICIES, TruncatedGenerationError, Verdict, judge_text
+from annotators.steps import SPLITTERS, split_steps
+from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed
+
+CUTS = ("step", "token")
+MC_SOURCES = ("monte_carlo", "terminal_answer")
+STATUSES = (
+    "prefiltered_all_correct",
+    "prefiltered_all_wrong",
+    "root_all_correct",
+    "root_all_wrong",
+    "pool_exhausted",
+    "search_limit",
+    "rollout_budget",
+)
+LABEL_POLICY = "mc>0"  # OmegaPRM's hard label: a prefix that can still reach the gold answer (algorithms.md §1.1)
+
+
+Judge = Callable[[str, str], Verdict]  # (solution text, finish_reason) -> verdict; the gold answer is bound
+Splitter = Callable[[str], tuple[list[str], list[int]]]  # text -> (steps, step_ends), text[:step_ends[t]] lossless
+TokenOffsets = Callable[[str], list[int]]  # text -> char offsets of token boundaries
+
+
+@dataclass(frozen=True)
+class OmegaPRMConfig:
+    """The knobs of one OmegaPRM search; defaults are the paper's (algorithms.md §1.1, "Hyperparameters").
+
+    `rollout_budget` caps every completion of a question, pre-filter samples included (None = no cap).
+    `cut="step"` cuts at the splitter's step boundaries; `cut="token"` cuts at token midpoints and stops splitting
+    a segment shorter than mean_solution_tokens / `segment_divisor` tokens (MENG's reading of the paper's §4.2).
+    `sampling.seed` is ignored: every request gets its own seed.
+    """
+
+    k: int = 8
+    alpha: float = 0.5
+    beta: float = 0.9
+    length_scale: float = 500.0
+    c_puct: float = 0.125
+    search_limit: int = 100
+    rollout_budget: int | None = 400
+    prefilter_samples: int = 0  # 0 = off; the paper screens with 32 full solutions
+    cut: str = "step"
+    segment_divisor: int = 16
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    splitter: str = "auto"
+    split_pattern: str | None = None
+    truncation_policy: str = "wrong"
+    positive_paths: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sampling, dict):  # YAML gives a mapping
+            sampling = dict(self.sampling)
+            if "stop" in sampling:
+                sampling["stop"] = tuple(sampling["stop"] or ())
+            object.__setattr__(self, "sampling", SamplingParams(**sampling))
+        if not isinstance(self.sampling, SamplingParams):
+            raise ValueError(f"sampling: expected SamplingParams or a mapping, got {type(self.sampling).__name__}")
+        _check(_is_int(self.k) and self.k >= 1, "k", "must be an integer >= 1", self.k)
+        _check(0 < self.alpha <= 1, "alpha", "must be in (0, 1]", self.alpha)
+        _check(0 < self.beta <= 1, "beta", "must be in (0, 1]", self.beta)
+        _check(self.length_scale > 0, "length_scale", "must be > 0", self.length_scale)
+        _check(self.c_puct >= 0, "c_puct", "must be >= 0", self.c_puct)
+        _check(_is_int(self.search_limit) and self.search_limit >= 0, "search_limit", "must be >= 0", self.search_limit)
+        _check(
+            _is_int(self.prefilter_samples) and (self.prefilter_samples == 0 or self.prefilter_samples >= 2),
+            "prefilter_samples",
+            "must be 0 (off) or >= 2 (a single sample cannot be both right and wrong)",
+            self.prefilter_samples,
+        )
+        if self.rollout_budget is not None:
+            need = self.prefilter_samples + self.k
+            _check(
+                _is_int(self.rollout_budget) and self.rollout_budget >= need,
+                "rollout_budget",
+                f"must be >= prefilter_samples + k = {need} (or None)",
+                self.rollout_budget,
+            )
+        _check(self.cut in CUTS, "cut", f"must be one of {CUTS}", self.cut)
+        divisor = self.segment_divisor
+        _check(_is_int(divisor) and divisor >= 1, "segment_divisor", "must be an integer >= 1", divisor)
+        _check(self.splitter in SPLITTERS, "splitter", f"must be one of {SPLITTERS}", self.splitter)
+        _check(
+            (self.split_pattern is not None) == (self.splitter == "regex"),
+            "split_pattern",
+            "is required with splitter='regex' and only then",
+            self.split_pattern,
+        )
+        policy = self.truncation_policy
+        _check(policy in TRUNCATION_POLICIES, "truncation_policy", f"must be one of {TRUNCATION_POLICIES}", policy)
+        _check(isinstance(self.positive_paths, bool), "positive_paths", "must be a bool", self.positive_paths)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {rule}, got {value!r}")
+
+
+@dataclass
+class OmegaPRMCounters:
+    """What one question cost and what the search did."""
+
+    completions: int = 0  # samples received, pre-filter included
+    generated_tokens: int = 0
+    requests: int = 0
+    searches: int = 0  # selected rollouts (binary searches started)
+    searches_incomplete: int = 0  # stopped by the rollout budget before locating the error
+    searches_without_error: int = 0  # the rollout's end turned out to be reachable (MC > 0): nothing to label
+    estimates: int = 0  # prefixes MC-estimated by sampling (root included)
+    cache_hits: int = 0  # probes answered by the prefix cache
+    terminal_states: int = 0  # full wrong solutions turned into MC = 0 states without sampling
+    prefilter_correct: int = 0
+
+
+@dataclass
+class OmegaPRMResult:
+    """Everything one OmegaPRM search produced for one problem (see the module docstring)."""
+
+    problem_id: str
+    status: str
+    counters: OmegaPRMCounters
+    root_mc: float | None = None
+    min_segment_tokens: float | None = None  # token cut only
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[dict[str, Any]] = field(default_factory=list)
+    selections: list[dict[str, Any]] = field(default_factory=list)
+    prefilter: list[dict[str, Any]] = field(default_factory=list)
+
+
+_ROLLOUT_TYPE = pa.struct(
+    [
+        ("text", pa.large_string()),
+        ("correct", pa.bool_()),
+        ("extracted", pa.string()),
+        ("verdict_reason", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("finish_reason", pa.string()),
+        ("selected", pa.bool_()),
+        ("seed", pa.int64()),
+    ]
+)
+
+# The lossless search graph (algorithms.md §3.6, table `omegaprm_nodes`); the lead moves it to schemas/tables.py.
+NODES_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("node_id", pa.int32()),
+        ("parent_id", pa.int32()),  # the parent it was first reached through; null for the root
+        ("edges", pa.list_(pa.struct([("parent_id", pa.int32()), ("single_step", pa.bool_())]))),  # all in-edges
+        ("prefix", pa.large_string()),  # solution text after the prompt; parent.prefix + action == prefix
+        ("action", pa.large_string()),
+        ("action_tokens", pa.int32()),  # null when unknown (step cut without a tokenizer)
+        ("single_step", pa.bool_()),
+        ("steps", pa.list_(pa.large_string())),
+        ("step_ends", pa.list_(pa.int32())),  # prefix[:step_ends[t]] is the prefix through step t
+        ("mc", pa.float32()),
+        ("mc_source", pa.string()),  # monte_carlo | terminal_answer
+        ("n_correct", pa.int32()),
+        ("n_rollouts", pa.int32()),
+        ("visits", pa.int32()),
+        ("final_answer", pa.string()),  # terminal states only
+        ("request_key", pa.string()),
+        ("seed", pa.int64()),
+        ("rollouts", pa.list_(_ROLLOUT_TYPE)),
+    ]
+)
+
+
+def nodes_to_rows(result: OmegaPRMResult) -> list[dict[str, Any]]:
+    """The rows of `NODES_SCHEMA` for one result, in node-id order."""
+    return [{name: node[name] for name in NODES_SCHEMA.names} for node in result.nodes]
+
+
+def prefix_key(prefix: str) -> str:
+    """Request identity of a prefix: each prefix is estimated once, so the key (and seed) is unique per request."""
+    return "omegaprm/prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]
+
+
+def path_id(problem_id: str, steps: list[str]) -> str:
+    """Stable path id, the same formula as `annotators.mc.path_id`."""
+    return hashlib.sha256(json.dumps([problem_id, steps]).encode()).hexdigest()[:24]
+
+
+def omegaprm_search(
+    problem: Problem,
+    prompt: str,
+    config: OmegaPRMConfig,
+    run_seed: int,
+    judge: Judge | None = None,
+    token_offsets: TokenOffsets | None = None,
+    split: Splitter | None = None,
+) -> Generator[list[Request], list[list[Sample]], OmegaPRMResult]:
+    """The OmegaPRM search for one problem as a coroutine (yields requests, receives samples, returns the result).
+
+    `prompt` is the rendered prompt; a rollout from prefix p is sampled from `prompt + p` and its text is appended
+    to p. `judge(text, finish_reason)` grades a full solution text against `problem.answer` (default:
+    `annotators.answers.judge_text`); `split` cuts a continuation into steps (default: `annotators.steps.split_steps`
+    with the configured splitter); `token_offsets` is required for `cut="token"` and gives `action_tokens` otherwise.
+    """
+    if config.cut == "token" and token_offsets is None:
+        raise ValueError("token_offsets: required with cut='token'")
+    if judge is None:
+
+        def judge(text: str, finish_reason: str) -> Verdict:
+            return judge_text(text, finish_reason, problem.answer, truncation_policy=config.truncation_policy)
+
+    if split is None and config.cut == "step":
+
+        def split(text: str) -> tuple[list[str], list[int]]:
+            return split_steps(text, config.splitter, config.split_pattern)
+
+    return _Search(problem, prompt, config, run_seed, judge, split, token_offsets).run()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Internals
+
+
+@dataclass
+class _Rollout:
+    text: str
+    finish_reason: str
+    n_tokens: int
+    seed: int | None
+    correct: bool | None
+    extracted: str | None
+    reason: str
+    selected: bool = False
+
+    def searchable(self) -> bool:
+        # Pool = incorrect rollouts (algorithms.md §1.1 "Pool membership"), complete ones only: a truncated or
+        # answerless text ends where the policy stopped, not at an error, so its end is no terminal state.
+        return (
+            self.correct is not True
+            and self.finish_reason == "stop"
+            and self.extracted is not None
+            and bool(self.text.strip())
+        )
+
+
+@dataclass
+class _Node:
+    node_id: int
+    prefix: str
+    parent_id: int | None
+    action: str
+    action_tokens: int | None
+    single_step: bool
+    steps: list[str]
+    step_ends: list[int]
+    mc: float
+    mc_source: str
+    n_correct: int = 0
+    n_rollouts: int = 0
+    visits: int = 0
+    final_answer: str | None = None
+    request_key: str | None = None
+    seed: int | None = None
+    rollouts: list[_Rollout] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Segmentation:
+    """Cut points of one rollout text: segment j spans text[bounds[j-1]:bounds[j]]."""
+
+    text: str
+    bounds: list[int]
+    steps: list[str] | None  # step cut: one step text per segment
+
+    @property
+    def last(self) -> int:
+        return len(self.bounds) - 1
+
+    def pieces(self, cuts: list[int]) -> list[str]:
+        """Step texts of the path through the cut indices `cuts` (ascending, from 0)."""
+        if self.steps is not None:
+            return [self.steps[j - 1] for j in range(cuts[0] + 1, cuts[-1] + 1)]
+        return [self.text[self.bounds[a] : self.bounds[b]].strip() for a, b in pairwise(cuts)]
+
+    def ends(self, cuts: list[int]) -> list[int]:
+        if self.steps is not None:
+            return [self.bounds[j] for j in range(cuts[0] + 1, cuts[-1] + 1)]
+        return [self.bounds[b] for b in cuts[1:]]
+
+
+class _Search:
+    def __init__(
+        self,
+        problem: Problem,
+        prompt: str,
+        config: OmegaPRMConfig,
+        run_seed: int,
+        judge: Judge,
+        split: Splitter | None,
+        token_offsets: TokenOffsets | None,
+    ) -> None:
+        self.problem = problem
+        self.prompt = prompt
+        self.config = config
+        self.run_seed = run_seed
+        self.judge = judge
+        self.split = split
+        self.token_offsets = token_offsets
+        self.counters = OmegaPRMCounters()
+        self.nodes: list[_Node] = []
+        self.cache: dict[str, _Node] = {}  # prefix text -> state: identical prefixes are estimated once (MENG)
+        self.pool: list[tuple[int, int]] = []  # (node_id, rollout index), insertion order breaks ties
+        self.selections: list[dict[str, Any]] = []
+        self.prefilter: list[_Rollout] = []
+        self.paths: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.min_segment: float = 1.0
+        self.status = ""
+
+    # -- the main loop (algorithms.md §1.1.1) ---------------------------------------------------------------
+
+    def run(self) -> Generator[list[Request], list[list[Sample]], OmegaPRMResult]:
+        config = self.config
+        if config.prefilter_samples:
+            # Paper screening: keep the question only if 0 < #correct < N (algorithms.md §1.1 "question filter").
+            request = self._request("omegaprm/prefilter", "", config.prefilter_samples)
+            samples = yield from self._ask(request)
+            self.prefilter = [self._grade("", s) for s in samples]
+            correct = sum(r.correct is True for r in self.prefilter)
+            self.counters.prefilter_correct = correct
+            if correct == len(samples):
+                return self._result("prefiltered_all_correct")
+            if correct == 0:
+                return self._result("prefiltered_all_wrong")
+
+        root = yield from self._estimate("", parent=None, segmentation=None, span=(0, 0))
+        assert root is not None  # the config guarantees the budget covers pre-filter + root
+        if config.cut == "token":
+            self.min_segment = self._min_segment_tokens(root)
+        if root.mc in (0.0, 1.0):
+            # No candidate can exist; end instead of resampling (MENG "root_no_candidates").
+            return self._result("root_all_correct" if root.mc == 1.0 else "root_all_wrong")
+
+        while True:
+            if self.counters.searches >= config.search_limit:
+                return self._result("search_limit")
+            picked = self._select()
+            if picked is None:
+                return self._result("pool_exhausted")
+            complete = yield from self._binary_search(*picked)
+            if not complete:
+                return self._result("rollout_budget")
+
+    def _select(self) -> tuple[_Node, int] | None:
+        """argmax Q(s,r) + U(s) over the pool; ties go to the earlier candidate (algorithms.md §1.1 "Selection")."""
+        if not self.pool:
+            return None
+        total_visits = sum(node.visits for node in self.nodes)
+        best: tuple[float, int, float, float] | None = None
+        for position, (node_id, index) in enumerate(self.pool):
+            node = self.nodes[node_id]
+            q, u = self._q(node, node.rollouts[index]), self._u(node, total_visits)
+            if best is None or q + u > best[0]:
+                best = (q + u, position, q, u)
+        assert best is not None
+        score, position, q, u = best
+        node_id, index = self.pool.pop(position)  # a selected rollout is never searched twice (openr bug 3)
+        node = self.nodes[node_id]
+        node.rollouts[index].selected = True
+        node.visits += 1  # N(s) of the selected state only, per selection (openr bug 2)
+        self.counters.searches += 1
+        self.selections.append(
+            {
+                "search_index": self.counters.searches - 1,
+                "node_id": node_id,
+                "rollout_index": index,
+                "q": q,
+                "u": u,
+                "score": score,
+                "total_visits": total_visits,
+                "pool_size": len(self.pool) + 1,
+                "tree_size": len(self.nodes),
+                "outcome": "",
+                "first_error_node_id": None,
+                "probes": [],  # node ids probed by this binary search, in order
+            }
+        )
+        return node, index
+
+    def _q(self, node: _Node, rollout: _Rollout) -> float:
+        # Q(s,r) = α^(1−MC(s))·β^(len(r)/L), len in tokens (algorithms.md §1.1 "Rollout value").
+        c = self.config
+        return c.alpha ** (1.0 - node.mc) * c.beta ** (rollout.n_tokens / c.length_scale)
+
+    def _u(self, node: _Node, total_visits: int) -> float:
+        # U(s) = c_puct·sqrt(Σ_i N(s_i))/(1 + N(s)), the sum over every state (algorithms.md §1.1 "Exploration").
+        return self.config.c_puct * math.sqrt(total_visits) / (1 + node.visits)
+
+    # -- binary search for the first error (algorithms.md §1.1 "Binary search") --------------------------------
+
+    def _binary_search(self, state: _Node, index: int) -> Generator[list[Request], list[list[Sample]], bool]:
+        rollout = state.rollouts[index]
+        record = self.selections[-1]
+        seg = self._segment(rollout.text)
+        high_node = self._terminal(state, rollout, seg)
+        low, high = 0, seg.last
+        low_node = state
+        chain = [0]  # cut indices of the states that went right (MC > 0)
+        while self._splittable(low, high):
+            middle = (low + high) // 2
+            prefix = state.prefix + rollout.text[: seg.bounds[middle]]
+            node = self.cache.get(prefix)
+            if node is None:
+                node = yield from self._estimate(prefix, parent=low_node, segmentation=seg, span=(low, middle))
+                if node is None:  # the next probe would exceed the rollout budget
+                    record["outcome"] = "incomplete"
+                    self.counters.searches_incomplete += 1
+                    return False
+            else:
+                self.counters.cache_hits += 1
+                self._link(low_node, node, single_step=not self._splittable(low, middle))
+            record["probes"].append(node.node_id)
+            if node.mc > 0:  # MC = 1 goes right as well (algorithms.md §1.1 step 8)
+                low, low_node = middle, node
+                chain.append(middle)
+            else:
+                high, high_node = middle, node
+        self._link(low_node, high_node, single_step=True)
+        if high_node.mc > 0:
+            # The "wrong" end is reachable (e.g. the same text was probed as another rollout's prefix): no error.
+            record["outcome"] = "no_error"
+            self.counters.searches_without_error += 1
+            return True
+        record["outcome"] = "first_error"
+        record["first_error_node_id"] = high_node.node_id
+        self._emit_negative(state, index, seg, chain + [high], low_node, high_node)
+        return True
+
+    def _splittable(self, low: int, high: int) -> bool:
+        if high - low < 2:
+            return False
+        # Token cut: a segment under mean_tokens/16 tokens is not split further (MENG's reading of §4.2).
+        return self.config.cut == "step" or high - low >= self.min_segment
+
+    def _segment(self, text: str) -> _Segmentation:
+        if self.config.cut == "token":
+            return _Segmentation(text, self._token_bounds(text), None)
+        assert self.split is not None
+        steps, ends = self.split(text)
+        # The last step always ends at the end of the text, so the full text is the terminal state (lossless).
+        inner = sorted({e for e in ends[:-1] if 0 < e < len(text)})
+        bounds = [0, *inner, len(text)]
+        if len(steps) != len(bounds) - 1:
+            steps = [text[a:b].strip() for a, b in pairwise(bounds)]
+        return _Segmentation(text, bounds, list(steps))
+
+    def _token_bounds(self, text: str) -> list[int]:
+        assert self.token_offsets is not None
+        inner = sorted({o for o in self.token_offsets(text) if 0 < o < len(text)})
+        return [0, *inner, len(text)]
+
+    def _min_segment_tokens(self, root: _Node) -> float:
+        texts = [r.text for r in self.prefilter + root.rollouts]
+        mean = sum(len(self._token_bounds(t)) - 1 for t in texts) / max(1, len(texts))
+        return max(1.0, mean / self.config.segment_divisor)
+
+    def _action_tokens(self, seg: _Segmentation | None, span: tuple[int, int], rollout: _Rollout | None) -> int | None:
+        low, high = span
+        if seg is None:
+            return 0
+        if self.config.cut == "token":
+            return high - low
+        if self.token_offsets is not None:
+            return len(self._token_bounds(seg.text[seg.bounds[low] : seg.bounds[high]])) - 1
+        if rollout is not None and (low, high) == (0, seg.last):
+            return rollout.n_tokens  # the whole rollout: the engine counted it
+        return None
+
+    # -- states ----------------------------------------------------------------------------------------------
+
+    def _estimate(
+        self, prefix: str, parent: _Node | None, segmentation: _Segmentation | None, span: tuple[int, int]
+    ) -> Generator[list[Request], list[list[Sample]], _Node | None]:
+        """MC(s) = #correct / k over k fresh rollouts; None when k more completions would exceed the budget."""
+        k = self.config.k
+        if not self._affordable(k):
+            return None  # checked before every request, so the budget is never overshot (openr checks per loop)
+        key = prefix_key(prefix)
+        request = self._request(key, prefix, k)
+        samples = yield from self._ask(request)
+        rollouts = [self._grade(prefix, sample) for sample in samples]
+        n_correct = sum(r.correct is True for r in rollouts)
+        node = self._new_node(prefix, parent, segmentation, span, mc=n_correct / k, mc_source="monte_carlo")
+        node.n_correct, node.n_rollouts, node.rollouts = n_correct, k, rollouts
+        node.request_key, node.seed = key, request.sampling.seed
+        self.counters.estimates += 1
+        if 0 < n_correct < k:
+            # Probe rollouts join the pool when 0 < MC < 1 (algorithms.md §1.1 "Binary search" step 5).
+            self.pool.extend((node.node_id, i) for i, r in enumerate(rollouts) if r.searchable())
+        return node
+
+    def _terminal(self, state: _Node, rollout: _Rollout, seg: _Segmentation) -> _Node:
+        """The full wrong solution: an absorbing state with MC = 0 and no rollouts (algorithms.md §1.1.1)."""
+        prefix = state.prefix + rollout.text
+        node = self.cache.get(prefix)
+        if node is not None:
+            self._link(state, node, single_step=not self._splittable(0, seg.last))
+            return node
+        node = self._new_node(prefix, state, seg, (0, seg.last), mc=0.0, mc_source="terminal_answer", rollout=rollout)
+        node.final_answer = rollout.extracted
+        self.counters.terminal_states += 1
+        return node
+
+    def _new_node(
+        self,
+        prefix: str,
+        parent: _Node | None,
+        seg: _Segmentation | None,
+        span: tuple[int, int],
+        *,
+        mc: float,
+        mc_source: str,
+        rollout: _Rollout | None = None,
+    ) -> _Node:
+        steps: list[str] = []
+        step_ends: list[int] = []
+        single_step = False
+        if parent is not None and seg is not None:
+            low, high = span
+            base = len(parent.prefix) - seg.bounds[low]  # seg offsets are relative to the selected state's prefix
+            steps = parent.steps + seg.pieces([low, high])
+            step_ends = parent.step_ends + [base + e for e in seg.ends([low, high])]
+            single_step = not self._splittable(low, high)
+        node = _Node(
+            node_id=len(self.nodes),
+            prefix=prefix,
+            parent_id=None if parent is None else parent.node_id,
+            action=prefix[len(parent.prefix) :] if parent is not None else "",
+            action_tokens=self._action_tokens(seg, span, rollout),
+            single_step=single_step,
+            steps=steps,
+            step_ends=step_ends,
+            mc=mc,
+            mc_source=mc_source,
+        )
+        if parent is not None:
+            node.edges.append({"parent_id": parent.node_id, "single_step": single_step})
+        self.nodes.append(node)
+        self.cache[prefix] = node
+        return node
+
+    def _link(self, parent: _Node, child: _Node, single_step: bool) -> None:
+        """A second way into a cached state makes the tree a DAG (MENG); the first parent stays `parent_id`."""
+        if all(edge["parent_id"] != parent.node_id for edge in child.edges):
+            child.edges.append({"parent_id": parent.node_id, "single_step": single_step})
+
+    # -- requests and grading --------------------------------------------------------------------------------
+
+    def _affordable(self, n: int) -> bool:
+        budget = self.config.rollout_budget
+        return budget is None or self.counters.completions + n <= budget
+
+    def _request(self, key: str, prefix: str, n: int) -> Request:
+        seed = derive_seed(self.run_seed, self.problem.problem_id, key)  # one seed per request (DESIGN.md "Seeds")
+        return Request(prompt=self.prompt + prefix, n=n, sampling=replace(self.config.sampling, seed=seed), key=key)
+
+    def _ask(self, request: Request) -> Generator[list[Request], list[list[Sample]], list[Sample]]:
+        answer = yield [request]
+        if len(answer) != 1 or len(answer[0]) != request.n:
+            raise ValueError(f"expected 1 list of {request.n} samples for {request.key}, got {len(answer)} lists")
+        samples = list(answer[0])
+        self.counters.requests += 1
+        self.counters.completions += len(samples)
+        self.counters.generated_tokens += sum(s.n_tokens for s in samples)
+        return samples
+
+    def _grade(self, prefix: str, sample: Sample) -> _Rollout:
+        truncated = sample.finish_reason == "length"
+        if truncated and self.config.truncation_policy == "error":
+            raise TruncatedGenerationError(
+                f"{self.problem.problem_id}: a rollout hit max_tokens={self.config.sampling.max_tokens}"
+            )
+        verdict = self.judge(prefix + sample.text, sample.finish_reason)
+        correct, reason = verdict.correct, verdict.reason
+        if truncated and self.config.truncation_policy == "wrong":
+            correct, reason = False, "truncated"  # counted wrong, the denominator stays k
+        return _Rollout(
+            text=sample.text,
+            finish_reason=sample.finish_reason,
+            n_tokens=sample.n_tokens,
+            seed=sample.seed,
+            correct=correct,
+            extracted=verdict.extracted,
+            reason=reason,
+        )
+
+    # -- output ----------------------------------------------------------------------------------------------
+
+    def _measured(self, prefix: str) -> tuple[float | None, int | None, int | None, int | None]:
+        node = self.cache.get(prefix)
+        if node is None:
+            return None, None, None, None
+        if node.mc_source == "terminal_answer":
+            return node.mc, 0, 1, node.node_id  # graded by its own answer, as annotators.mc does for the last step
+        return node.mc, node.n_correct, node.n_rollouts, node.node_id
+
+    def _path_row(
+        self, steps: list[str], prefix: str, step_ends: list[int], labels: list[bool], extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        extra = dict(extra)
+        meta = extra.pop("meta")
+        measured = [self._measured(prefix[:end]) for end in step_ends]
+        first_error = next((i for i, ok in enumerate(labels) if not ok), -1)
+        return {
+            "id": path_id(self.problem.problem_id, steps),
+            "problem_id": self.problem.problem_id,
+            "source": self.problem.source,
+            "search": "omegaprm",
+            "prompt": self.problem.question,
+            "completions": steps,
+            "labels": labels,
+            "mc_values": [m[0] for m in measured],
+            "n_correct": [m[1] for m in measured],
+            "n_rollouts": [m[2] for m in measured],
+            "label_policy": LABEL_POLICY,
+            "first_error_index": first_error,
+            "gold_answer": self.problem.answer,
+            **extra,
+            "meta": {"node_ids": [m[3] for m in measured], **meta},
+        }
+
+    def _emit_negative(
+        self, state: _Node, index: int, seg: _Segmentation, cuts: list[int], low: _Node, high: _Node
+    ) -> None:
+        rollout = state.rollouts[index]
+        steps = state.steps + seg.pieces(cuts)
+        key = tuple(steps)
+        if key in self.paths:  # another search found the same first error: one row, counted
+            self.paths[key]["meta"]["searches"] += 1
+            return
+        step_ends = state.step_ends + [len(state.prefix) + e for e in seg.ends(cuts)]
+        terminal = high.mc_source == "terminal_answer"
+        labels = [True] * (len(steps) - 1) + [False]  # every step before the first error is True (§3.6)
+        self.paths[key] = self._path_row(
+            steps,
+            high.prefix,
+            step_ends,
+            labels,
+            {
+                "truncated_after_first_error": not terminal,  # steps after the first error were dropped
+                "is_terminal": terminal,
+                "final_answer": high.final_answer if terminal else None,
+                "outcome_correct": False if terminal else None,
+                "meta": {
+                    "kind": "first_error",
+                    "searches": 1,
+                    "search_index": self.selections[-1]["search_index"],
+                    "selected_node_id": state.node_id,
+                    "rollout_index": index,
+                    "rollout_seed": rollout.seed,
+                    "last_correct_node_id": low.node_id,
+                    "first_error_node_id": high.node_id,
+                    "cut": self.config.cut,
+                },
+            },
+        )
+
+    def _positive_rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.mc_source != "monte_carlo":
+                continue
+            for index, rollout in enumerate(node.rollouts):
+                full = node.prefix + rollout.text
+                if rollout.correct is not True or rollout.finish_reason != "stop" or full in seen:
+                    continue
+                seen.add(full)
+                if self.config.cut == "step":
+                    seg = self._segment(rollout.text)
+                    cuts = list(range(seg.last + 1))
+                else:  # no step boundaries inside an unsearched rollout: its text is one step
+                    seg, cuts = _Segmentation(rollout.text, [0, len(rollout.text)], None), [0, 1]
+                steps = node.steps + seg.pieces(cuts)
+                step_ends = node.step_ends + [len(node.prefix) + e for e in seg.ends(cuts)]
+                row = self._path_row(
+                    steps,
+                    full,
+                    step_ends,
+                    [True] * len(steps),
+                    {
+                        "truncated_after_first_error": False,
+                        "is_terminal": True,
+                        "final_answer": rollout.extracted,
+                        "outcome_correct": True,
+                        "meta": {
+                            "kind": "correct_rollout",
+                            "node_id": node.node_id,
+                            "rollout_index": index,
+                            "rollout_seed": rollout.seed,
+                        },
+                    },
+                )
+                # The correct full solution is graded by its answer (1 of 1), never an invented MC.
+                row["mc_values"][-1], row["n_correct"][-1], row["n_rollouts"][-1] = 1.0, 1, 1
+                rows.append(row)
+        return rows
+
+    def _result(self, status: str) -> OmegaPRMResult:
+        self.status = status
+        paths = list(self.paths.values())
+        if self.config.positive_paths:
+            paths += self._positive_rows()
+        return OmegaPRMResult(
+            problem_id=self.problem.problem_id,
+            status=status,
+            counters=self.counters,
+            root_mc=self.nodes[0].mc if self.nodes else None,
+            min_segment_tokens=self.min_segment if self.config.cut == "token" and self.nodes else None,
+            nodes=[self._node_row(node) for node in self.nodes],
+            paths=paths,
+            selections=self.selections,
+            prefilter=[_rollout_row(r) for r in self.prefilter],
+        )
+
+    def _node_row(self, node: _Node) -> dict[str, Any]:
+        return {
+            "problem_id": self.problem.problem_id,
+            "node_id": node.node_id,
+            "parent_id": node.parent_id,
+            "edges": [dict(edge) for edge in node.edges],
+            "prefix": node.prefix,
+            "action": node.action,
+            "action_tokens": node.action_tokens,
+            "single_step": node.single_step,
+            "steps": list(node.steps),
+            "step_ends": list(node.step_ends),
+            "mc": node.mc,
+            "mc_source": node.mc_source,
+            "n_correct": node.n_correct,
+            "n_rollouts": node.n_rollouts,
+            "visits": node.visits,
+            "final_answer": node.final_answer,
+            "request_key": node.request_key,
+            "seed": node.seed,
+            "rollouts": [_rollout_row(r) for r in node.rollouts],
+        }
+
+
+def _rollout_row(rollout: _Rollout) -> dict[str, Any]:
+    row = asdict(rollout)
+    row["verdict_reason"] = row.pop("reason")
+    return {name: row[name] for name in _ROLLOUT_TYPE.names}

@@ -75,7 +75,12 @@ def _parquet_stats(pattern: str, columns: list[str]) -> tuple[int, list[dict[str
 
 def count_outputs(output: str) -> dict[str, Any]:
     """Counts from the files under `output`."""
-    paths_rows, paths = _parquet_stats(FileSystems.join(output, "data", "train-*.parquet"), ["problem_id", "labels"])
+    paths_rows, paths = _parquet_stats(
+        FileSystems.join(output, "data", "train-*.parquet"), ["problem_id", "labels", "source"]
+    )
+    filtered_rows, filtered = _parquet_stats(
+        FileSystems.join(output, "filtered", "part-*.parquet"), ["problem_id", "drop_reason", "source"]
+    )
     solutions, _ = _parquet_stats(FileSystems.join(output, "evidence", "solutions", "part-*.parquet"), [])
     completions, _ = _parquet_stats(FileSystems.join(output, "evidence", "completions", "part-*.parquet"), [])
     dead_path = FileSystems.join(output, "dead_letters", "dead_letters.jsonl")
@@ -84,7 +89,10 @@ def count_outputs(output: str) -> dict[str, Any]:
     positives = sum(sum(r["labels"]) for r in paths)
     return {
         "paths": paths_rows,
-        "problems_labelled": len({r["problem_id"] for r in paths}),
+        "problems_labelled": len({r["problem_id"] for r in paths + filtered}),
+        "filtered": filtered_rows,
+        "filtered_by_reason": dict(sorted(Counter(r["drop_reason"].split(":")[0] for r in filtered).items())),
+        "retention_by_source": _retention(paths, filtered),
         "steps": steps,
         "steps_positive": positives,
         "steps_negative": steps - positives,
@@ -94,6 +102,16 @@ def count_outputs(output: str) -> dict[str, Any]:
         "dead_letters_by_stage": dict(sorted(Counter(d["stage"] for d in dead).items())),
         "dead_letters_by_reason": dict(sorted(Counter(d["reason"].split(":")[0] for d in dead).items())),
     }
+
+
+def _retention(kept: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    sources = sorted({r["source"] for r in kept + dropped})
+    out = {}
+    for source in sources:
+        k = sum(1 for r in kept if r["source"] == source)
+        d = sum(1 for r in dropped if r["source"] == source)
+        out[source] = {"kept": k, "dropped": d, "retention": round(k / (k + d), 4) if k + d else None}
+    return out
 
 
 def engine_stats(output: str, capacity: int) -> dict[str, Any]:

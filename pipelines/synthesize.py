@@ -1,4 +1,4 @@
-"""The `synthesize` pipeline: read problems -> search -> label -> write shards, evidence and dead letters.
+"""The `synthesize` pipeline: read problems -> search (+ judge) -> verify and label -> filter/augment -> write.
 
 `build(pipeline, config, output)` adds the stages to a Beam pipeline (tests inject their own); `run(...)`
 builds, runs and waits, then writes `manifest.json` last, so a manifest marks a finished run.
@@ -20,20 +20,37 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import manifest as manifest_lib
 from schemas import tables
 from schemas.config import Config, ConfigError
-from transforms.label import COMPLETIONS, PATHS, SOLUTIONS, LabelEvidence
+from transforms import label as L
+from transforms.augment import AugmentRows
 from transforms.read import DEAD, PROBLEMS, ReadProblems, check_input
-from transforms.search import EVIDENCE, STATS, SearchProblems
+from transforms.search import EVIDENCE, STATS, SearchProblems, omegaprm_config
 from transforms.write import WriteDeadLetters, WriteShards
 
 log = logging.getLogger(__name__)
 
+# Evidence tables: (tag, folder, schema or None for the OmegaPRM node schema, sort key).
+EVIDENCE_TABLES = [
+    (L.PROBLEMS, "problems", tables.PROBLEMS, lambda r: r["problem_id"]),
+    (L.SOLUTIONS, "solutions", tables.SOLUTIONS, lambda r: f"{r['problem_id']}/{r['solution_index']:06d}"),
+    (
+        L.COMPLETIONS,
+        "completions",
+        tables.COMPLETIONS,
+        lambda r: f"{r['problem_id']}/{r['solution_index']:06d}/{r['step_index']:04d}/{r['completion_index']:04d}",
+    ),
+    (L.NODES, "omegaprm_nodes", None, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
+    (L.CRITIQUES, "critiques", tables.CRITIQUES, lambda r: f"{r['path_id']}/{r['critique_index']:04d}"),
+    (
+        L.VERDICTS,
+        "verdicts",
+        tables.VERDICTS,
+        lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}",
+    ),
+]
 
-def _solution_key(row: dict[str, Any]) -> str:
-    return f"{row['problem_id']}/{row['solution_index']:06d}"
 
-
-def _completion_key(row: dict[str, Any]) -> str:
-    return f"{row['problem_id']}/{row['solution_index']:06d}/{row['step_index']:04d}/{row['completion_index']:04d}"
+def output_schema(config: Config):
+    return tables.paths_schema(sorted(config.annotators), judge=config.judge.enabled, progress=config.progress.enabled)
 
 
 def build(pipeline: beam.Pipeline, config: Config, output: str) -> None:
@@ -41,31 +58,36 @@ def build(pipeline: beam.Pipeline, config: Config, output: str) -> None:
     out = config.output
     read = pipeline | "Read problems" >> ReadProblems(config.input)
     searched = read[PROBLEMS] | "Search" >> SearchProblems(config)
-    labelled = searched[EVIDENCE] | "Label" >> LabelEvidence(config)
-    _ = labelled[PATHS] | "Write paths" >> WriteShards(
-        FileSystems.join(output, "data"),
-        tables.paths_schema(),
-        key=lambda row: row["id"],
-        num_shards=out.num_shards,
-        compression=out.compression,
-        row_group_size=out.row_group_size,
-    )
-    _ = labelled[SOLUTIONS] | "Write solutions" >> WriteShards(
-        FileSystems.join(output, "evidence", "solutions"),
-        tables.SOLUTIONS,
-        key=_solution_key,
-        num_shards=out.num_shards,
-        compression=out.compression,
-        prefix="part",
-    )
-    _ = labelled[COMPLETIONS] | "Write completions" >> WriteShards(
-        FileSystems.join(output, "evidence", "completions"),
-        tables.COMPLETIONS,
-        key=_completion_key,
-        num_shards=out.num_shards,
-        compression=out.compression,
-        prefix="part",
-    )
+    labelled = searched[EVIDENCE] | "Label" >> L.LabelEvidence(config)
+    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
+    schema = output_schema(config)
+
+    def shards(folder: str, table_schema, key, prefix: str = "part") -> WriteShards:
+        return WriteShards(
+            FileSystems.join(output, *folder.split("/")),
+            table_schema,
+            key=key,
+            num_shards=out.num_shards,
+            compression=out.compression,
+            row_group_size=out.row_group_size,
+            prefix=prefix,
+        )
+
+    _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
+    filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
+    _ = filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])
+    for tag, folder, table_schema, key in EVIDENCE_TABLES:
+        if tag == L.NODES:
+            if config.search.method != "omegaprm":
+                continue
+            from annotators.omegaprm import NODES_SCHEMA
+
+            table_schema = NODES_SCHEMA
+        if tag == L.CRITIQUES and not config.judge.enabled:
+            continue
+        if tag == L.VERDICTS and not config.annotators:
+            continue
+        _ = labelled[tag] | f"Write {folder}" >> shards(f"evidence/{folder}", table_schema, key)
     dead = (read[DEAD], searched[DEAD], labelled[DEAD]) | "Merge dead letters" >> beam.Flatten()
     _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
     _ = (
@@ -89,7 +111,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def counters(result: beam.runners.runner.PipelineResult) -> dict[str, float]:
-    """Committed counter values (and distribution sums) keyed by `namespace.name`."""
+    """Committed counter values keyed by `namespace.name`."""
     metrics = result.metrics().query(MetricsFilter())
     values: dict[str, float] = {}
     for counter in metrics["counters"]:
@@ -102,21 +124,31 @@ def check_model(config: Config) -> None:
     """A local-looking model path that does not exist is a config error, not a hub download that fails later."""
     from engines.prompts import resolve_model_path
 
-    model = config.policy.model
-    looks_local = model.startswith((".", "/", "~", "models/")) or model.count("/") > 1
-    if config.policy.engine != "openai" and looks_local and not Path(resolve_model_path(model)).exists():
-        raise ConfigError(f"policy.model: no model folder at {model!r}")
+    engines = [("policy", config.policy)]
+    if config.judge.enabled and config.judge.engine.model:
+        engines.append(("judge.engine", config.judge.engine))
+    for key, engine in engines:
+        model = engine.model
+        looks_local = model.startswith((".", "/", "~", "models/")) or model.count("/") > 1
+        if engine.engine != "openai" and looks_local and not Path(resolve_model_path(model)).exists():
+            raise ConfigError(f"{key}.model: no model folder at {model!r}")
+
+
+def check(config: Config) -> None:
+    """Everything that can be checked before a pipeline starts."""
+    check_input(config.input)
+    check_model(config)
+    if config.search.method == "omegaprm":
+        omegaprm_config(config)
 
 
 def run(config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Run a synthesize job to completion and write its manifest; returns the manifest."""
-    check_input(config.input)
-    check_model(config)
+    check(config)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):
         FileSystems.delete([FileSystems.join(output, "manifest.json")])  # a rerun is unfinished until it ends
     started = time.time()
-    options = pipeline_options(beam_args or [])
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args or []))
     build(pipeline, config, output)
     result = pipeline.run()
     result.wait_until_finish()

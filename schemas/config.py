@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+VERIFIERS = ("arithmetic", "logic", "code")
+
 
 class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message starts with the key path."""
@@ -165,6 +167,87 @@ class LabelConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The LLM judge (ProcessBench critique prompt); its engine defaults to the policy's when `engine.model` is unset."""
+
+    enabled: bool = False
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(model=""))
+    samples: int = 8  # m critiques per solution, majority vote (ProcessBench --use_voting uses 8)
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, top_p=0.8, max_tokens=512))
+    parser: str = "reference"  # reference (ProcessBench's, for comparability) | robust
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.parser", self.parser, {"reference", "robust"})
+        _positive(f"{key}.samples", self.samples)
+        self.sampling.validate(f"{key}.sampling")
+        if self.enabled and self.engine.model:
+            self.engine.validate(f"{key}.engine")
+
+
+@dataclass
+class ConsensusFilterConfig:
+    enabled: bool = False
+    annotators: list[str] = field(default_factory=lambda: ["mc", "judge"])
+    rule: str = "all"  # all | majority
+    veto: list[str] = field(default_factory=list)  # verifiers whose earlier flag drops a row
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.rule", self.rule, {"all", "majority"})
+        if self.enabled and len(self.annotators) < 2:
+            raise ConfigError(f"{key}.annotators: consensus needs at least two annotators")
+
+
+@dataclass
+class BalanceConfig:
+    enabled: bool = False
+    target_positive_ratio: float = 0.5
+
+    def validate(self, key: str) -> None:
+        if not 0 < self.target_positive_ratio < 1:
+            raise ConfigError(f"{key}.target_positive_ratio: must be in (0, 1)")
+
+
+@dataclass
+class FiltersConfig:
+    consensus: ConsensusFilterConfig = field(default_factory=ConsensusFilterConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+
+    def validate(self, key: str) -> None:
+        self.consensus.validate(f"{key}.consensus")
+        self.balance.validate(f"{key}.balance")
+
+
+@dataclass
+class CompressionConfig:
+    enabled: bool = False
+    probability: float = 0.5  # HRM merges with probability 0.5 (annotators.md §4)
+
+    def validate(self, key: str) -> None:
+        if not 0 <= self.probability <= 1:
+            raise ConfigError(f"{key}.probability: must be in [0, 1]")
+
+
+@dataclass
+class AugmentConfig:
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+    def validate(self, key: str) -> None:
+        self.compression.validate(f"{key}.compression")
+
+
+@dataclass
+class ProgressConfig:
+    enabled: bool = True
+    pav_k: int = 4  # Best-of-K prover, K≈4 (annotators.md §5)
+    rpe_epsilon: float = 0.8  # GenPRM Table 3: ratio >= 0.8 is best (annotators.md §6.1)
+
+    def validate(self, key: str) -> None:
+        _positive(f"{key}.pav_k", self.pav_k)
+        if not 0 < self.rpe_epsilon <= 1:
+            raise ConfigError(f"{key}.rpe_epsilon: must be in (0, 1]")
+
+
+@dataclass
 class OutputConfig:
     num_shards: int = 1
     compression: str = "zstd"
@@ -185,7 +268,11 @@ class Config:
     answers: AnswersConfig = field(default_factory=AnswersConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
-    annotators: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra annotators by name
+    annotators: dict[str, dict[str, Any]] = field(default_factory=dict)  # verifiers by name: arithmetic, logic, code
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> Config:
@@ -193,7 +280,21 @@ class Config:
             value = getattr(self, f.name)
             if hasattr(value, "validate"):
                 value.validate(f.name)
+        for name in self.annotators:
+            _choice(f"annotators.{name}", name, set(VERIFIERS))
+        known = {"mc", "judge", *self.annotators}
+        for name in [*self.filters.consensus.annotators, *self.filters.consensus.veto]:
+            if self.filters.consensus.enabled and name not in known:
+                raise ConfigError(
+                    f"filters.consensus: {name!r} is not a configured annotator ({', '.join(sorted(known))})"
+                )
+        if self.filters.consensus.enabled and "judge" in self.filters.consensus.annotators and not self.judge.enabled:
+            raise ConfigError("filters.consensus.annotators: 'judge' needs judge.enabled: true")
         return self
+
+    def judge_engine(self) -> EngineConfig:
+        """The judge's engine: its own when configured, else the policy's."""
+        return self.judge.engine if self.judge.engine.model else self.policy
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

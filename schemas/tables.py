@@ -83,6 +83,28 @@ PATHS = pa.schema(
     ]
 )
 
+CRITIQUES = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("path_id", pa.string()),
+        ("critique_index", pa.int32()),
+        ("text", pa.large_string()),
+        ("parsed", pa.int32()),
+        ("parser", pa.string()),
+    ]
+)
+
+VERDICTS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("path_id", pa.string()),
+        ("annotator", pa.string()),
+        ("step_index", pa.int32()),
+        ("verdict", pa.bool_()),
+        ("reason", pa.string()),
+    ]
+)
+
 DEAD_LETTERS = pa.schema(
     [
         ("stage", pa.string()),
@@ -93,10 +115,24 @@ DEAD_LETTERS = pa.schema(
 )
 
 
-def paths_schema(annotators: list[str] | tuple[str, ...] = ()) -> pa.Schema:
-    """The labelled-path schema plus, per extra annotator, `<name>_labels` (null = cannot check) and reasons."""
+def paths_schema(verifiers: list[str] | tuple[str, ...] = (), judge: bool = False, progress: bool = False) -> pa.Schema:
+    """The labelled-path schema plus the columns of the configured annotators.
+
+    Per verifier and for the judge: `<name>_labels` (null = cannot check) and `<name>_reasons`; the judge also
+    gets `judge_first_error`; progress adds PAV advantages and GenPRM relative-progress labels.
+    """
     fields = list(PATHS)
-    for name in sorted(annotators):
+    for name in sorted(verifiers) + (["judge"] if judge else []):
         fields.append(pa.field(f"{name}_labels", pa.list_(pa.bool_())))
         fields.append(pa.field(f"{name}_reasons", pa.list_(pa.string())))
+    if judge:
+        fields.append(pa.field("judge_first_error", pa.int32()))
+    if progress:
+        fields.append(pa.field("pav_advantages", pa.list_(pa.float32())))
+        fields.append(pa.field("rpe_labels", pa.list_(pa.bool_())))
     return pa.schema(fields)
+
+
+def filtered_schema(schema: pa.Schema) -> pa.Schema:
+    """Rows a filter dropped: the labelled-path columns plus the reason they were dropped."""
+    return schema.append(pa.field("drop_reason", pa.string()))

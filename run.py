@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="problem generator seed")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     demo.set_defaults(func=cmd_demo)
+
+    from pipelines.export import add_export_commands
+
+    add_export_commands(sub)
     return parser
 
 

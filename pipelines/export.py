@@ -144,8 +144,8 @@ def export_run(
         rows_in += len(rows)
         rows_out += len(converted)
     keep = {w["file"] for w in written}
-    for stale in out_dir.glob("train-*-of-*"):
-        if stale.name not in keep and stale.suffix in (".parquet", ".jsonl"):
+    for stale in out_dir.glob(f"train-*-of-*{suffix}"):
+        if stale.name not in keep:
             stale.unlink()
     skipped = {k: v for k, v in sorted(rules.items()) if k.endswith("_skipped_rows")}
     manifest_path = run / "manifest.json"
@@ -248,7 +248,14 @@ def import_rows(
             )
             continue
         if not produced:
-            dead.append({"stage": "import", "source": fmt, "reason": "no labelled step (nothing rated)", "row": raw})
+            dead.append(
+                {
+                    "stage": "import",
+                    "source": fmt,
+                    "reason": "no labelled path: nothing rated, or --neutral drop cut it",
+                    "row": raw,
+                }
+            )
             continue
         rows.extend(produced)
 

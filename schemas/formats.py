@@ -12,7 +12,10 @@ mapping under the key named here, and `pipelines.export` reports the totals.
 | OpenRLHF, Math-Shepherd | every pre-existing placeholder (`ки`) in the prompt or a step is deleted | `placeholder_removed_rows`, `placeholder_removed_prompts`, `placeholder_removed_steps` |
 | OpenRLHF `--soft` | a row with a null MC value is skipped (`null_mc="skip"`), filled from its hard label as 1.0/0.0 (`"hard"`) or refused (`"error"`) | `null_mc_skipped_rows`, `null_mc_filled_rows`, `null_mc_filled_steps` |
 | Qwen2.5-Math-PRM | every pre-existing `<extra_0>` in the prompt or a step is deleted | `step_token_removed_rows`, `step_token_removed_prompts`, `step_token_removed_steps` |
-| all | a row without steps is skipped (it carries no step label) | `empty_skipped_rows` |
+| PRM800K export | ratings are +1/-1 from the hard labels; an all-True path that is not terminal finishes `give_up`, not `solution` | `non_terminal_give_up_rows` |
+| all exports | a row without steps is skipped (it carries no step label) | `empty_skipped_rows` |
+| PRM800K import | neutral (0) ratings follow `neutral`; unrated alternatives are skipped; `drop` cuts a path before a neutral step | `neutral_paths_cut`, `neutral_alternatives_dropped`, `unrated_alternatives_skipped`, `alternative_rows` |
+| Math-Shepherd import | placeholders before "Step 1:" (annotation errors in the question) are dropped with their labels | `placeholder_in_prompt_dropped` |
 """
 
 from __future__ import annotations
@@ -363,7 +366,7 @@ def import_config_hash(fmt: str, **options: Any) -> str:
 
 
 def _answer_after(text: str, marker: str) -> str | None:
-    head, found, tail = text.rpartition(marker)
+    _, found, tail = text.rpartition(marker)
     return (tail.strip() or None) if found else None
 
 
@@ -476,18 +479,37 @@ def from_prm800k(
     stopped: str | None = None
     raw_steps = label.get("steps") or []
     for t, step in enumerate(raw_steps):
+        if not isinstance(step, Mapping):
+            raise FormatError(f"step {t} is not an object")
         completions = step.get("completions") or []
         chosen = step.get("chosen_completion")
         human = step.get("human_completion")
+        used: int | None = None  # the completion on the trajectory at this step, if any
+        text: str | None = None
+        rating: int | None = None
+        origin = ""
+        if chosen is not None:
+            if not 0 <= chosen < len(completions):
+                raise FormatError(f"step {t}: chosen_completion {chosen} out of range")
+            used, origin = chosen, f"chosen:{chosen}"
+        elif human is not None:
+            text = _human_text(human)
+            rating = human.get("corrected_rating") if isinstance(human, Mapping) else None
+            origin = "human"
+        elif phase == 2 and t < len(pre_generated):
+            # Phase 2 stops at the first error with no chosen completion: the rated step is the pre-generated one.
+            used = next((j for j, c in enumerate(completions) if c.get("text") == pre_generated[t]), None)
+            origin = f"pre_generated:{used}"
+        if used is not None:
+            text, rating = completions[used].get("text", ""), completions[used].get("rating")
         if alternatives:
             for j, completion in enumerate(completions):
-                rating = completion.get("rating")
-                if j == chosen:
+                if j == used:
                     continue
-                if rating is None:
+                if completion.get("rating") is None:
                     _count(stats, "unrated_alternatives_skipped")
                     continue
-                branch_label = _rating_label(rating, neutral)
+                branch_label = _rating_label(completion["rating"], neutral)
                 if branch_label is None:
                     _count(stats, "neutral_alternatives_dropped")
                     continue
@@ -496,34 +518,14 @@ def from_prm800k(
                         "t": t,
                         "j": j,
                         "text": completion.get("text", ""),
-                        "rating": rating,
+                        "rating": completion["rating"],
                         "label": branch_label,
                         "flagged": completion.get("flagged"),
                         "prefix": len(steps),
                     }
                 )
-        if chosen is not None:
-            if not 0 <= chosen < len(completions):
-                raise FormatError(f"step {t}: chosen_completion {chosen} out of range")
-            text = completions[chosen].get("text", "")
-            rating = completions[chosen].get("rating")
-            origin = f"chosen:{chosen}"
-        elif human is not None:
-            text = _human_text(human)
-            rating = human.get("corrected_rating") if isinstance(human, Mapping) else None
-            origin = "human"
-        elif phase == 2 and t < len(pre_generated):
-            # Phase 2 stops at the first error with no chosen completion: the rated step is the pre-generated one.
-            index = next((j for j, c in enumerate(completions) if c.get("text") == pre_generated[t]), None)
-            if index is None or completions[index].get("rating") is None:
-                stopped = "unlabelled step"
-                break
-            text, rating, origin = pre_generated[t], completions[index]["rating"], f"pre_generated:{index}"
-        else:
-            stopped = "unlabelled step"
-            break
-        if rating is None and origin != "human":
-            stopped = "unrated chosen step"
+        if text is None or (rating is None and origin != "human"):
+            stopped = "unlabelled step"  # phase-1 give_up / bad_problem: the labeller stopped here
             break
         step_label = True if rating is None else _rating_label(rating, neutral)
         if step_label is None:
@@ -563,13 +565,18 @@ def from_prm800k(
         prefix = branch["prefix"]
         branch_steps = steps[:prefix] + [branch["text"]]
         branch_labels = labels[:prefix] + [branch["label"]]
+        final_answer = _answer_after(branch["text"], PRM800K_ANSWER_MARKER)
+        # A rated step that states the final answer grades it: +1 correct, -1 wrong, 0 undecided (§3.4).
+        outcome = {1: True, -1: False}.get(branch["rating"]) if final_answer is not None else None
         rows.append(
             _path_row(
                 row_id=_digest(problem_id, branch_steps, *identity, branch["t"], branch["j"]),
                 steps=branch_steps,
                 labels=branch_labels,
                 truncated_after_first_error=not branch["label"],
-                final_answer=_answer_after(branch["text"], PRM800K_ANSWER_MARKER),
+                is_terminal=final_answer is not None,
+                final_answer=final_answer,
+                outcome_correct=outcome,
                 meta={
                     "import": {"format": "prm800k", "neutral": neutral, "alternatives": True},
                     "alternative_of": main_id,

@@ -28,7 +28,7 @@ def make_verifier(name: str, options: Mapping[str, Any] | None = None) -> Verifi
     if name not in _VERIFIER_CLASSES:
         raise ValueError(f"unknown verifier {name!r} (known: {', '.join(sorted(_VERIFIER_CLASSES))})")
     module, cls = _VERIFIER_CLASSES[name]
-    return getattr(importlib.import_module(module), cls)(**dict(options or {}))
+    return getattr(importlib.import_module(module), cls)(dict(options or {}))
 
 
 def attach_judge(row: dict[str, Any], evidence: JudgeEvidence | None) -> None:

@@ -24,6 +24,7 @@ from annotators.verifiers.arithmetic import ArithmeticLimits, check_step, extrac
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PROCESSBENCH = DATA_DIR / "processbench" / "gsm8k.json"
 GSM8K_TEST = DATA_DIR / "gsm8k" / "test.jsonl"
+PRM800K = DATA_DIR / "prm800k" / "phase1_test.jsonl"
 
 
 @dataclass
@@ -102,6 +103,21 @@ def gold_false_alarms(rows: list[dict], keep_annotations: bool) -> dict[str, int
     return counts
 
 
+def prm800k_flags(lines: list[str]) -> dict[str, int]:
+    """Flags on PRM800K phase-1 candidate steps, by human rating (-1 bad, 0 neutral, +1 good)."""
+    counts = {"steps": 0, "flagged": 0, "flagged_rated_-1": 0, "flagged_rated_0": 0, "flagged_rated_+1": 0}
+    for line in lines:
+        for step in json.loads(line)["label"]["steps"]:
+            for completion in step["completions"] or []:
+                counts["steps"] += 1
+                if check_step(completion["text"]).verdict is False:
+                    counts["flagged"] += 1
+                    rating = completion["rating"]
+                    key = f"flagged_rated_{'+1' if rating == 1 else rating}"
+                    counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def _strip_annotations(line: str) -> str:
     import re
 
@@ -147,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             f"({c['lines_flagged'] / c['lines']:.2%}; {c['lines_checked']} lines had a claim), "
             f"{c['equalities_flagged']}/{c['equalities']} equalities flagged "
             f"({c['equalities_flagged'] / max(c['equalities'], 1):.2%})"
+        )
+
+    if PRM800K.exists():  # a secondary check on MATH-style text; optional
+        p = prm800k_flags(PRM800K.read_text().splitlines())
+        print(
+            f"PRM800K phase-1 candidate steps: {p['flagged']}/{p['steps']} flagged; human rating of the flagged: "
+            f"-1: {p['flagged_rated_-1']}, 0: {p['flagged_rated_0']}, +1: {p['flagged_rated_+1']}"
         )
 
     steps = [s for row in processbench for s in row["steps"]]

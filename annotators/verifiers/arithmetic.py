@@ -1,0 +1,808 @@
+"""Arithmetic-claim verifier: finds `a op b = c` claims inside natural-language steps and checks them exactly.
+
+Why: a cheap solver-backed veto for step labels (shared/reference/annotators.md §7): high precision, low recall,
+used next to MC/judge labels, never as the only labeller. Measured figures: `bench/bench_arithmetic_verifier.py`.
+
+Verdict per step: False if any claim fails (the reason names it: "81+24=107 but 81+24=105"), True if at least
+one claim was checked and all hold, None if nothing was checkable (the reason says why).
+
+What counts as a claim
+    An `=` (or `≈`) with a numeric expression right before it and one right after it, in plain text or LaTeX
+    (`\\times`, `\\cdot`, `\\div`, `\\frac{a}{b}`, `\\$`, `\\%`, `\\text{...}`, `\\boxed{...}`), with thousands
+    separators (`14,000`, `14{,}000`, `14\\,000`), percentages, `$` signs, the tiny model's `Step 2: 81+24=107`
+    and GSM8K calculator annotations `<<a*b=c>>` (checked as claims of their own, then removed from the text).
+    A chain `a = b = c` gives one claim per adjacent pair. `x`, `times`, `plus`, `minus`, `divided by`,
+    `equals`, `% of`, `a/b of` are read as the operators they name when they sit between numbers; `^` and `**`
+    are powers; `4(40)` (no space) is a product. Unit words between a number and an operator or `=` are
+    skipped (`18 hours / 3 kangaroos = 6`, `$15/student`, `7995 (total cookies) - 2595 = ...`). A quantity
+    restated in the next statement is linked: `Total = 52 + 24 + 44 + 48. Total = 178.` checks `168 = 178`.
+
+What is dropped (no verdict, to avoid false alarms, §7 step 3)
+    A side cut out of a larger expression: glued to a letter or to `_ ^ \\ : |` (`2x + 3 = 11`, `x^2 = 4`,
+    `a_1 = 3`, `3:30`), starting or ending with a binary operator, reached through words from an operator
+    (`25 classmates + his 1 teacher + 1 = 27`), a piece of a bracketed group (`(x, y) = (2^3 + 7, 5)`), or a
+    bare number after a word (`Day 2 = 40`). Pairs where neither side has an operator (`2 hours = 120
+    minutes`), and bare quantities with a unit (`5 pairs = 5 * 2`): conversions, not computations. Sides
+    followed by `remainder` or a scale word (`million`, `dozen`). Mixed numbers (`2 1/2`, `2\\frac12`) do not
+    parse. Two readings are never flagged: a bare fraction after a word (`15 pages x 1/3 = 5`: the fraction
+    may be a share of something) only counts when it holds, and running-total notation (`3/2 = 1.50 + 3.00`,
+    whose right side starts from the left side's value) is skipped when it does not.
+
+How a pair is compared (the rounding rule)
+    Both sides are evaluated with exact rationals (fractions.Fraction); they hold if equal. If one side is a
+    single stated number with d decimals (d = 0 for an integer) and the other side's exact value needs more
+    than d decimals, the stated number is read as a rounding: the pair holds iff they differ by at most half
+    a unit of the stated number's last decimal, 0.5 * 10**-d (`10/3 = 3.33` and `100/7 = 14` hold;
+    `2/3 = 0.66`, `20 - 13 = 6.00` and `5 + 3 = 8.4` do not). A `%` is read both as /100 (adding two decimals)
+    and as a plain number; the pair holds if either reading holds. `≈` accepts one full unit of the last
+    decimal, or 1 % of the left side.
+
+Safety and limits (DESIGN.md "Safety": model output is data)
+    Its own regex tokenizer and recursive-descent parser; never eval/sympify. Numbers longer than
+    `max_digits`, exponents that are not integers within ±`max_exponent`, values above `max_bits`, sides longer
+    than `max_side_tokens` or nested deeper than `max_depth` leave a claim unchecked (reason recorded). A step
+    longer than `max_chars`, with more than `max_tokens` tokens or more than `max_ops` evaluation operations
+    gets verdict None with the reason. Every normalisation pass is a linear-time regex.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
+from typing import Any
+
+from annotators.verifiers.base import StepVerdict, as_config
+from schemas.records import Problem
+
+__all__ = ["ArithmeticLimits", "ArithmeticVerifier", "Claim", "ClaimScan", "check_step", "extract_claims"]
+
+
+@dataclass(frozen=True)
+class ArithmeticLimits:
+    """Work bounds per step; anything above them is reported, never computed."""
+
+    max_chars: int = 20_000
+    max_tokens: int = 5_000
+    max_digits: int = 30
+    max_exponent: int = 64
+    max_bits: int = 4_096
+    max_depth: int = 40
+    max_side_tokens: int = 256
+    max_ops: int = 5_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"ArithmeticLimits.{f.name} must be positive, got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checked equality: the source text of both sides, their exact values and whether it holds."""
+
+    text: str
+    lhs: str
+    rhs: str
+    lhs_value: Fraction
+    rhs_value: Fraction
+    holds: bool
+    source: str  # "text" or "annotation" (a GSM8K <<a*b=c>> calculator annotation)
+    rhs_is_number: bool = False
+
+    def describe(self) -> str:
+        if self.holds:
+            return self.text
+        eq = "=" if "=" in self.text and " = " not in self.text else " = "
+        out = f"{self.text} but {self.lhs}{eq}{_fmt(self.lhs_value)}"
+        if not self.rhs_is_number:
+            out += f" and {self.rhs}{eq}{_fmt(self.rhs_value)}"
+        return out
+
+
+@dataclass
+class ClaimScan:
+    """Every claim found in one step: the checked ones, why others were skipped, or the limit that stopped it."""
+
+    claims: list[Claim] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why a found claim could not be checked
+    aborted: str | None = None  # a step-level limit was hit
+
+
+class _Skip(Exception):
+    """A claim that cannot be checked (too large, unparseable, ...); the message says why."""
+
+
+class _Abort(Exception):
+    """The step's work budget is spent."""
+
+
+# ---------------------------------------------------------------- normalisation (plain text and LaTeX)
+
+_ANNOTATION_RE = re.compile(r"<<([^<>]{0,400})>>")
+_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_MIXED_RE = re.compile(r"(?<=\d)\s*(?=\\[dt]?frac)")
+_FRAC_SHORT_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname|textnormal)\s*\{([^{}]*)\}")
+_NUMERIC_SPACE_RE = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\ |,\\!)(?=\d{3}(?!\d))")  # 14{,}000 14\,000 14,\!000
+_SUBS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\\\\"), " \n "),  # LaTeX line break separates claims
+    (re.compile(r"\\[()\[\]]"), " \n "),  # math delimiters \( \) \[ \] end a claim; not parentheses
+    (re.compile(r"\\left\s*[(\[]"), "("),
+    (re.compile(r"\\right\s*[)\]]"), ")"),
+    (re.compile(r"\\(?:left|right)\s*(?:\\?\||\\[lr]?[vV]ert\b)"), "|"),  # absolute values stay visible
+    (re.compile(r"\\(?:left|right)\b\s*\\?[.{}]?"), " "),
+    (re.compile(r"\\(?:times|cdot|ast)\b|[×·∙⋅∗]"), " * "),
+    (re.compile(r"\\div\b|÷"), " / "),
+    (re.compile(r"−"), "-"),
+    (re.compile(r"\\(?:approx|simeq|thickapprox)\b|≈|≃"), " ≈ "),
+    # not equalities: inequalities, congruences, arrows
+    (re.compile(r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)\b"), " ; "),
+    (re.compile(r"[≠≤≥≡⇒→⟹]|<=|>=|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
+    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°"), " degrees "),
+    (re.compile(r"\\%"), "%"),
+    (re.compile(r"\\?\$"), " "),
+    (re.compile(r"\\[,;:! ]|\\q?quad\b|~|&"), " "),
+    (re.compile(r"(?<=[\d)])[ \t]*\*\*[ \t]*(?=[\d(])"), "^"),  # 10**6
+    (re.compile(r"\*\*"), " "),  # markdown bold
+    (re.compile(r"(?<=[\d)%])(?:[xX]|[ \t]+[xX][ \t]+)(?=[\d(.])"), " * "),  # 5 x 3, 2x3 (not "1.5x 6")
+    (re.compile(r"(?<=[\d)%])[ \t]*[–—][ \t]*(?=[\d(.])"), " - "),  # en dash used as minus: 120 – 80
+    (re.compile(r"(?<=[\d)%])[ \t]+(?:times|multiplied[ \t]+by)[ \t]+(?=[\d(.])", re.I), " * "),
+    (re.compile(r"(?<=[\d)%])[ \t]+plus[ \t]+(?=[\d(.])", re.I), " + "),
+    (re.compile(r"(?<=[\d)%])[ \t]+minus[ \t]+(?=[\d(.])", re.I), " - "),
+    (re.compile(r"(?<=[\d)%])[ \t]+divided[ \t]+by[ \t]+(?=[\d(.])", re.I), " / "),
+    (re.compile(r"(?<=\d)[ \t]*percent\b", re.I), "%"),
+    (re.compile(r"(?<=%)[ \t]+of[ \t]+(?=[\d(.])", re.I), " * "),  # 20% of 50
+    (re.compile(r"\b(?:equals|is\s+equal\s+to)\b", re.I), " = "),
+]
+_FRAC_OF_RE = re.compile(r"(?<![\d.])(\d+[ \t]*/[ \t]*\d+)[ \t]+of[ \t]+(?=[\d(.])", re.I)  # 1/3 of 18
+_VULGAR = {
+    "½": "1/2",
+    "⅓": "1/3",
+    "⅔": "2/3",
+    "¼": "1/4",
+    "¾": "3/4",
+    "⅕": "1/5",
+    "⅖": "2/5",
+    "⅗": "3/5",
+    "⅘": "4/5",
+    "⅙": "1/6",
+    "⅚": "5/6",
+    "⅛": "1/8",
+    "⅜": "3/8",
+    "⅝": "5/8",
+    "⅞": "7/8",
+}
+_VULGAR_RE = re.compile("[" + "".join(_VULGAR) + "]")
+_BRACKETS = str.maketrans({"{": "(", "}": ")", "[": "(", "]": ")"})
+
+
+def _normalise(text: str) -> str:
+    """Rewrite LaTeX and word operators into one plain token alphabet; every pass is a linear regex."""
+    text = _NUMERIC_SPACE_RE.sub("", text)
+    text = _VULGAR_RE.sub(lambda m: f" ({_VULGAR[m.group()]}) ", text)
+    text = _TEXT_CMD_RE.sub(lambda m: f" {m.group(1)} ", text)
+    text = _MIXED_RE.sub(" ", text)  # 2\frac12 is a mixed number: keep the space so it is never read as 2*(1/2)
+    for _ in range(8):  # nested \frac, innermost first; bounded
+        text, n = _FRAC_RE.subn(r"((\1)/(\2))", text)
+        if not n:
+            break
+    text = _FRAC_SHORT_RE.sub(r"((\1)/(\2))", text)
+    text = _BOXED_RE.sub(lambda m: f" {m.group(1)} ", text)
+    for pattern, repl in _SUBS:
+        text = pattern.sub(repl, text)
+    text = _FRAC_OF_RE.sub(r"(\1) * ", text)
+    return text.translate(_BRACKETS)
+
+
+# ---------------------------------------------------------------- tokens
+
+_TOKEN_RE = re.compile(
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"|(?P<op>[-+*/^])"
+    r"|(?P<lp>\()"
+    r"|(?P<rp>\))"
+    r"|(?P<pct>%)"
+    r"|(?P<eq>[=≈])"
+    r"|(?P<word>\\?[^\W\d]+)"
+    r"|(?P<space>\s+)"
+    r"|(?P<sep>.)",
+    re.S,
+)
+_ARITH = frozenset({"num", "op", "lp", "rp", "pct"})
+# words that are never unit names: connectives, verbs, scale words (a number before `million` is not the value)
+_NOT_UNITS = frozenset(
+    "a an and or but so then is are was were be of the to from by for in on at if as with than that this these "
+    "those which what who we he she it they you i times plus minus divided multiplied over more less fewer "
+    "hundred thousand million billion trillion dozen dozens half percent remainder left total each per "
+    "step answer equals".split()
+)
+_SCALE_WORDS = frozenset("hundred thousand million billion trillion dozen dozens remainder r".split())
+_RHS_GLUE_OK = frozenset('.,;!?"”’)\n')  # sentence punctuation may touch a stated result
+_LHS_GLUE_OK = frozenset('"“‘(\n')
+_BARE_LHS_OK = frozenset("\n:;")  # a bare number may open a claim only at the start of a line or clause
+_NAME_OPENERS = frozenset("\n:;.,")  # what may precede a named quantity, "Total cost = ..."
+_MAX_NAME_WORDS = 6
+_MAX_UNIT_WORDS = 4
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    text: str
+    start: int
+    end: int
+    unit: bool = False  # a unit phrase after this number was dropped ("5 pairs")
+
+
+def _tokenize(text: str, max_tokens: int) -> list[_Tok]:
+    toks: list[_Tok] = []
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup or "sep"
+        if kind == "space":
+            if "\n" in m.group():
+                toks.append(_Tok("sep", "\n", m.start(), m.end()))
+            continue
+        toks.append(_Tok(kind, m.group(), m.start(), m.end()))
+        if len(toks) > max_tokens:
+            raise _Abort(f"more than {max_tokens} tokens")
+    return toks
+
+
+def _drop_unit_phrases(toks: list[_Tok]) -> list[_Tok]:
+    """Remove unit words between a number and an operator/`=`: `18 hours / 3 kangaroos = 6` -> `18 / 3 = 6`."""
+    out: list[_Tok] = []
+    i, n = 0, len(toks)
+    while i < n:
+        tok = toks[i]
+        out.append(tok)
+        i += 1
+        if tok.kind not in ("num", "pct") or i >= n:
+            continue
+        j, words = i, 0
+        while j < n and words <= _MAX_UNIT_WORDS:
+            t = toks[j]
+            if t.kind == "word" and _is_unit_word(t, toks[j - 1]):
+                words += 1
+                j += 1
+            elif t.kind == "op" and t.text == "/" and j + 1 < n and _is_unit_text(toks[j + 1]):
+                words += 1
+                j += 2  # pounds/week, $15/student
+            elif t.kind == "lp" and (j > i or toks[j - 1].end != t.start):  # "7995 (total cookies) - ..."
+                k = j + 1
+                while k < n and k - j < 12 and toks[k].kind in ("word", "sep") and toks[k].text != "\n":
+                    k += 1
+                if k < n and toks[k].kind == "rp" and k > j + 1:
+                    j, words = k + 1, words + 1
+                else:
+                    break
+            else:
+                break
+        if j > i and words and j < n and words <= _MAX_UNIT_WORDS and _continues_expression(toks[j]):
+            out[-1] = replace(tok, unit=True)
+            i = j
+    return out
+
+
+def _is_unit_word(tok: _Tok, prev: _Tok) -> bool:
+    # glued to a number (5kg, 2nd) is not safe to read as a unit
+    return prev.end != tok.start and _is_unit_text(tok)
+
+
+def _is_unit_text(tok: _Tok) -> bool:
+    # single letters (3 x + 2) and capitalised words (a new sentence) are not units
+    return tok.kind == "word" and len(tok.text) > 1 and tok.text[0].islower() and tok.text not in _NOT_UNITS
+
+
+def _continues_expression(tok: _Tok) -> bool:
+    return (tok.kind == "op" and tok.text != "^") or tok.kind in ("eq", "rp")
+
+
+# ---------------------------------------------------------------- parser (recursive descent, bounded)
+
+# AST: ("num", value, decimals) | ("neg", node) | ("pct", node) | ("bin", op, left, right)
+_Node = tuple[Any, ...]
+
+
+class _Parser:
+    def __init__(self, toks: list[_Tok], limits: ArithmeticLimits) -> None:
+        self.toks = toks
+        self.i = 0
+        self.depth = 0
+        self.limits = limits
+
+    def parse(self) -> _Node:
+        if len(self.toks) > self.limits.max_side_tokens:
+            raise _Skip(f"expression longer than {self.limits.max_side_tokens} tokens")
+        node = self._expr()
+        if self.i != len(self.toks):
+            raise _Skip(f"unexpected {self.toks[self.i].text!r}")
+        return node
+
+    def _peek(self, kind: str, texts: str = "") -> bool:
+        if self.i >= len(self.toks):
+            return False
+        t = self.toks[self.i]
+        return t.kind == kind and (not texts or t.text in texts)
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise _Skip(f"nesting deeper than {self.limits.max_depth}")
+
+    def _expr(self) -> _Node:
+        node = self._term()
+        while self._peek("op", "+-"):
+            op = self.toks[self.i].text
+            self.i += 1
+            node = ("bin", op, node, self._term())
+        return node
+
+    def _term(self) -> _Node:
+        node = self._unary()
+        while True:
+            if self._peek("op", "*/"):
+                op = self.toks[self.i].text
+                self.i += 1
+            elif self._peek("lp") and self._glued_operand():
+                op = "*"  # 4(40), (2)(3): implicit multiplication only when written without a space
+            else:
+                return node
+            node = ("bin", op, node, self._unary())
+
+    def _glued_operand(self) -> bool:
+        prev, cur = self.toks[self.i - 1], self.toks[self.i]
+        return prev.kind in ("num", "rp") and prev.end == cur.start
+
+    def _unary(self) -> _Node:
+        self._enter()
+        if self._peek("op", "+-"):
+            op = self.toks[self.i].text
+            self.i += 1
+            inner = self._unary()
+            node = ("neg", inner) if op == "-" else inner
+        else:
+            node = self._power()
+        self.depth -= 1
+        return node
+
+    def _power(self) -> _Node:
+        base = self._postfix()
+        if self._peek("op", "^"):
+            self.i += 1
+            return ("bin", "^", base, self._unary())  # right-associative: 2^3^2 = 2^(3^2)
+        return base
+
+    def _postfix(self) -> _Node:
+        node = self._primary()
+        while self._peek("pct"):
+            self.i += 1
+            node = ("pct", node)
+        return node
+
+    def _primary(self) -> _Node:
+        if self.i >= len(self.toks):
+            raise _Skip("expression ends early")
+        t = self.toks[self.i]
+        if t.kind == "num":
+            self.i += 1
+            return _number(t.text, self.limits)
+        if t.kind == "lp":
+            self._enter()
+            self.i += 1
+            node = self._expr()
+            if not self._peek("rp"):
+                raise _Skip("unbalanced parenthesis")
+            self.i += 1
+            self.depth -= 1
+            return node
+        raise _Skip(f"unexpected {t.text!r}")
+
+
+def _number(text: str, limits: ArithmeticLimits) -> _Node:
+    digits = text.replace(",", "")
+    if sum(c.isdigit() for c in digits) > limits.max_digits:
+        raise _Skip(f"number longer than {limits.max_digits} digits")
+    whole, _, frac = digits.partition(".")
+    value = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac))
+    return ("num", value, len(frac))
+
+
+class _Budget:
+    def __init__(self, limits: ArithmeticLimits) -> None:
+        self.limits = limits
+        self.ops = 0
+
+    def tick(self) -> None:
+        self.ops += 1
+        if self.ops > self.limits.max_ops:
+            raise _Abort(f"more than {self.limits.max_ops} arithmetic operations")
+
+
+def _evaluate(node: _Node, pct_as_hundredth: bool, budget: _Budget) -> Fraction:
+    budget.tick()
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "neg":
+        return -_evaluate(node[1], pct_as_hundredth, budget)
+    if kind == "pct":
+        value = _evaluate(node[1], pct_as_hundredth, budget)
+        return value / 100 if pct_as_hundredth else value
+    _, op, left, right = node
+    a = _evaluate(left, pct_as_hundredth, budget)
+    b = _evaluate(right, pct_as_hundredth, budget)
+    limits = budget.limits
+    if op == "+":
+        result = a + b
+    elif op == "-":
+        result = a - b
+    elif op == "*":
+        result = a * b
+    elif op == "/":
+        if b == 0:
+            raise _Skip("division by zero")
+        result = a / b
+    else:
+        if b.denominator != 1 or abs(b) > limits.max_exponent:
+            raise _Skip(f"exponent is not an integer within ±{limits.max_exponent}")
+        if a == 0 and b < 0:
+            raise _Skip("division by zero")
+        if max(a.numerator.bit_length(), a.denominator.bit_length()) * abs(int(b)) > limits.max_bits:
+            raise _Skip(f"value above {limits.max_bits} bits")
+        result = a ** int(b)
+    if max(result.numerator.bit_length(), result.denominator.bit_length()) > limits.max_bits:
+        raise _Skip(f"value above {limits.max_bits} bits")
+    return result
+
+
+def _has_operator(node: _Node) -> bool:
+    return node[0] in ("bin", "pct") or (node[0] == "neg" and _has_operator(node[1]))
+
+
+def _leftmost_number(node: _Node) -> Fraction | None:
+    while node[0] == "bin":
+        node = node[2]
+    return node[1] if node[0] == "num" else None
+
+
+def _has_pct(node: _Node) -> bool:
+    if node[0] == "pct":
+        return True
+    if node[0] == "neg":
+        return _has_pct(node[1])
+    if node[0] == "bin":
+        return _has_pct(node[2]) or _has_pct(node[3])
+    return False
+
+
+def _literal_decimals(node: _Node, pct_as_hundredth: bool) -> int | None:
+    """Decimals a single stated number shows (a % read as /100 adds two), or None for an expression."""
+    if node[0] == "neg":
+        node = node[1]
+    extra = 0
+    if node[0] == "pct":
+        node, extra = node[1], (2 if pct_as_hundredth else 0)
+    return node[2] + extra if node[0] == "num" else None
+
+
+# ---------------------------------------------------------------- comparison (the rounding rule)
+
+
+def _agree(lhs: Fraction, rhs: Fraction, lhs_dec: int | None, rhs_dec: int | None, approx: bool) -> bool:
+    """Exact equality, or a stated number that is a rounding of the other side (module docstring)."""
+    if lhs == rhs:
+        return True
+    for exact, stated, dec in ((lhs, rhs, rhs_dec), (rhs, lhs, lhs_dec)):
+        if dec is None:
+            continue
+        unit = Fraction(1, 10**dec)
+        if approx and abs(exact - stated) <= unit:
+            return True
+        # a stated value may round only a value that needs more decimals than it shows
+        if (exact / unit).denominator != 1 and abs(exact - stated) <= unit / 2:
+            return True
+    return approx and abs(lhs - rhs) <= abs(lhs) / 100
+
+
+# ---------------------------------------------------------------- claim extraction
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of an `=`: its tokens and whether a mismatch there is ambiguous rather than wrong."""
+
+    toks: list[_Tok]
+    ambiguous: bool = False  # "since 2/5 = 12.8 hectares": the fraction may be a share, not a quotient
+
+
+def _close_brackets(run: list[_Tok], opener: str, closer: str) -> list[_Tok]:
+    """Keep the prefix of `run` that closes every bracket it opens (read from the `=` outwards).
+
+    A closer with no opener ends the side there; an unmatched opener right at the `=` drops the side (it is a
+    piece of a bracketed group), anywhere else it ends the side ("= 0.20 (20 cents)").
+    """
+    for _ in range(len(run) + 1):
+        stack: list[int] = []
+        cut = None
+        for idx, t in enumerate(run):
+            if t.kind == opener:
+                stack.append(idx)
+            elif t.kind == closer:
+                if not stack:
+                    cut = idx
+                    break
+                stack.pop()
+        if cut is not None:
+            if cut and run[cut - 1].end == run[cut].start and run[cut - 1].kind != opener:
+                return []  # "= (1/4)(1 - x)": glued, so the bracket continues the side
+            run = run[:cut]
+        elif not stack:
+            return run
+        elif stack[0] == 0:
+            return []  # "(x, y) = (2^3 + 7, 5)": the side is a piece of a bracketed group
+        elif run[stack[0] - 1].end == run[stack[0]].start and run[stack[0] - 1].kind != opener:
+            return []  # "= 1/4(1 - x": glued, so the bracket continues the side
+        else:
+            run = run[: stack[0]]
+    return []
+
+
+def _lhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
+    j = eq
+    while j > 0 and toks[j - 1].kind in _ARITH:
+        j -= 1
+    run = _close_brackets(toks[j:eq][::-1], "rp", "lp")[::-1]  # read right to left from the `=`
+    if not run:
+        return None
+    first = run[0]
+    k = pos[first.start]
+    prev = toks[k - 1] if k > 0 else None
+    if first.kind == "op" and first.text in "+*/^":
+        return None  # cut out of a larger expression: "2x + 3 = 11"
+    if prev is not None:
+        if prev.end == first.start and prev.kind in ("word", "sep") and prev.text not in _LHS_GLUE_OK:
+            return None  # x2 + 1, f(3), 2:30
+        if first.kind == "op" and prev.kind in ("word", "num", "rp", "pct"):
+            return None  # "x - 3 = 5"
+        if _operator_across_words(toks, k - 1, -1):
+            return None  # "25 classmates + his 1 teacher + 1 himself = 27": the sum started before the words
+        before = k - 1
+        while before >= 0 and toks[before].kind == "lp":
+            before -= 1
+        if before < k - 1 and before >= 0 and toks[before].kind in ("op", "num", "rp", "pct"):
+            return None  # "2 * (5 + 3 = 8)": the side is an operand of a larger expression
+    ambiguous = False
+    if _simple(run) and prev is not None and prev.kind != "eq":
+        if not (prev.kind in ("sep", "lp") and (prev.text in _BARE_LHS_OK or prev.kind == "lp")):
+            if _bare(run):
+                return None  # a label: "Day 2 = 40", "i.e. 48 = 100% + 20%"
+            ambiguous = True  # "15 pages x 1/3 = 5": checked, but only a match counts
+    if _bare(run) and any(t.unit for t in run):
+        return None  # a quantity with its unit, "5 pairs = 5 * 2": a conversion, not a computed result
+    return _Side(run, ambiguous)
+
+
+def _rhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
+    j = eq + 1
+    while j < len(toks) and toks[j].kind in _ARITH:
+        j += 1
+    run = _close_brackets(toks[eq + 1 : j], "lp", "rp")
+    if not run:
+        return None
+    last = run[-1]
+    if run[0].kind == "op" and run[0].text in "*/^":
+        return None
+    if last.kind == "op":
+        return None  # "= 5 + x"
+    k = pos[last.start]
+    nxt = toks[k + 1] if k + 1 < len(toks) else None
+    if nxt is not None:
+        if nxt.start == last.end and nxt.kind in ("word", "sep") and nxt.text not in _RHS_GLUE_OK:
+            return None  # 8x, 5th, 3:45
+        if nxt.kind == "word" and nxt.text.lower() in _SCALE_WORDS:
+            return None  # "= 1.5 million", "= 3 remainder 2"
+        if _operator_across_words(toks, k + 1, 1):
+            return None  # "= 8 apples + 3 pears": the expression goes on after the words
+        after = k + 1
+        while after < len(toks) and toks[after].kind == "rp":
+            after += 1
+        if after > k + 1 and after < len(toks) and toks[after].kind in ("op", "num", "pct"):
+            return None  # "(5 + 3 = 8) * 2"
+    if _bare(run) and any(t.unit for t in run):
+        return None
+    return _Side(run)
+
+
+def _operator_across_words(toks: list[_Tok], i: int, step: int) -> bool:
+    """True if a few words starting at `i` (walking by `step`) lead to an arithmetic operator."""
+    words = 0
+    while 0 <= i < len(toks) and toks[i].kind == "word" and words < _MAX_UNIT_WORDS:
+        i, words = i + step, words + 1
+    return words > 0 and 0 <= i < len(toks) and toks[i].kind == "op" and toks[i].text in "+-*/"
+
+
+def _bare(run: list[_Tok]) -> bool:
+    """A single stated number (maybe signed, bracketed or a percentage), no operation."""
+    return all(t.kind in ("num", "pct", "lp", "rp") or (i == 0 and t.text in "+-") for i, t in enumerate(run))
+
+
+def _simple(run: list[_Tok]) -> bool:
+    """A bare number or a bare fraction `a/b`, which prose uses as a label or a share rather than a computation."""
+    core = [t for t in run if t.kind not in ("lp", "rp")]
+    return _bare(run) or (len(core) == 3 and core[0].kind == core[2].kind == "num" and core[1].text == "/")
+
+
+def _name_before(toks: list[_Tok], eq: int) -> str | None:
+    """The words naming the quantity an `=` defines ("Total earnings = ..."), if they start a clause."""
+    j, words = eq, 0
+    while j > 0 and (toks[j - 1].kind == "word" or toks[j - 1].text in "'’"):
+        j -= 1
+        words += toks[j].kind == "word"
+        if words > _MAX_NAME_WORDS:
+            return None
+    if not words or (j > 0 and not (toks[j - 1].kind == "sep" and toks[j - 1].text in _NAME_OPENERS)):
+        return None
+    return " ".join(t.text.lower() for t in toks[j:eq] if t.kind == "word")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]} … {text[-(limit // 2 - 2) :]}"
+
+
+def _span(text: str, run: list[_Tok]) -> str:
+    return " ".join(text[run[0].start : run[-1].end].split())
+
+
+def _compare(
+    text: str,
+    lhs: _Side,
+    rhs: _Side,
+    eq: _Tok,
+    limits: ArithmeticLimits,
+    budget: _Budget,
+    source: str,
+    name: str = "",
+) -> Claim | None:
+    lhs_node = _Parser(lhs.toks, limits).parse()
+    rhs_node = _Parser(rhs.toks, limits).parse()
+    if not (_has_operator(lhs_node) or _has_operator(rhs_node)):
+        return None  # "2 hours = 120 minutes": a restatement or a conversion, nothing computed
+    readings = (True, False) if _has_pct(lhs_node) or _has_pct(rhs_node) else (True,)
+    approx = eq.text == "≈"
+    first: tuple[Fraction, Fraction] | None = None
+    holds = False
+    for pct_as_hundredth in readings:
+        lv = _evaluate(lhs_node, pct_as_hundredth, budget)
+        rv = _evaluate(rhs_node, pct_as_hundredth, budget)
+        first = first or (lv, rv)
+        ld, rd = _literal_decimals(lhs_node, pct_as_hundredth), _literal_decimals(rhs_node, pct_as_hundredth)
+        if _agree(lv, rv, ld, rd, approx):
+            holds, first = True, (lv, rv)
+            break
+    assert first is not None
+    if not holds and (lhs.ambiguous or rhs.ambiguous):
+        return None
+    if not holds and rhs_node[0] == "bin" and _leftmost_number(rhs_node) == first[0]:
+        return None  # running-total notation, "3/2 = 1.50 + 3.00 = 4.50": the right side continues from the left
+    lhs_src, rhs_src = _span(text, lhs.toks), _span(text, rhs.toks)
+    if name:
+        joiner = " = "
+    else:
+        between = text[lhs.toks[-1].end : rhs.toks[0].start]
+        joiner = between.strip() if between.strip() == between else f" {between.strip()} "
+    return Claim(
+        text=f"{name}: {lhs_src}{joiner}{rhs_src}" if name else f"{lhs_src}{joiner}{rhs_src}",
+        lhs=lhs_src,
+        rhs=rhs_src,
+        lhs_value=first[0],
+        rhs_value=first[1],
+        holds=holds,
+        source=source,
+        rhs_is_number=_literal_decimals(rhs_node, True) is not None,
+    )
+
+
+def _scan_text(text: str, limits: ArithmeticLimits, budget: _Budget, scan: ClaimScan, source: str) -> None:
+    toks = _drop_unit_phrases(_tokenize(text, limits.max_tokens))
+    pos = {t.start: idx for idx, t in enumerate(toks)}
+    # the last `=` seen: (its name, the side it defines, whether that side ended the statement)
+    last_named: tuple[str, _Side] | None = None
+    for i, tok in enumerate(toks):
+        if tok.kind != "eq":
+            continue
+        lhs, rhs = _lhs_run(toks, i, pos), _rhs_run(toks, i, pos)
+        pairs: list[tuple[_Side, _Side, str]] = []
+        if lhs is not None and rhs is not None:
+            pairs.append((lhs, rhs, ""))
+        name = _name_before(toks, i)
+        if name and rhs is not None and last_named is not None and last_named[0] == name:
+            # "Total = 52 + 24 + 44 + 48 \] \[ Total = 178": one quantity restated across statements
+            pairs.append((last_named[1], rhs, name))
+        end = pos[rhs.toks[-1].start] + 1 if rhs is not None else i + 1
+        ends_statement = end >= len(toks) or toks[end].kind != "eq"
+        last_named = (name, rhs) if name and rhs is not None and ends_statement else None
+        for left, right, label in pairs:
+            try:
+                claim = _compare(text, left, right, tok, limits, budget, source, label)
+            except _Skip as exc:
+                claim_text = f"{_span(text, left.toks)} {tok.text} {_span(text, right.toks)}"
+                scan.skipped.append(f"{exc} in {_shorten(claim_text)!r}")
+                continue
+            if claim is not None:
+                scan.claims.append(claim)
+
+
+def extract_claims(text: str, limits: ArithmeticLimits | None = None) -> ClaimScan:
+    """Find and check every arithmetic claim in one step's text (annotations first, then the prose)."""
+    limits = limits or ArithmeticLimits()
+    scan = ClaimScan()
+    if len(text) > limits.max_chars:
+        scan.aborted = f"step longer than {limits.max_chars} characters ({len(text)})"
+        return scan
+    budget = _Budget(limits)
+    try:
+        annotations = [m.group(1) for m in _ANNOTATION_RE.finditer(text)]
+        for inner in annotations:
+            # GSM8K calculator annotations: the whole inner text is the claim
+            _scan_text(_normalise(inner), limits, budget, scan, "annotation")
+        prose = _ANNOTATION_RE.sub(" ", text) if annotations else text
+        _scan_text(_normalise(prose), limits, budget, scan, "text")
+    except _Abort as exc:
+        scan.aborted = str(exc)
+    return scan
+
+
+def check_step(text: str, limits: ArithmeticLimits | None = None) -> StepVerdict:
+    """Verdict for one step: False if a claim fails, True if ≥1 claim was checked and all hold, else None."""
+    scan = extract_claims(text, limits)
+    if scan.aborted:
+        return StepVerdict(None, f"not checked: {scan.aborted}")
+    wrong = [c for c in scan.claims if not c.holds]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more wrong)" if len(wrong) > 1 else ""
+        return StepVerdict(False, wrong[0].describe() + more)
+    if scan.claims:
+        shown = "; ".join(c.text for c in scan.claims[:3])
+        more = f"; +{len(scan.claims) - 3} more" if len(scan.claims) > 3 else ""
+        return StepVerdict(True, f"{len(scan.claims)} arithmetic claim(s) hold: {shown}{more}")
+    if scan.skipped:
+        return StepVerdict(None, f"no checkable arithmetic claim (skipped: {scan.skipped[0]})")
+    return StepVerdict(None, "no arithmetic claim found")
+
+
+class ArithmeticVerifier:
+    """Verifier over arithmetic claims in natural-language steps; options are `ArithmeticLimits` fields."""
+
+    name = "arithmetic"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        options = as_config(config)
+        known = {f.name for f in fields(ArithmeticLimits)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown arithmetic verifier option(s) {unknown}; known: {sorted(known)}")
+        self.limits = ArithmeticLimits(**options)
+
+    def verify(self, problem: Problem, steps: list[str]) -> list[StepVerdict]:
+        return [check_step(step, self.limits) for step in steps]
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _fmt(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    den, twos, fives = value.denominator, 0, 0
+    while den % 2 == 0:
+        den, twos = den // 2, twos + 1
+    while den % 5 == 0:
+        den, fives = den // 5, fives + 1
+    if den == 1 and max(twos, fives) <= 12:
+        places = max(twos, fives)
+        scaled = abs(value.numerator) * 10**places // value.denominator
+        sign = "-" if value < 0 else ""
+        return f"{sign}{scaled // 10**places}.{scaled % 10**places:0{places}d}"
+    return f"{value.numerator}/{value.denominator} (≈{float(value):.6g})"

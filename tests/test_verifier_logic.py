@@ -1,0 +1,273 @@
+"""Tests for the formal-logic domain (syntax, generator) and its Z3 step verifier (FoVer-style checks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotators.verifiers.base import first_flagged
+from annotators.verifiers.logic import LogicVerifier
+from domains.logic import (
+    LABELS,
+    LogicSyntaxError,
+    generate_logic_problems,
+    negate,
+    parse_formula,
+    parse_step,
+    render,
+)
+from schemas.records import Problem
+
+FACTS = [
+    {"name": "fact1", "formula": "(x): {A}x -> {B}x"},
+    {"name": "fact2", "formula": "{A}{a}"},
+    {"name": "fact3", "formula": "{C}{a} v {D}{a}"},
+    {"name": "fact4", "formula": "¬{C}{a}"},
+    {"name": "fact5", "formula": "(x): ({B}x & {D}x) -> ¬{E}x"},
+    {"name": "fact6", "formula": "{P} -> {Q}"},
+    {"name": "fact7", "formula": "{P}"},
+]
+
+
+def problem(hypothesis: str = "{B}{a}", facts: object = None) -> Problem:
+    meta = {"premises": FACTS if facts is None else facts, "hypothesis": hypothesis}
+    return Problem(problem_id="t", question="", answer="", domain="logic", meta=meta)
+
+
+@pytest.fixture(scope="module")
+def verifier() -> LogicVerifier:
+    return LogicVerifier()
+
+
+def verdicts(verifier: LogicVerifier, steps: list[str], hypothesis: str = "{B}{a}") -> list[bool | None]:
+    return [v.verdict for v in verifier.verify(problem(hypothesis), steps)]
+
+
+# ---------------------------------------------------------------- syntax
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("{A}{a}", ("atom", "A", ("const", "a"))),
+        ("{AB}", ("atom", "AB", None)),
+        ("¬{A}{a}", ("not", ("atom", "A", ("const", "a")))),
+        ("~{A}", ("not", ("atom", "A", None))),
+        ("{A} & {B} v {C}", ("or", ("and", ("atom", "A", None), ("atom", "B", None)), ("atom", "C", None))),
+        ("{A} -> {B} -> {C}", ("imp", ("atom", "A", None), ("imp", ("atom", "B", None), ("atom", "C", None)))),
+        ("(x): {A}x -> {B}x", ("all", "x", ("imp", ("atom", "A", ("var", "x")), ("atom", "B", ("var", "x"))))),
+        ("(Ex): {A}x", ("ex", "x", ("atom", "A", ("var", "x")))),
+        ("{A} ∧ {B} ∨ ⊥ → ⊤", ("imp", ("or", ("and", ("atom", "A", None), ("atom", "B", None)), ("bot",)), ("top",))),
+    ],
+)
+def test_parse_formula(text: str, tree: tuple) -> None:
+    assert parse_formula(text) == tree
+    assert parse_formula(render(tree)) == tree
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("{A}{a} &", "expected a formula"),
+        ("{a}{A}", "expected a formula"),
+        ("(x): {A}y", "free variable"),
+        ("{A}x", "free variable"),
+        ("{A}{a} ^ {B}{a}", "unexpected"),
+        ("({A}", "missing"),
+        ("¬" * 100 + "{A}", "deeper"),
+        ("(" * 100 + "{A}" + ")" * 100, "deeper"),
+        ("{A} & " * 500 + "{A}", "longer than"),
+        ("import os", "unexpected"),
+    ],
+)
+def test_parse_errors(text: str, message: str) -> None:
+    with pytest.raises(LogicSyntaxError, match=message):
+        parse_formula(text)
+
+
+def test_negate_removes_double_negation() -> None:
+    f = parse_formula("{A}{a}")
+    assert negate(negate(f)) == f
+
+
+def test_parse_step_forms() -> None:
+    step = parse_step("fact1 & int2 -> int3: {B}{a} & {C}{a};")
+    assert step.premises == ("fact1", "int2") and step.intermediate == "int3"
+    assert step.formula == parse_formula("{B}{a} & {C}{a}")
+    assert parse_step("int3 -> hypothesis").conclusion == "hypothesis"
+    assert parse_step("int3 & fact2 -> ¬hypothesis").conclusion == "¬hypothesis"
+    assert parse_step("void -> int1: {A} v ¬{A}").premises == ()
+    assert parse_step("__DISPROVED__").verdict == "DISPROVED"
+    assert parse_step("The final answer is unknown").verdict == "UNKNOWN"
+    assert parse_step("$proof_label$: PROVED").verdict == "PROVED"
+    with pytest.raises(LogicSyntaxError, match="not a proof step"):
+        parse_step("therefore B holds")
+
+
+# ---------------------------------------------------------------- step checks
+
+
+def test_correct_steps_are_true(verifier: LogicVerifier) -> None:
+    steps = [
+        "fact2 & fact1 -> int1: {B}{a}",  # universal modus ponens
+        "fact3 & fact4 -> int2: {D}{a}",  # disjunctive syllogism
+        "int1 & int2 & fact5 -> int3: ¬{E}{a}",
+        "fact2 -> int4: (Ex): {A}x",  # existential introduction
+        "fact6 & fact7 -> int5: {Q}",
+        "int1 -> hypothesis",
+        "__PROVED__",
+    ]
+    assert verdicts(verifier, steps) == [True] * 7
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "fact1 -> int1: {B}{a}",  # a needed premise is not cited (FoVer README example, §2.1)
+        "fact2 & fact1 -> int1: {B}{b}",  # wrong constant
+        "fact2 & fact1 -> int1: ¬{B}{a}",  # negated conclusion
+        "fact3 -> int1: {D}{a}",
+        "fact2 & fact1 -> int1: {E}{a}",
+        "fact2 & fact1 -> ¬hypothesis",
+        "fact9 -> int1: {A}{a}",  # no such fact
+        "int7 -> int1: {A}{a}",  # no earlier step derived int7
+    ],
+)
+def test_wrong_steps_are_false(verifier: LogicVerifier, step: str) -> None:
+    result = verifier.verify(problem(), [step])[0]
+    assert result.verdict is False, result.reason
+
+
+def test_intermediates_are_cited_as_stated(verifier: LogicVerifier) -> None:
+    # FoVer judges every step locally: a step that follows from a wrong intermediate is still correct
+    steps = ["fact1 -> int1: {B}{b}", "int1 -> int2: {B}{b} v {C}{b}", "int2 & fact4 -> hypothesis"]
+    assert verdicts(verifier, steps) == [False, True, False]
+
+
+def test_parse_errors_give_none(verifier: LogicVerifier) -> None:
+    results = verifier.verify(problem(), ["fact2 & fact1 -> int1: {B}{a} &", "int1 -> hypothesis", "hello"])
+    assert [r.verdict for r in results] == [None, None, None]
+    assert "unparseable step" in results[0].reason
+    assert "int1 did not parse" in results[1].reason
+
+
+def test_unparseable_premise_or_hypothesis_gives_none(verifier: LogicVerifier) -> None:
+    facts = [*FACTS, {"name": "fact8", "formula": "{A}{a} &"}]
+    results = verifier.verify(problem(facts=facts), ["fact8 -> int1: {A}{a}", "fact2 -> int2: {A}{a}", "__PROVED__"])
+    assert [r.verdict for r in results] == [None, True, None]
+    assert "fact8 did not parse" in results[0].reason
+    bad_hypothesis = verifier.verify(problem("{B}{a} v"), ["fact2 & fact1 -> hypothesis", "__PROVED__"])
+    assert [r.verdict for r in bad_hypothesis] == [None, None]
+
+
+def test_premises_may_be_a_dict(verifier: LogicVerifier) -> None:
+    facts = {p["name"]: p["formula"] for p in FACTS}
+    assert [v.verdict for v in verifier.verify(problem(facts=facts), ["fact2 & fact1 -> hypothesis"])] == [True]
+
+
+@pytest.mark.parametrize(
+    ("hypothesis", "stated", "expected"),
+    [
+        ("{B}{a}", "__PROVED__", True),
+        ("{B}{a}", "__DISPROVED__", False),
+        ("{B}{a}", "__UNKNOWN__", False),
+        ("¬{B}{a}", "__DISPROVED__", True),
+        ("{E}{a}", "The final answer is DISPROVED", True),
+        ("{Z}{a}", "__UNKNOWN__", True),
+        ("{Z}{a}", "__PROVED__", False),
+        ("(x): {A}x -> {B}x", "__PROVED__", True),
+        ("{B}{b}", "__UNKNOWN__", True),  # nothing is known about b
+    ],
+)
+def test_verdict_step(verifier: LogicVerifier, hypothesis: str, stated: str, expected: bool) -> None:
+    assert verdicts(verifier, [stated], hypothesis) == [expected]
+
+
+def test_inconsistent_facts_prove_and_disprove() -> None:
+    facts = [{"name": "fact1", "formula": "{A}"}, {"name": "fact2", "formula": "¬{A}"}]
+    result = LogicVerifier().verify(problem("{B}", facts), ["__PROVED__", "__DISPROVED__", "__UNKNOWN__"])
+    assert [r.verdict for r in result] == [True, True, False]
+
+
+class _GivingUp(LogicVerifier):
+    def _solve(self, formulas: list) -> str:
+        self.solver_checks += 1
+        return "unknown"  # what z3 answers when the per-check timeout fires
+
+
+def test_solver_timeout_gives_none() -> None:
+    results = _GivingUp().verify(problem(), ["fact2 & fact1 -> int1: {B}{a}", "__PROVED__"])
+    assert [r.verdict for r in results] == [None, None]
+    assert "solver gave up" in results[0].reason and "timeout" in results[0].reason
+
+
+def test_cache_and_config() -> None:
+    cached = LogicVerifier()
+    cached.verify(problem(), ["fact2 & fact1 -> int1: {B}{a}"] * 3)
+    assert cached.solver_checks == 1
+    uncached = LogicVerifier({"cache_size": 0, "timeout_ms": 500})
+    uncached.verify(problem(), ["fact2 & fact1 -> int1: {B}{a}"] * 3)
+    assert uncached.solver_checks == 3
+    with pytest.raises(ValueError, match="unknown logic verifier option"):
+        LogicVerifier({"timeout": 5})
+    with pytest.raises(ValueError, match="timeout_ms must be positive"):
+        LogicVerifier({"timeout_ms": 0})
+
+
+def test_constant_named_like_a_variable_is_not_captured(verifier: LogicVerifier) -> None:
+    facts = [{"name": "fact1", "formula": "(x): {A}x"}, {"name": "fact2", "formula": "¬{B}{x}"}]
+    assert [v.verdict for v in verifier.verify(problem("{A}{x}", facts), ["fact1 -> hypothesis"])] == [True]
+    assert [v.verdict for v in verifier.verify(problem("{B}{x}", facts), ["fact1 -> hypothesis"])] == [False]
+
+
+# ---------------------------------------------------------------- generator
+
+
+def test_generator_is_deterministic_and_prefix_stable() -> None:
+    assert generate_logic_problems(20, seed=3) == generate_logic_problems(20, seed=3)
+    assert generate_logic_problems(20, seed=3) != generate_logic_problems(20, seed=4)
+    assert generate_logic_problems(5, seed=3) == generate_logic_problems(20, seed=3)[:5]
+
+
+def test_generator_fields() -> None:
+    rows = generate_logic_problems(40, seed=1, wrong_step_rate=0.5)
+    for i, row in enumerate(rows):
+        assert row["problem_id"] == f"logic-1-{i}"
+        assert row["domain"] == "logic" and row["answer"] in LABELS
+        meta = row["meta"]
+        assert {"premises", "hypothesis", "solution_steps", "planted_error_index"} <= set(meta)
+        assert meta["hypothesis"] in row["question"]
+        for premise in meta["premises"]:
+            assert f"{premise['name']}: {premise['formula']}" in row["question"]
+            assert render(parse_formula(premise["formula"])) == premise["formula"]
+        assert meta["gold_solution_steps"][-1] == f"__{row['answer']}__"
+        planted = meta["planted_error_index"]
+        if planted < 0:
+            assert meta["solution_steps"] == meta["gold_solution_steps"] and meta["planted_error_kind"] is None
+        else:
+            assert meta["solution_steps"][planted] != meta["gold_solution_steps"][planted]
+            assert meta["solution_steps"][:planted] == meta["gold_solution_steps"][:planted]
+        assert Problem.from_dict(row).meta == meta
+    assert {r["answer"] for r in rows} == set(LABELS)
+
+
+def test_wrong_step_rate_bounds() -> None:
+    assert all(r["meta"]["planted_error_index"] == -1 for r in generate_logic_problems(30, 0, wrong_step_rate=0.0))
+    assert all(r["meta"]["planted_error_index"] >= 0 for r in generate_logic_problems(30, 0, wrong_step_rate=1.0))
+    with pytest.raises(ValueError, match="wrong_step_rate"):
+        generate_logic_problems(1, 0, wrong_step_rate=1.5)
+
+
+def test_gold_proofs_verify_and_planted_errors_are_found(verifier: LogicVerifier) -> None:
+    rows = generate_logic_problems(60, seed=7, wrong_step_rate=0.6)
+    kinds = set()
+    for row in rows:
+        p = Problem.from_dict(row)
+        gold = verifier.verify(p, row["meta"]["gold_solution_steps"])
+        assert all(v.verdict is True for v in gold), (row["problem_id"], [v.reason for v in gold])
+        found = verifier.verify(p, row["meta"]["solution_steps"])
+        planted = row["meta"]["planted_error_index"]
+        assert first_flagged(found) == planted, (row["problem_id"], row["meta"]["planted_error_kind"])
+        assert all(v.verdict is True for v in found[: max(planted, 0)])
+        kinds.add(row["meta"]["planted_error_kind"])
+    assert {"wrong_verdict", "dropped_premise", "negated_conclusion"} <= kinds

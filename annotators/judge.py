@@ -76,9 +76,12 @@ def tag_steps(steps: Sequence[str]) -> str:
     return tagged.strip()
 
 
-def build_judge_prompt(problem: str, steps: Sequence[str]) -> str:
-    """The judge's single user message; the caller applies the judge model's chat template."""
-    return CRITIQUE_TEMPLATE.format(problem=problem, tagged_response=tag_steps(steps))
+def build_judge_prompt(problem: str, steps: Sequence[str], template: str = CRITIQUE_TEMPLATE) -> str:
+    """The judge's single user message; the caller applies the judge model's chat template.
+
+    `template` needs `{problem}` and `{tagged_response}`; keep the ProcessBench default for comparable numbers.
+    """
+    return template.format(problem=problem, tagged_response=tag_steps(steps))
 
 
 def _to_int(text: str) -> int | None:
@@ -241,6 +244,7 @@ def judge_search(
     *,
     parser: str = "reference",
     key: str | None = None,
+    template: str = CRITIQUE_TEMPLATE,
 ) -> Generator[list[Request], list[list[Sample]], JudgeEvidence]:
     """A search coroutine (engines/driver.py): one request for ``m`` critiques, then the parsed, voted evidence.
 
@@ -253,7 +257,7 @@ def judge_search(
         raise ValueError(f"unknown judge parser {parser!r}; expected one of {sorted(PARSERS)}")
     request_key = key if key is not None else _default_key(problem_id, steps)
     seeded = dataclasses.replace(sampling, seed=derive_seed(run_seed, problem_id, request_key))
-    request = Request(prompt=render(build_judge_prompt(question, steps)), n=m, sampling=seeded, key=request_key)
+    request = Request(prompt=render(build_judge_prompt(question, steps, template)), n=m, sampling=seeded, key=request_key)
     answer = yield [request]
     samples = answer[0] if answer else []
     return evidence_from_critiques([getattr(s, "text", "") for s in samples], len(steps), parser)

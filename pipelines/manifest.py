@@ -123,7 +123,14 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     fills = sorted(min(1.0, s / capacity) for s in calls) or [0.0]
     engine_seconds = sum(b["engine_seconds"] for b in batches)
     tokens = sum(b["generated_tokens"] for b in batches)
+    hits = sum(b.get("cache_hits", 0) for b in batches)
+    misses = sum(b.get("cache_misses", 0) for b in batches)
+    judge_tokens = sum(b.get("judge", {}).get("generated_tokens", 0) for b in batches)
     return {
+        "cache_sample_hits": hits,
+        "cache_sample_misses": misses,
+        "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "judge_generated_tokens": judge_tokens,
         "engine_calls": len(calls),
         "sequences": sum(calls),
         "generated_tokens": tokens,

@@ -53,11 +53,21 @@ def output_schema(config: Config):
     return tables.paths_schema(sorted(config.annotators), judge=config.judge.enabled, progress=config.progress.enabled)
 
 
-def build(pipeline: beam.Pipeline, config: Config, output: str) -> None:
+def cache_dir(config: Config, output: str) -> str | None:
+    """Where generated samples are cached: `cache.dir`, else `_cache` beside the run folder (shared by versions)."""
+    if not config.cache.enabled:
+        return None
+    if config.cache.dir:
+        return config.cache.dir
+    parent = output.rstrip("/").rsplit("/", 1)[0] if "/" in output.rstrip("/") else "."
+    return FileSystems.join(parent, "_cache")
+
+
+def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | None = None) -> None:
     """Add every stage of a synthesize run writing under `output` to `pipeline`."""
     out = config.output
     read = pipeline | "Read problems" >> ReadProblems(config.input)
-    searched = read[PROBLEMS] | "Search" >> SearchProblems(config)
+    searched = read[PROBLEMS] | "Search" >> SearchProblems(config, cache)
     labelled = searched[EVIDENCE] | "Label" >> L.LabelEvidence(config)
     augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
     schema = output_schema(config)
@@ -142,14 +152,18 @@ def check(config: Config) -> None:
         omegaprm_config(config)
 
 
-def run(config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Run a synthesize job to completion and write its manifest; returns the manifest."""
+def run(config: Config, output: str, beam_args: list[str] | None = None, *, cache: str | None = None) -> dict[str, Any]:
+    """Run a synthesize job to completion and write its manifest; returns the manifest.
+
+    `cache` overrides where generated samples are cached (default: `cache_dir(config, output)`).
+    """
     check(config)
+    cache = cache or cache_dir(config, output)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):
         FileSystems.delete([FileSystems.join(output, "manifest.json")])  # a rerun is unfinished until it ends
     started = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args or []))
-    build(pipeline, config, output)
+    build(pipeline, config, output, cache)
     result = pipeline.run()
     result.wait_until_finish()
     wall = time.time() - started

@@ -175,9 +175,12 @@ class JudgeConfig:
     samples: int = 8  # m critiques per solution, majority vote (ProcessBench --use_voting uses 8)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, top_p=0.8, max_tokens=512))
     parser: str = "reference"  # reference (ProcessBench's, for comparability) | robust
+    template: str | None = None  # None = the ProcessBench critique prompt; needs {problem} and {tagged_response}
 
     def validate(self, key: str) -> None:
         _choice(f"{key}.parser", self.parser, {"reference", "robust"})
+        if self.template is not None and not all(f in self.template for f in ("{problem}", "{tagged_response}")):
+            raise ConfigError(f"{key}.template: must contain {{problem}} and {{tagged_response}}")
         _positive(f"{key}.samples", self.samples)
         self.sampling.validate(f"{key}.sampling")
         if self.enabled and self.engine.model:
@@ -248,6 +251,14 @@ class ProgressConfig:
 
 
 @dataclass
+class CacheConfig:
+    """The generation cache: samples keyed by content, so reruns generate only what is missing."""
+
+    enabled: bool = True
+    dir: str | None = None  # default: `_cache` beside the run's versioned folder
+
+
+@dataclass
 class OutputConfig:
     num_shards: int = 1
     compression: str = "zstd"
@@ -273,6 +284,7 @@ class Config:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> Config:

@@ -83,6 +83,19 @@ PATHS = pa.schema(
     ]
 )
 
+# The generation cache: one row per sample, keyed by content (engines/cache.py).
+CACHE = pa.schema(
+    [
+        ("key", pa.string()),
+        ("problem_id", pa.string()),
+        ("text", pa.large_string()),
+        ("finish_reason", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+
 CRITIQUES = pa.schema(
     [
         ("problem_id", pa.string()),

@@ -50,6 +50,7 @@ def make_config(input_path, **overrides):
         "steps": {"splitter": "step_markers"},
         "search": {"num_solutions": 3, "completions_per_step": 4, "problems_per_batch": 3},
         "output": {"num_shards": 2},
+        "cache": {"enabled": False},  # these runs test generation itself, not cache replay
     }
     return config_from_dict(data, [f"{k}={v}" for k, v in overrides.items()])
 

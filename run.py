@@ -50,7 +50,8 @@ def print_summary(manifest: dict, output: str) -> None:
         f"  solutions:       {counts['solutions']}",
         f"  steps:           {counts['steps']} ({counts['steps_positive']} positive, {counts['steps_negative']} negative)",
         f"  completions:     {counts['completions']}",
-        f"  tokens:          {engine.get('generated_tokens', 0)} generated in {engine.get('engine_calls', 0)} engine calls",
+        f"  tokens:          {engine.get('generated_tokens', 0)} in {engine.get('engine_calls', 0)} engine calls "
+        f"(cache: {engine.get('cache_sample_hits', 0)} samples reused, {engine.get('cache_sample_misses', 0)} generated)",
         f"  tokens/s:        {timings['generated_tokens_per_second']} over the run "
         f"({engine.get('engine_tokens_per_second', 0)} inside the engine)",
         f"  wall time:       {timings['wall_seconds']} s",
@@ -61,12 +62,31 @@ def print_summary(manifest: dict, output: str) -> None:
     print("\n".join(lines))
 
 
+def run_dir(root: str, config) -> str:
+    """The versioned run folder under the dataset root: schema version and config hash (infra.md §3.2)."""
+    from schemas.tables import SCHEMA_VERSION
+
+    return os.path.join(root, f"schema_v{SCHEMA_VERSION}", f"cfg_{config.config_hash()[:12]}")
+
+
 def cmd_synthesize(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines import synthesize
 
     config = load_config(args.config, args.set)
-    manifest = synthesize.run(config, args.output, beam_args)
-    print_summary(manifest, args.output)
+    output = args.output if args.exact_output else run_dir(args.output, config)
+    manifest = synthesize.run(config, output, beam_args, cache=os.path.join(args.output, "_cache"))
+    print_summary(manifest, output)
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines import annotate
+
+    config = load_config(args.config, args.set)
+    root = args.output or os.path.dirname(os.path.dirname(os.path.normpath(getattr(args, "from"))))
+    output = run_dir(root, config)
+    manifest = annotate.run(getattr(args, "from"), config, output, beam_args)
+    print_summary(manifest, output)
     return 0
 
 
@@ -84,15 +104,16 @@ def write_demo_problems(path: Path, n: int, seed: int) -> None:
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines import synthesize
 
-    output = Path(args.output).resolve()
-    problems = output / "input" / "problems.jsonl"
+    root = Path(args.output).resolve()
+    problems = root / "input" / "problems.jsonl"
     write_demo_problems(problems, args.problems, args.seed)
     overrides = [f"input.path={problems}", *args.set]
     config = load_config(REPO_ROOT / "configs" / "demo.yaml", overrides)
+    output = run_dir(str(root), config)
     log.info("demo: %d generated problems in %s, tiny model %s", args.problems, problems, config.policy.model)
-    manifest = synthesize.run(config, str(output), beam_args)
-    print_summary(manifest, str(output))
-    print(f"Load it:  datasets.load_dataset('parquet', data_files='{output}/data/train-*.parquet')")
+    manifest = synthesize.run(config, output, beam_args, cache=str(root / "_cache"))
+    print_summary(manifest, output)
+    print(f"Load it:  datasets.load_dataset('parquet', data_files='{output}/data/train-*.parquet', split='train')")
     return 0
 
 
@@ -105,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--config", required=True, help="YAML config (see configs/)")
     synth.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
     synth.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    synth.add_argument(
+        "--exact-output", action="store_true", help="write into --output itself, not its versioned sub-folder"
+    )
     synth.set_defaults(func=cmd_synthesize)
+
+    relabel = sub.add_parser("annotate", help="relabel a finished run from its evidence, with no engine call")
+    relabel.add_argument("--from", required=True, metavar="RUN", help="the finished run whose evidence is reused")
+    relabel.add_argument("--config", required=True, help="the new label/filter/augment config")
+    relabel.add_argument("--output", default=None, help="dataset root (default: the parent run's)")
+    relabel.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    relabel.set_defaults(func=cmd_annotate)
 
     demo = sub.add_parser("demo", help="the embedded default: tiny model, generated problems, CPU, offline")
     demo.add_argument("--output", default="out/demo", help="output folder (default: out/demo)")

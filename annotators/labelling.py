@@ -79,3 +79,4 @@ class ProblemEvidence:
     rows: list[dict[str, Any]] = field(default_factory=list)  # base labelled paths (PATHS columns)
     critiques: dict[str, JudgeEvidence] = field(default_factory=dict)  # by path id
     generated_tokens: int = 0
+    root_mc: float | None = None  # question-level pass rate (progress labels); from the solutions when None

@@ -56,6 +56,19 @@ def default_judge(truncation_policy: str) -> Judge:
     return judge
 
 
+def search_status(solutions: list[Solution], prefilter: bool) -> str:
+    """Whether the MC search goes on after sampling solutions: `ok`, `no_steps` or a pre-filter outcome."""
+    if not any(s.steps for s in solutions):
+        return "no_steps"
+    if prefilter:
+        outcomes = {bool(s.outcome_correct) for s in solutions}
+        if outcomes == {True}:
+            return "prefiltered_all_correct"
+        if outcomes == {False}:
+            return "prefiltered_all_wrong"
+    return "ok"
+
+
 def prefix_key(prefix: str) -> str:
     """Request identity of a prefix: identical prefixes (across solutions) are estimated once, with one seed."""
     return "prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]
@@ -95,18 +108,10 @@ def math_shepherd_search(
                 seed=sample.seed,
             )
         )
-    labelled = [s for s in evidence.solutions if s.steps]
-    if not labelled:
-        evidence.status = "no_steps"
+    evidence.status = search_status(evidence.solutions, config.prefilter)
+    if evidence.status != "ok":
         return evidence
-    if config.prefilter:
-        outcomes = {bool(s.outcome_correct) for s in evidence.solutions}
-        if outcomes == {True}:
-            evidence.status = "prefiltered_all_correct"
-            return evidence
-        if outcomes == {False}:
-            evidence.status = "prefiltered_all_wrong"
-            return evidence
+    labelled = [s for s in evidence.solutions if s.steps]
 
     # One request per distinct prefix; every (solution, step) that shares it points at the same samples.
     requests: list[Request] = []

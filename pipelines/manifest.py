@@ -73,16 +73,17 @@ def _parquet_stats(pattern: str, columns: list[str]) -> tuple[int, list[dict[str
     return rows, data
 
 
-def count_outputs(output: str) -> dict[str, Any]:
-    """Counts from the files under `output`."""
+def count_outputs(output: str, evidence_run: str | None = None) -> dict[str, Any]:
+    """Counts from the files under `output` (evidence from `evidence_run` when the run reused another's)."""
+    evidence_run = evidence_run or output
     paths_rows, paths = _parquet_stats(
         FileSystems.join(output, "data", "train-*.parquet"), ["problem_id", "labels", "source"]
     )
     filtered_rows, filtered = _parquet_stats(
         FileSystems.join(output, "filtered", "part-*.parquet"), ["problem_id", "drop_reason", "source"]
     )
-    solutions, _ = _parquet_stats(FileSystems.join(output, "evidence", "solutions", "part-*.parquet"), [])
-    completions, _ = _parquet_stats(FileSystems.join(output, "evidence", "completions", "part-*.parquet"), [])
+    solutions, _ = _parquet_stats(FileSystems.join(evidence_run, "evidence", "solutions", "part-*.parquet"), [])
+    completions, _ = _parquet_stats(FileSystems.join(evidence_run, "evidence", "completions", "part-*.parquet"), [])
     dead_path = FileSystems.join(output, "dead_letters", "dead_letters.jsonl")
     dead = [json.loads(line) for line in _read_bytes(dead_path).decode().splitlines() if line.strip()]
     steps = sum(len(r["labels"]) for r in paths)
@@ -144,15 +145,21 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
 
 
 def write_manifest(
-    output: str, config: Config, counters: dict[str, float], *, wall_seconds: float, command: str
+    output: str,
+    config: Config,
+    counters: dict[str, float],
+    *,
+    wall_seconds: float,
+    command: str,
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    counts = count_outputs(output)
+    counts = count_outputs(output, (lineage or {}).get("parent_run"))
     rows_read = int(counters.get("read.rows_read", 0))
     by_stage = counts["dead_letters_by_stage"]
     problems = rows_read - by_stage.get("read", 0)
     counts = {"read": rows_read, "problems": problems, **counts}
     counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get("label", 0)
-    engine = engine_stats(output, config.search.max_sequences_per_call)
+    engine = engine_stats(output, config.search.max_sequences_per_call) or {"engine_calls": 0, "generated_tokens": 0}
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
     manifest = {
         "stepforge_manifest": 1,
@@ -173,6 +180,7 @@ def write_manifest(
             "wall_seconds": round(wall_seconds, 3),
             "generated_tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else 0.0,
         },
+        "lineage": lineage or {"parent_run": None},
         "outputs": {
             "paths": "data/train-*.parquet",
             "solutions": "evidence/solutions/part-*.parquet",

@@ -39,6 +39,7 @@ EVIDENCE_TABLES = [
         lambda r: f"{r['problem_id']}/{r['solution_index']:06d}/{r['step_index']:04d}/{r['completion_index']:04d}",
     ),
     (L.NODES, "omegaprm_nodes", None, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
+    (L.SEARCH_PATHS, "omegaprm_paths", tables.paths_schema(), lambda r: r["id"]),
     (L.CRITIQUES, "critiques", tables.CRITIQUES, lambda r: f"{r['path_id']}/{r['critique_index']:04d}"),
     (
         L.VERDICTS,
@@ -87,9 +88,9 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
     filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
     _ = filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])
     for tag, folder, table_schema, key in EVIDENCE_TABLES:
+        if tag in (L.NODES, L.SEARCH_PATHS) and config.search.method != "omegaprm":
+            continue
         if tag == L.NODES:
-            if config.search.method != "omegaprm":
-                continue
             from annotators.omegaprm import NODES_SCHEMA
 
             table_schema = NODES_SCHEMA

@@ -152,8 +152,10 @@ def test_demo_command_prints_a_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "StepForge run summary" in proc.stdout
     assert "counts add up:   True" in proc.stdout
-    assert (tmp_path / "demo" / "manifest.json").exists()
-    assert len(list((tmp_path / "demo" / "data").glob("train-*-of-00002.parquet"))) == 2
+    (run,) = (tmp_path / "demo" / "schema_v1").glob("cfg_*")  # the versioned run folder
+    assert (run / "manifest.json").exists()
+    assert len(list((run / "data").glob("train-*-of-00002.parquet"))) == 2
+    assert str(run / "data") in proc.stdout
 
 
 def test_bad_config_exits_with_a_named_key(tmp_path):

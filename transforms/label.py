@@ -26,6 +26,7 @@ FILTERED = "filtered"
 SOLUTIONS = "solutions"
 COMPLETIONS = "completions"
 NODES = "omegaprm_nodes"
+SEARCH_PATHS = "omegaprm_paths"
 CRITIQUES = "critiques"
 VERDICTS = "verdicts"
 PROBLEMS = "problems"
@@ -79,6 +80,9 @@ class _Label(beam.DoFn):
         if evidence.omegaprm is not None:
             for node in nodes_to_rows(evidence.omegaprm):
                 yield beam.pvalue.TaggedOutput(NODES, node)
+            # OmegaPRM's paths come out of the search itself, so they are evidence a relabel starts from.
+            for row in evidence.rows:
+                yield beam.pvalue.TaggedOutput(SEARCH_PATHS, self._finish(dict(row)))
         for row_id, critique in sorted(evidence.critiques.items()):
             for index, (text, parsed) in enumerate(zip(critique.critiques, critique.parsed, strict=True)):
                 yield beam.pvalue.TaggedOutput(
@@ -109,7 +113,7 @@ class _Label(beam.DoFn):
         if self.config.judge.enabled:
             attach_judge(row, evidence.critiques.get(row["id"]))
         if self.config.progress.enabled:
-            root = evidence.omegaprm.root_mc if evidence.omegaprm is not None else root_mc(evidence.rows)
+            root = evidence.root_mc if evidence.root_mc is not None else root_mc(evidence.rows)
             attach_progress(row, root, self.config.progress.pav_k, self.config.progress.rpe_epsilon)
         return row
 
@@ -140,6 +144,6 @@ class LabelEvidence(beam.PTransform):
         self.config = config
 
     def expand(self, evidence: beam.PCollection) -> dict[str, beam.PCollection]:
-        tags = [FILTERED, SOLUTIONS, COMPLETIONS, NODES, CRITIQUES, VERDICTS, PROBLEMS, DEAD]
+        tags = [FILTERED, SOLUTIONS, COMPLETIONS, NODES, SEARCH_PATHS, CRITIQUES, VERDICTS, PROBLEMS, DEAD]
         out = evidence | "Verify and label steps" >> beam.ParDo(_Label(self.config)).with_outputs(*tags, main=PATHS)
         return {PATHS: out[PATHS], **{tag: out[tag] for tag in tags}}

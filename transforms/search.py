@@ -152,6 +152,7 @@ def evidence_of(problem: Problem, result: McEvidence | OmegaPRMResult, rule: Lab
         omegaprm=result,
         rows=[dict(row) for row in result.paths],
         generated_tokens=result.counters.generated_tokens,
+        root_mc=result.root_mc,
     )
 
 
@@ -188,13 +189,20 @@ class _SearchBatch(beam.DoFn):
         seed = self.config.run.seed
         if self.config.search.method == "omegaprm":
             omega = omegaprm_config(self.config)
-            offsets = getattr(self.engine, "token_offsets", None)
-            return [
+            offsets = None
+            if omega.cut == "token":
+                from engines.prompts import token_offsets
+
+                tokenizer = self.renderer.tokenizer
+                offsets = lambda text: token_offsets(tokenizer, text)  # noqa: E731
+            searches = [
                 omegaprm_search(p, self.renderer.render(p.question), omega, seed, token_offsets=offsets)
                 for p in problems
             ]
-        mc = mc_search_config(self.config)
-        return [math_shepherd_search(p, self.renderer.render(p.question), mc, seed) for p in problems]
+        else:
+            mc = mc_search_config(self.config)
+            searches = [math_shepherd_search(p, self.renderer.render(p.question), mc, seed) for p in problems]
+        return [tag_requests(search, p.problem_id) for search, p in zip(searches, problems, strict=True)]
 
     def _drive(self, searches: list[Any], engine: Any) -> tuple[list[Any], DriverStats]:
         return run_searches(

@@ -1,0 +1,200 @@
+"""The `annotate` pipeline: relabel a finished run from its stored evidence, with zero engine calls.
+
+Labels, verifier columns, judge votes (re-parsed from stored critiques), filters and augmentations are
+recomputed from `RUN/evidence/`; nothing is generated. A config whose search or policy differs from the
+evidence's is refused, since that evidence could not have come from it (DESIGN.md, "Reruns").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.parquetio import ReadAllFromParquet
+
+from annotators.judge import evidence_from_critiques
+from annotators.labelling import ProblemEvidence
+from annotators.mc import LabelRule, McEvidence, label_paths, search_status
+from pipelines import manifest as manifest_lib
+from pipelines.synthesize import counters, output_schema, pipeline_options
+from schemas import tables
+from schemas.config import Config, ConfigError, config_from_dict
+from schemas.records import Completion, Problem, Solution
+from transforms import label as L
+from transforms.augment import AugmentRows
+from transforms.read import DEAD
+from transforms.write import WriteDeadLetters, WriteShards
+
+# Config sections that produced the evidence: a relabel must leave them as they were.
+EVIDENCE_SECTIONS = ("run", "input", "policy", "sampling", "steps", "answers", "search")
+# What the stored critiques depend on; the parser may change (critiques are re-parsed).
+JUDGE_KEYS = ("engine", "samples", "sampling", "template")
+
+
+def load_parent(run: str) -> dict[str, Any]:
+    path = FileSystems.join(run, "manifest.json")
+    if not FileSystems.exists(path):
+        raise ConfigError(f"--from {run}: no manifest.json, so it is not a finished run")
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def incompatibilities(parent: Config, config: Config) -> list[str]:
+    """Why `config` cannot be computed from `parent`'s evidence (empty when it can)."""
+    problems = []
+    old, new = parent.to_dict(), config.to_dict()
+    for section in EVIDENCE_SECTIONS:
+        if section == "run":
+            if old["run"]["seed"] != new["run"]["seed"]:
+                problems.append("run.seed differs: the seeds chose the samples")
+            continue
+        if old[section] != new[section]:
+            keys = sorted(
+                k for k in set(old[section]) | set(new[section]) if old[section].get(k) != new[section].get(k)
+            )
+            problems.append(f"{section} differs ({', '.join(f'{section}.{k}' for k in keys)}): it changes the evidence")
+    if config.judge.enabled:
+        if not parent.judge.enabled:
+            problems.append(
+                "judge.enabled: the evidence holds no critiques; a judge needs engine calls (run synthesize)"
+            )
+        else:
+            for key in JUDGE_KEYS:
+                if old["judge"][key] != new["judge"][key]:
+                    problems.append(f"judge.{key} differs from the stored critiques'")
+    return problems
+
+
+def _read(pipeline: beam.Pipeline, run: str, folder: str, label: str) -> beam.PCollection:
+    glob = FileSystems.join(run, "evidence", folder, "part-*.parquet")
+    return (
+        pipeline
+        | f"{label} glob" >> beam.Create([glob])
+        | f"Read {label}" >> ReadAllFromParquet()  # an empty glob yields nothing (infra.md §3.3)
+        | f"Key {label}" >> beam.Map(lambda r: (r["problem_id"], r))
+    )
+
+
+def _problem(row: dict[str, Any]) -> Problem:
+    return Problem.from_dict({**row, "meta": json.loads(row["meta"] or "{}")})
+
+
+def _evidence(item: tuple[str, dict[str, list[dict[str, Any]]]], config: Config) -> Iterator[ProblemEvidence]:
+    """One problem's stored evidence, as the search would have handed it to the label stage."""
+    _, groups = item
+    if not groups["problems"]:
+        return
+    problem = _problem(groups["problems"][0])
+    rule = LabelRule(config.label.hard_rule, config.label.threshold)
+    if config.search.method == "omegaprm":
+        rows = sorted(groups["omegaprm_paths"], key=lambda r: r["id"])
+        roots = [n["mc"] for n in groups["omegaprm_nodes"] if n["parent_id"] is None]
+        evidence = ProblemEvidence(
+            problem=problem,
+            method="omegaprm",
+            status="ok" if rows else "no labelled path (stored search)",
+            rows=[{k: v for k, v in r.items() if k in tables.PATHS.names} for r in rows],
+            root_mc=roots[0] if roots else None,
+        )
+    else:
+        solutions = [Solution(**r) for r in sorted(groups["solutions"], key=lambda r: r["solution_index"])]
+        completions = [
+            Completion(**r)
+            for r in sorted(
+                groups["completions"], key=lambda r: (r["solution_index"], r["step_index"], r["completion_index"])
+            )
+        ]
+        status = search_status(solutions, config.search.prefilter)
+        mc = McEvidence(problem=problem, status=status, solutions=solutions, completions=completions)
+        evidence = ProblemEvidence(
+            problem=problem, method="mc", status=status, solutions=solutions, completions=completions,
+            rows=label_paths(mc, rule),
+        )  # fmt: skip
+    if config.judge.enabled:
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        for critique in groups["critiques"]:
+            by_path.setdefault(critique["path_id"], []).append(critique)
+        steps = {row["id"]: len(row["completions"]) for row in evidence.rows}
+        for path_id, critiques in by_path.items():
+            if path_id in steps:
+                texts = [c["text"] for c in sorted(critiques, key=lambda c: c["critique_index"])]
+                evidence.critiques[path_id] = evidence_from_critiques(texts, steps[path_id], config.judge.parser)
+    yield evidence
+
+
+def build(pipeline: beam.Pipeline, parent_run: str, config: Config, output: str) -> None:
+    tables_in = ["problems", "solutions", "completions", "critiques", "omegaprm_paths", "omegaprm_nodes"]
+    grouped = {name: _read(pipeline, parent_run, name, name) for name in tables_in}
+    evidence = (
+        grouped
+        | "Join evidence by problem" >> beam.CoGroupByKey()
+        | "Rebuild evidence" >> beam.FlatMap(_evidence, config)
+    )
+    labelled = evidence | "Label" >> L.LabelEvidence(config)
+    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
+    schema = output_schema(config)
+    out = config.output
+
+    def shards(folder: str, table_schema, key, prefix: str = "part") -> WriteShards:
+        return WriteShards(
+            FileSystems.join(output, *folder.split("/")), table_schema, key=key, num_shards=out.num_shards,
+            compression=out.compression, row_group_size=out.row_group_size, prefix=prefix,
+        )  # fmt: skip
+
+    _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
+    filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
+    _ = filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])
+    if config.annotators:
+        _ = labelled[L.VERDICTS] | "Write verdicts" >> shards(
+            "evidence/verdicts", tables.VERDICTS, lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}"
+        )
+    # The parent's read and search dead letters carry over; label-stage ones are recomputed.
+    parent_dead = FileSystems.join(parent_run, "dead_letters", "dead_letters.jsonl")
+    carried = (
+        pipeline
+        | "Parent dead letters" >> beam.Create([parent_dead])
+        | "Read parent dead letters" >> beam.FlatMap(_read_dead_letters)
+    )
+    dead = (carried, labelled[DEAD]) | "Merge dead letters" >> beam.Flatten()
+    _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
+
+
+def _read_dead_letters(path: str) -> Iterator[dict[str, str]]:
+    with FileSystems.open(path) as handle:
+        for line in handle.read().decode().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row["stage"] in ("read", "search"):
+                    yield row
+
+
+def run(parent_run: str, config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Relabel `parent_run` with `config` into `output`; refuses configs the evidence cannot serve."""
+    parent = load_parent(parent_run)
+    parent_config = config_from_dict(parent["config"])
+    problems = incompatibilities(parent_config, config)
+    if problems:
+        raise ConfigError("annotate: this config needs new generation, not a relabel:\n  " + "\n  ".join(problems))
+    if FileSystems.exists(FileSystems.join(output, "manifest.json")):
+        FileSystems.delete([FileSystems.join(output, "manifest.json")])
+    started = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args or []))
+    build(pipeline, parent_run, config, output)
+    result = pipeline.run()
+    result.wait_until_finish()
+    values = counters(result)
+    values["read.rows_read"] = parent["counts"]["read"]
+    lineage = {
+        "parent_run": parent_run,
+        "parent_config_hash": parent["config_hash"],
+        "parent_code_version": parent["code_version"],
+        "parent_counts": parent["counts"],
+        "evidence": FileSystems.join(parent_run, "evidence"),
+    }
+    return manifest_lib.write_manifest(
+        output, config, values, wall_seconds=time.time() - started, command="annotate", lineage=lineage
+    )

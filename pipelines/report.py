@@ -1,0 +1,900 @@
+"""`run.py report RUN`: one self-contained HTML page about a finished run, with PNG copies of its plots.
+
+The page (`RUN/report/report.html`) shows the manifest's figures as tables and plots made from the files the
+run wrote: where the first errors sit, the MC values, the label balance per source and per annotator, how
+often annotators agree, what each labelled step cost in completions and tokens, why rows were dropped, and how
+full the engine's batches were. Every number it shows is also in a `<script type="application/json"
+id="stepforge-figures">` block, so tests and tools can read it back without scraping.
+
+Output is deterministic: the same run folder gives the same HTML and PNG bytes (fixed sizes and dpi, no
+timestamps, no `Software` PNG chunk). Optional parts a run lacks (evidence, engine stats, dead letters,
+annotator columns) leave their section saying "not available in this run". Local run folders only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.style import context as style_context
+
+REPORT_VERSION = 1
+FIGURES_ID = "stepforge-figures"
+DPI = 100
+POSITIVE, NEGATIVE, UNKNOWN = "#1b9e77", "#d95f02", "#bdbdbd"  # colour-blind safe pair plus grey
+# PNG metadata: no `Software` chunk (it carries the matplotlib version) so bytes only change with the plot.
+PNG_METADATA: dict[str, str | None] = {"Software": None}
+NOT_AVAILABLE = "not available in this run"
+
+# The plots, in page order: (file stem, section title).
+PLOTS = [
+    ("first_error_position", "First-error position"),
+    ("mc_values", "MC value distribution"),
+    ("label_balance", "Label balance"),
+    ("annotator_agreement", "Annotator agreement"),
+    ("search_cost", "Completions and generated tokens per labelled step"),
+    ("dead_letters_and_filtered", "Dead letters and filtered rows"),
+    ("batch_fill", "Engine batch fill over time"),
+]
+
+# Columns of the labelled-path table the report reads (step texts are never loaded: `labels` gives the length).
+PATH_COLUMNS = [
+    "id",
+    "problem_id",
+    "source",
+    "labels",
+    "mc_values",
+    "first_error_index",
+    "truncated_after_first_error",
+    "label_policy",
+    "search",
+]
+
+
+# ---------------------------------------------------------------- reading a run folder
+
+
+def _files(run_dir: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in run_dir.glob(pattern) if p.is_file())
+
+
+def read_columns(files: list[Path], columns: list[str]) -> dict[str, list[Any]] | None:
+    """The named columns of Parquet `files` as Python lists (absent columns are skipped); None without files.
+
+    A dotted name (`rollouts.list.element.n_tokens`) reads one leaf of a nested column.
+    """
+    if not files:
+        return None
+    out: dict[str, list[Any]] = {}
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        leaves = set(parquet.schema_arrow.names) | {c.path for c in parquet.schema}
+        wanted = [c for c in columns if c in leaves]
+        table = parquet.read(columns=wanted) if wanted else None
+        for name in wanted:
+            top = name.split(".")[0]
+            out.setdefault(name, []).extend(table.column(top).to_pylist())
+    return out
+
+
+def label_columns(files: list[Path]) -> list[str]:
+    """`labels` first, then every other `<name>_labels` list-of-bool column (verifiers, judge, progress)."""
+    if not files:
+        return []
+    schema = pq.read_schema(files[0])
+    extra = sorted(
+        f.name
+        for f in schema
+        if f.name.endswith("_labels") and str(f.type) in ("list<element: bool>", "list<item: bool>")
+    )
+    return (["labels"] if "labels" in schema.names else []) + extra
+
+
+@dataclass
+class RunFiles:
+    """What the report reads from one run folder; None marks a part the run does not have."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    paths: dict[str, list[Any]] | None
+    label_columns: list[str]
+    filtered: dict[str, list[Any]] | None
+    solutions: dict[str, list[Any]] | None
+    completions: dict[str, list[Any]] | None
+    nodes: dict[str, list[Any]] | None
+    dead_letters: list[dict[str, Any]] | None
+    engine_stats: list[dict[str, Any]] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
+    """Read a finished run folder (its `manifest.json` must exist)."""
+    root = Path(run_dir)
+    if "://" in str(run_dir):
+        raise ValueError(f"report: local run folders only, got {run_dir!s}")
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no manifest (the run is unfinished or not a run folder)")
+    manifest = json.loads(manifest_path.read_text())
+    data_files = _files(root, "data/train-*.parquet")
+    labels = label_columns(data_files)
+    dead_path = root / "dead_letters" / "dead_letters.jsonl"
+    dead = (
+        [json.loads(line) for line in dead_path.read_text().splitlines() if line.strip()]
+        if dead_path.is_file()
+        else None
+    )
+    stats_path = root / "_work" / "engine_stats.json"
+    return RunFiles(
+        run_dir=root,
+        manifest=manifest,
+        paths=read_columns(data_files, PATH_COLUMNS + [c for c in labels if c != "labels"]),
+        label_columns=labels,
+        filtered=read_columns(
+            _files(root, "filtered/part-*.parquet"), ["problem_id", "source", "search", "drop_reason"]
+        ),
+        solutions=read_columns(_files(root, "evidence/solutions/part-*.parquet"), ["problem_id", "n_tokens"]),
+        completions=read_columns(_files(root, "evidence/completions/part-*.parquet"), ["problem_id", "n_tokens"]),
+        nodes=read_columns(
+            _files(root, "evidence/omegaprm_nodes/part-*.parquet"), ["problem_id", "rollouts.list.element.n_tokens"]
+        ),
+        dead_letters=dead,
+        engine_stats=json.loads(stats_path.read_text()) if stats_path.is_file() else None,
+    )
+
+
+# ---------------------------------------------------------------- figures (pure: columns in, numbers out)
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
+
+
+def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*(columns[n] for n in names), strict=True)]
+
+
+def first_error_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
+    """Histogram of `first_error_index` by absolute step and by relative position (0 = first, 1 = last step).
+
+    A path truncated after its first error no longer knows its length, so it counts only in the absolute one.
+    """
+    indices = []
+    relative = []
+    total = len(paths["first_error_index"])
+    truncation = paths.get("truncated_after_first_error") or [False] * total
+    for first, labels, truncated in zip(paths["first_error_index"], paths["labels"], truncation, strict=True):
+        if first is None or first < 0:
+            continue
+        indices.append(first)
+        n_steps = len(labels or [])
+        if not truncated and n_steps:
+            relative.append(first / (n_steps - 1) if n_steps > 1 else 0.0)
+    absolute_counts = np.bincount(np.array(indices, dtype=int), minlength=1).tolist() if indices else []
+    relative_counts, edges = np.histogram(np.array(relative, dtype=float), bins=10, range=(0.0, 1.0))
+    return {
+        "available": bool(indices),
+        "paths": total,
+        "paths_with_error": len(indices),
+        "paths_without_error": total - len(indices),
+        "paths_truncated_after_error": len(indices) - len(relative),
+        "absolute": {"step_index": list(range(len(absolute_counts))), "counts": absolute_counts},
+        "relative": {"edges": [_round(e) for e in edges], "counts": relative_counts.tolist()},
+    }
+
+
+def mc_value_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
+    """Histogram (20 bins over [0, 1]) of the per-step MC values, split by the step's hard label."""
+    by_label: dict[str, list[float]] = {"positive": [], "negative": [], "unknown": []}
+    nulls = 0
+    mc_values = paths.get("mc_values") or [None] * len(paths["labels"])
+    for values, labels in zip(mc_values, paths["labels"], strict=True):
+        for index, value in enumerate(values or []):
+            if value is None or math.isnan(value):
+                nulls += 1
+                continue
+            label = labels[index] if labels is not None and index < len(labels) else None
+            by_label["unknown" if label is None else "positive" if label else "negative"].append(float(value))
+    edges = np.linspace(0.0, 1.0, 21)
+    counts = {k: np.histogram(np.array(v, dtype=float), bins=edges)[0].tolist() for k, v in by_label.items()}
+    values = [v for vs in by_label.values() for v in vs]
+    return {
+        "available": bool(values),
+        "steps_with_value": len(values),
+        "steps_without_value": nulls,
+        "mean": _round(sum(values) / len(values)) if values else None,
+        "edges": [_round(e) for e in edges],
+        "counts_by_label": counts,
+    }
+
+
+def _tally(lists: list[list[bool | None] | None], lengths: list[int]) -> dict[str, int]:
+    counts = {"positive": 0, "negative": 0, "unknown": 0}
+    for labels, n_steps in zip(lists, lengths, strict=True):
+        for index in range(n_steps):
+            value = labels[index] if labels is not None and index < len(labels) else None
+            counts["unknown" if value is None else "positive" if value else "negative"] += 1
+    return counts
+
+
+def annotator_name(column: str) -> str:
+    """`labels` stays `labels`; `judge_labels` -> `judge`."""
+    return column if column == "labels" else column.removesuffix("_labels")
+
+
+def balance_figures(paths: dict[str, list[Any]], columns: list[str]) -> dict[str, Any]:
+    """Positive/negative/unknown steps of `labels` per source, and of every label column (annotator)."""
+    lengths = [len(labels or []) for labels in paths["labels"]]
+    by_source: dict[str, dict[str, int]] = {}
+    for source in sorted({s or "" for s in paths["source"]}):
+        keep = [i for i, s in enumerate(paths["source"]) if (s or "") == source]
+        by_source[source] = _tally([paths["labels"][i] for i in keep], [lengths[i] for i in keep])
+    by_annotator = {annotator_name(c): _tally(paths[c], lengths) for c in columns}
+    return {"available": bool(lengths), "by_source": by_source, "by_annotator": by_annotator}
+
+
+def agreement_figures(paths: dict[str, list[Any]], columns: list[str]) -> dict[str, Any]:
+    """Pairwise step-level agreement (and Cohen's kappa) between label columns over steps both labelled."""
+    names = [annotator_name(c) for c in columns]
+    size = len(columns)
+    agreement: list[list[float | None]] = [[None] * size for _ in range(size)]
+    kappa: list[list[float | None]] = [[None] * size for _ in range(size)]
+    counts: list[list[int]] = [[0] * size for _ in range(size)]
+    for a in range(size):
+        for b in range(a, size):
+            n = same = a_true = b_true = 0
+            for left, right in zip(paths[columns[a]], paths[columns[b]], strict=True):
+                for x, y in zip(left or [], right or [], strict=False):
+                    if x is None or y is None:
+                        continue
+                    n += 1
+                    same += x == y
+                    a_true += x
+                    b_true += y
+            rate = same / n if n else None
+            chance = (a_true * b_true + (n - a_true) * (n - b_true)) / (n * n) if n else None
+            k = (rate - chance) / (1 - chance) if n and chance < 1 else None
+            for i, j in ((a, b), (b, a)):
+                counts[i][j], agreement[i][j], kappa[i][j] = n, _round(rate), _round(k)
+    return {
+        "available": size >= 2,
+        "reason": None if size >= 2 else f"only one label column ({', '.join(names) or 'none'})",
+        "annotators": names,
+        "agreement": agreement,
+        "kappa": kappa,
+        "n": counts,
+    }
+
+
+def cost_figures(run: RunFiles) -> dict[str, Any]:
+    """Completions and generated tokens recorded as evidence per labelled step, per search method.
+
+    Solutions and completions are the MC search's evidence, OmegaPRM's rollouts live in its node table; a
+    problem's method comes from its labelled or filtered rows.
+    """
+    if run.solutions is None and run.completions is None and run.nodes is None:
+        return {"available": False, "reason": "no evidence tables"}
+    method_of: dict[str, str] = {}
+    for table in (run.filtered, run.paths):
+        if table and "search" in table:
+            method_of.update(zip(table["problem_id"], table["search"], strict=True))
+    empty = {"labelled_steps": 0, "solutions": 0, "completions": 0, "solution_tokens": 0, "completion_tokens": 0}
+    methods: dict[str, dict[str, Any]] = {}
+
+    def add(problem_id: str, default: str, key: str, amount: int) -> None:
+        methods.setdefault(method_of.get(problem_id) or default, dict(empty))[key] += amount
+
+    if run.paths:
+        searches = run.paths.get("search") or [None] * len(run.paths["labels"])
+        for search, labels in zip(searches, run.paths["labels"], strict=True):
+            methods.setdefault(search or "unknown", dict(empty))["labelled_steps"] += len(labels or [])
+    for table, count_key, tokens_key in (
+        (run.solutions, "solutions", "solution_tokens"),
+        (run.completions, "completions", "completion_tokens"),
+    ):
+        table = table or {}
+        ids = table.get("problem_id", [])
+        for problem_id, tokens in zip(ids, table.get("n_tokens", [None] * len(ids)), strict=True):
+            add(problem_id, "mc", count_key, 1)
+            add(problem_id, "mc", tokens_key, tokens or 0)
+    nodes = run.nodes or {}
+    rollout_tokens = nodes.get("rollouts.list.element.n_tokens", [])
+    for problem_id, rollouts in zip(nodes.get("problem_id", []), rollout_tokens, strict=True):
+        add(problem_id, "omegaprm", "completions", len(rollouts or []))
+        add(problem_id, "omegaprm", "completion_tokens", sum(r.get("n_tokens") or 0 for r in rollouts or []))
+    for figures in methods.values():
+        steps = figures["labelled_steps"]
+        tokens = figures["solution_tokens"] + figures["completion_tokens"]
+        figures["generated_tokens"] = tokens
+        figures["completions_per_step"] = _round(figures["completions"] / steps) if steps else None
+        figures["generated_tokens_per_step"] = _round(tokens / steps, 2) if steps else None
+    return {"available": bool(methods), "reason": None, "by_method": dict(sorted(methods.items()))}
+
+
+def _reason(text: str) -> str:
+    return str(text).split(":")[0]  # the manifest groups reasons by their text before the first colon
+
+
+def rejection_figures(run: RunFiles) -> dict[str, Any]:
+    """Dead letters by reason and stage, filtered rows by reason (grouped as the manifest groups them)."""
+    dead = run.dead_letters
+    filtered = run.filtered
+    return {
+        "available": dead is not None or filtered is not None,
+        "dead_letters": None if dead is None else len(dead),
+        "dead_letters_by_reason": None
+        if dead is None
+        else dict(sorted(Counter(_reason(d["reason"]) for d in dead).items())),
+        "dead_letters_by_stage": None if dead is None else dict(sorted(Counter(d["stage"] for d in dead).items())),
+        "filtered": None if filtered is None else len(filtered["drop_reason"]),
+        "filtered_by_reason": None
+        if filtered is None
+        else dict(sorted(Counter(_reason(r) for r in filtered["drop_reason"]).items())),
+    }
+
+
+def batch_fill_figures(run: RunFiles) -> dict[str, Any]:
+    """Sequences per policy-engine call, in call order, as a fraction of the batch capacity."""
+    if run.engine_stats is None:
+        return {"available": False, "reason": "no _work/engine_stats.json"}
+    capacity = run.manifest.get("engine", {}).get("batch_capacity") or (
+        run.manifest.get("config", {}).get("search", {}).get("max_sequences_per_call")
+    )
+    if not capacity:
+        return {"available": False, "reason": "no batch capacity in the manifest"}
+    sequences: list[int] = []
+    boundaries: list[int] = []
+    for batch in run.engine_stats:  # batches in the order the run recorded them; calls in order inside each
+        sequences.extend(batch.get("call_sequences", []))
+        boundaries.append(len(sequences))
+    fills = [min(1.0, s / capacity) for s in sequences]
+    ordered = sorted(fills) or [0.0]
+    return {
+        "available": bool(sequences),
+        "reason": None if sequences else "no engine calls",
+        "batch_capacity": capacity,
+        "engine_calls": len(sequences),
+        "batches": len(run.engine_stats),
+        "batch_ends": boundaries[:-1],
+        "call_sequences": sequences,
+        "fills": [_round(f) for f in fills],
+        "batch_fill_mean": _round(sum(ordered) / len(ordered)),
+        "batch_fill_p10": _round(ordered[int(0.1 * (len(ordered) - 1))]),
+    }
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (`dead_letters_by_stage.read`); an empty dict stays one `{}` entry."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def manifest_tables(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's figures as flat tables: run identity, counts, engine, timings, label quality."""
+    config = manifest.get("config") or {}
+    identity = {
+        "command": manifest.get("command"),
+        "config_hash": manifest.get("config_hash"),
+        "code_version": manifest.get("code_version"),
+        "schema_version": manifest.get("schema_version"),
+        "run_name": (config.get("run") or {}).get("name"),
+        "seed": (config.get("run") or {}).get("seed"),
+        "search_method": (config.get("search") or {}).get("method"),
+        "policy_model": (manifest.get("engine") or {}).get("model"),
+    }
+    if "import" in manifest:
+        identity["import"] = manifest["import"]
+    tables = {"run": flatten({k: v for k, v in identity.items() if v is not None})}
+    for name in ("counts", "engine", "timings", "label_quality"):
+        if manifest.get(name):
+            tables[name] = flatten(manifest[name])
+    return tables
+
+
+def report_figures(run: RunFiles) -> dict[str, Any]:
+    """Every number the report shows: the manifest tables and the data behind each plot."""
+    plots: dict[str, Any] = {}
+    if run.paths is None:
+        reason = {"available": False, "reason": "no labelled-path shards (data/train-*.parquet)"}
+        plots.update({name: dict(reason) for name in ("first_error_position", "mc_values", "label_balance")})
+        plots["annotator_agreement"] = dict(reason)
+    else:
+        plots["first_error_position"] = first_error_figures(run.paths)
+        plots["mc_values"] = mc_value_figures(run.paths)
+        plots["label_balance"] = balance_figures(run.paths, run.label_columns)
+        plots["annotator_agreement"] = agreement_figures(run.paths, run.label_columns)
+    plots["search_cost"] = cost_figures(run)
+    plots["dead_letters_and_filtered"] = rejection_figures(run)
+    plots["batch_fill"] = batch_fill_figures(run)
+    for figures in plots.values():
+        if not figures.get("available") and not figures.get("reason"):
+            figures["reason"] = "nothing to plot"
+    return {
+        "report_version": REPORT_VERSION,
+        "run_dir": run.run_dir.name,
+        "tables": manifest_tables(run.manifest),
+        "plots": plots,
+    }
+
+
+# ---------------------------------------------------------------- plots (matplotlib, Agg, no pyplot state)
+
+
+def _figure(width: float, height: float = 3.6) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)  # the Agg canvas explicitly: no pyplot, no backend switch for the caller
+    return figure
+
+
+def _integer_counts(*axes_list) -> None:
+    for axes in axes_list:
+        axes.yaxis.get_major_locator().set_params(integer=True)  # counts of paths or steps: no 0.25 ticks
+
+
+def _stacked_bars(axes, names: list[str], tallies: list[dict[str, int]], title: str) -> None:
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for key, colour in (("positive", POSITIVE), ("negative", NEGATIVE), ("unknown", UNKNOWN)):
+        values = np.array([t[key] for t in tallies], dtype=float)
+        axes.bar(x, values, bottom=bottom, color=colour, label=key, width=0.6)
+        bottom += values
+    for xi, total in zip(x, bottom, strict=True):
+        axes.annotate(f"{int(total)}", (xi, total), ha="center", va="bottom", fontsize=8)
+    axes.set_xticks(x, names, rotation=20 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    axes.set_ylabel("steps")
+    axes.set_title(title)
+    axes.set_ylim(0, max(1.0, float(bottom.max(initial=0))) * 1.15)
+    axes.set_xlim(-0.8, len(names) - 0.2)
+    _integer_counts(axes)
+
+
+def plot_first_error(figures: dict[str, Any]) -> Figure:
+    figure = _figure(10)
+    left, right = figure.subplots(1, 2)
+    absolute = figures["absolute"]
+    left.bar(absolute["step_index"], absolute["counts"], color=NEGATIVE, width=0.8)
+    left.set_xlabel("first error step index")
+    left.set_ylabel("paths")
+    left.set_title(f"absolute ({figures['paths_with_error']} of {figures['paths']} paths have an error)")
+    left.xaxis.get_major_locator().set_params(integer=True)
+    relative = figures["relative"]
+    edges = relative["edges"]
+    right.bar(edges[:-1], relative["counts"], width=np.diff(edges), align="edge", color=NEGATIVE, edgecolor="white")
+    right.set_xlim(0, 1)
+    right.set_xlabel("first error position (0 = first step, 1 = last step)")
+    right.set_ylabel("paths")
+    excluded = figures["paths_truncated_after_error"]
+    right.set_title("relative" + (f" (left out: {excluded} truncated after the error)" if excluded else ""))
+    _integer_counts(left, right)
+    return figure
+
+
+def plot_mc_values(figures: dict[str, Any]) -> Figure:
+    figure = _figure(10)
+    axes = figure.subplots()
+    edges = np.array(figures["edges"])
+    bottom = np.zeros(len(edges) - 1)
+    for key, colour in (("positive", POSITIVE), ("negative", NEGATIVE), ("unknown", UNKNOWN)):
+        counts = np.array(figures["counts_by_label"][key], dtype=float)
+        if counts.any():
+            axes.bar(edges[:-1], counts, bottom=bottom, width=np.diff(edges), align="edge", color=colour,
+                     edgecolor="white", label=f"label {key}")  # fmt: skip
+            bottom += counts
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("MC value of the prefix (share of completions reaching the gold answer)")
+    axes.set_ylabel("steps")
+    axes.set_title(f"{figures['steps_with_value']} steps with an MC value, {figures['steps_without_value']} without")
+    axes.legend(loc="upper center", frameon=False, ncols=3)
+    axes.set_ylim(0, max(1.0, float(bottom.max(initial=0))) * 1.2)
+    _integer_counts(axes)
+    return figure
+
+
+def plot_label_balance(figures: dict[str, Any]) -> Figure:
+    figure = _figure(10)
+    left, right = figure.subplots(1, 2)
+    sources = figures["by_source"]
+    _stacked_bars(left, list(sources), list(sources.values()), "labels per source")
+    annotators = figures["by_annotator"]
+    _stacked_bars(right, list(annotators), list(annotators.values()), "steps per annotator")
+    handles, names = left.get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside upper center", ncols=3, frameon=False)  # above both panels, over no bar
+    return figure
+
+
+def plot_agreement(figures: dict[str, Any]) -> Figure:
+    names = figures["annotators"]
+    size = len(names)
+    figure = _figure(max(4.5, 1.3 * size + 2.5), max(3.6, 1.0 * size + 1.2))
+    axes = figure.subplots()
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in figures["agreement"]], dtype=float)
+    image = axes.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    for i in range(size):
+        for j in range(size):
+            value, n = figures["agreement"][i][j], figures["n"][i][j]
+            text = f"{value:.2f}\nn={n}" if value is not None else f"n={n}"
+            dark = value is not None and value < 0.6
+            axes.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    axes.set_xticks(range(size), names, rotation=20, ha="right")
+    axes.set_yticks(range(size), names)
+    axes.set_title("step-level agreement (nulls ignored)")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="agreement")
+    return figure
+
+
+def plot_search_cost(figures: dict[str, Any]) -> Figure:
+    figure = _figure(10)
+    left, right = figure.subplots(1, 2)
+    methods = figures["by_method"]
+    names = list(methods)
+    x = np.arange(len(names))
+    per_step = [methods[m]["completions_per_step"] or 0.0 for m in names]
+    left.bar(x, per_step, color="#7570b3", width=0.5)
+    for xi, m in zip(x, names, strict=True):
+        left.annotate(f"{methods[m]['completions']} / {methods[m]['labelled_steps']}", (xi, per_step[xi]),
+                      ha="center", va="bottom", fontsize=8)  # fmt: skip
+    left.set_xticks(x, names)
+    left.set_xlim(-0.8, len(names) - 0.2)  # one method must not become one page-wide bar
+    left.set_ylabel("completions per labelled step")
+    left.set_title("completions (rollouts) per labelled step")
+    left.set_ylim(0, max(per_step + [1.0]) * 1.2)
+    bottom = np.zeros(len(names))
+    for key, colour, label in (
+        ("solution_tokens", "#66a61e", "solutions"),
+        ("completion_tokens", "#e7298a", "completions"),
+    ):
+        values = np.array(
+            [methods[m][key] / methods[m]["labelled_steps"] if methods[m]["labelled_steps"] else 0.0 for m in names]
+        )
+        right.bar(x, values, bottom=bottom, color=colour, label=label, width=0.5)
+        bottom += values
+    right.set_xticks(x, names)
+    right.set_xlim(-0.8, len(names) - 0.2)
+    right.set_ylabel("generated tokens per labelled step")
+    right.set_title("generated tokens per labelled step")
+    right.legend(loc="upper right", frameon=False, fontsize=8)
+    right.set_ylim(0, max(1.0, float(bottom.max(initial=0))) * 1.2)
+    return figure
+
+
+def _reason_bars(axes, counts: dict[str, int] | None, title: str, colour: str) -> None:
+    axes.set_title(title)
+    if not counts:
+        axes.text(0.5, 0.5, "none" if counts is not None else NOT_AVAILABLE, ha="center", va="center",
+                  transform=axes.transAxes, color="#666666")  # fmt: skip
+        axes.set_axis_off()
+        return
+    names = list(counts)[::-1]  # the first reason on top
+    values = [counts[n] for n in names]
+    axes.barh(range(len(names)), values, color=colour, height=0.6)
+    axes.set_yticks(range(len(names)), [n if len(n) <= 40 else n[:37] + "..." for n in names], fontsize=8)
+    for y, v in enumerate(values):
+        axes.annotate(str(v), (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    axes.set_xlabel("rows")
+    axes.set_xlim(0, max(values) * 1.2)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+
+
+def plot_rejections(figures: dict[str, Any]) -> Figure:
+    reasons = max(len(figures["dead_letters_by_reason"] or {}), len(figures["filtered_by_reason"] or {}), 1)
+    figure = _figure(10, max(2.6, 0.45 * reasons + 1.4))
+    left, right = figure.subplots(1, 2)
+    _reason_bars(
+        left, figures["dead_letters_by_reason"], f"dead letters by reason ({figures['dead_letters']})", "#e6ab02"
+    )
+    _reason_bars(right, figures["filtered_by_reason"], f"filtered by reason ({figures['filtered']})", "#a6761d")
+    return figure
+
+
+def plot_batch_fill(figures: dict[str, Any]) -> Figure:
+    figure = _figure(10, 3.2)
+    axes = figure.subplots()
+    fills = figures["fills"]
+    x = np.arange(1, len(fills) + 1)
+    axes.bar(x, fills, width=1.0, color="#1f78b4", edgecolor="white" if len(fills) <= 80 else "none", linewidth=0.5)
+    for end in figures["batch_ends"]:
+        axes.axvline(end + 0.5, color="#555555", linestyle=":", linewidth=1.2, zorder=3)
+    axes.axhline(figures["batch_fill_mean"], color="#333333", linestyle="--", linewidth=1)
+    axes.set_title(
+        f"{figures['engine_calls']} calls, fill mean {figures['batch_fill_mean']:.3f} (dashed), "
+        f"p10 {figures['batch_fill_p10']:.3f}"
+    )
+    axes.set_xlim(0.5, len(fills) + 0.5)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel(f"engine call, in order (dotted lines separate the {figures['batches']} search batches)")
+    axes.set_ylabel(f"sequences / {figures['batch_capacity']}")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    return figure
+
+
+PLOTTERS: dict[str, Callable[[dict[str, Any]], Figure]] = {
+    "first_error_position": plot_first_error,
+    "mc_values": plot_mc_values,
+    "label_balance": plot_label_balance,
+    "annotator_agreement": plot_agreement,
+    "search_cost": plot_search_cost,
+    "dead_letters_and_filtered": plot_rejections,
+    "batch_fill": plot_batch_fill,
+}
+
+
+def render_png(figure: Figure) -> bytes:
+    """PNG bytes at the fixed dpi without the metadata that would vary between versions or runs."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA)
+    return buffer.getvalue()
+
+
+def render_plots(figures: dict[str, Any]) -> dict[str, bytes]:
+    """PNG bytes per plot stem, for every plot whose figures are available."""
+    out = {}
+    with style_context("default"):  # the user's matplotlibrc never changes the pictures
+        for stem, _ in PLOTS:
+            if figures["plots"][stem].get("available"):
+                out[stem] = render_png(PLOTTERS[stem](figures["plots"][stem]))
+    return out
+
+
+# ---------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1040px;
+       padding: 24px; color: #222; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.sub { color: #666; margin-top: 0; }
+.grid { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f6f6; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+caption { text-align: left; font-weight: 600; padding: 4px 0; }
+img { max-width: 100%; border: 1px solid #eee; }
+.na { color: #777; font-style: italic; background: #fafafa; padding: 12px; border: 1px dashed #ccc; }
+.ok { color: #1b7e3c; font-weight: 600; } .bad { color: #b00020; font-weight: 600; }
+details { margin-bottom: 16px; }
+pre { background: #f6f6f6; padding: 12px; overflow-x: auto; font-size: 12px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 120px; }
+.card b { display: block; font-size: 20px; } .card span { color: #666; font-size: 12px; }
+"""
+
+CAPTIONS = {
+    "first_error_position": "Where the first wrong step sits in each labelled path (paths in data/).",
+    "mc_values": "MC estimates of every labelled prefix, coloured by the step's hard label.",
+    "label_balance": "Positive, negative and unknown (null or missing) steps: the final labels per source, and "
+    "each annotator's labels.",
+    "annotator_agreement": "Share of steps on which two annotators give the same label, over the steps both "
+    "labelled (n). `labels` is the label column TRL reads.",
+    "search_cost": "What the evidence tables recorded: sampled solutions and completions (OmegaPRM rollouts), "
+    "and their generated tokens, divided by the labelled steps in data/.",
+    "dead_letters_and_filtered": "Rows that left the run with a reason: dead letters (bad input, failed search "
+    "or labelling) and labelled paths a filter dropped.",
+    "batch_fill": "Sequences per policy-engine call as a share of the batch capacity, in call order.",
+}
+
+
+def format_value(value: Any) -> str:
+    """How a table cell shows a manifest value: strings as they are, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _key_value_table(table_id: str, title: str, rows: dict[str, Any]) -> str:
+    numeric = table_id != "run"  # the run table holds identifiers: left-aligned like text
+    body = "".join(
+        f'<tr><th>{html.escape(key)}</th><td class="{"num" if numeric and isinstance(v, int | float) else ""}" '
+        f'data-key="{html.escape(key)}">{html.escape(format_value(v))}</td></tr>'
+        for key, v in rows.items()
+    )
+    return f'<table id="table-{table_id}"><caption>{html.escape(title)}</caption>{body}</table>'
+
+
+def _label_quality_table(quality: dict[str, Any]) -> str:
+    """Annotators as rows, scores as columns when every entry is a dict of scores; key/value rows otherwise."""
+    if not quality or not all(isinstance(v, dict) for v in quality.values()):
+        return _key_value_table("label_quality", "label quality", flatten(quality))
+    metrics = sorted({m for scores in quality.values() for m in flatten(scores)})
+    head = "<tr><th>annotator</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
+    rows = []
+    for annotator, scores in quality.items():
+        flat = flatten(scores)
+        cells = "".join(
+            f'<td class="num" data-key="{html.escape(f"{annotator}.{m}")}">{html.escape(format_value(flat[m]))}</td>'
+            if m in flat
+            else "<td></td>"
+            for m in metrics
+        )
+        rows.append(f"<tr><th>{html.escape(annotator)}</th>{cells}</tr>")
+    return f'<table id="table-label_quality"><caption>label quality</caption>{head}{"".join(rows)}</table>'
+
+
+def _cards(tables: dict[str, dict[str, Any]]) -> str:
+    counts, engine, timings = tables.get("counts", {}), tables.get("engine", {}), tables.get("timings", {})
+    steps = counts.get("steps")
+    positive = counts.get("steps_positive")
+    share = f"{100 * positive / steps:.1f}% positive" if steps and positive is not None else "steps"
+    cards = [
+        (counts.get("problems", counts.get("read")), "problems"),
+        (counts.get("paths"), "labelled paths"),
+        (steps, share),
+        (counts.get("dead_lettered"), "dead-lettered"),
+        (counts.get("filtered"), "filtered"),
+        (engine.get("generated_tokens"), "generated tokens"),
+        (timings.get("wall_seconds"), "wall seconds"),
+    ]
+    items = "".join(
+        f'<div class="card"><b>{html.escape(format_value(v))}</b><span>{html.escape(label)}</span></div>'
+        for v, label in cards
+        if v is not None
+    )
+    balanced = counts.get("balanced")
+    check = (
+        ""
+        if balanced is None
+        else f'<p>Counts add up: <span class="{"ok" if balanced else "bad"}">{"yes" if balanced else "NO"}</span></p>'
+    )
+    return f'<div class="cards">{items}</div>{check}'
+
+
+def _agreement_table(figures: dict[str, Any]) -> str:
+    names = figures["annotators"]
+    rows = []
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            rate, kappa, n = figures["agreement"][a][b], figures["kappa"][a][b], figures["n"][a][b]
+            rows.append(
+                f"<tr><td>{html.escape(names[a])}</td><td>{html.escape(names[b])}</td>"
+                f'<td class="num">{format_value(rate)}</td><td class="num">{format_value(kappa)}</td>'
+                f'<td class="num">{n}</td></tr>'
+            )
+    head = "<tr><th>annotator</th><th>annotator</th><th>agreement</th><th>Cohen's kappa</th><th>n steps</th></tr>"
+    return f'<table id="table-agreement"><caption>pairs</caption>{head}{"".join(rows)}</table>'
+
+
+def _cost_table(figures: dict[str, Any]) -> str:
+    keys = ["labelled_steps", "solutions", "completions", "generated_tokens", "completions_per_step",
+            "generated_tokens_per_step"]  # fmt: skip
+    head = "<tr><th>search</th>" + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys) + "</tr>"
+    rows = "".join(
+        f"<tr><th>{html.escape(m)}</th>" + "".join(f'<td class="num">{format_value(v[k])}</td>' for k in keys) + "</tr>"
+        for m, v in figures["by_method"].items()
+    )
+    return f'<table id="table-search_cost"><caption>per search method</caption>{head}{rows}</table>'
+
+
+def _section(stem: str, title: str, figures: dict[str, Any], png: bytes | None) -> str:
+    parts = [f'<section id="plot-{stem}"><h2>{html.escape(title)}</h2>', f"<p>{html.escape(CAPTIONS[stem])}</p>"]
+    if png is None:
+        reason = figures.get("reason")
+        parts.append(f'<p class="na">{NOT_AVAILABLE}{": " + html.escape(reason) if reason else ""}.</p>')
+    else:
+        encoded = base64.b64encode(png).decode()
+        parts.append(f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(title)}" data-plot="{stem}">')
+        if stem == "annotator_agreement":
+            parts.append(_agreement_table(figures))
+        elif stem == "search_cost":
+            parts.append(_cost_table(figures))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _script_json(data: Any) -> str:
+    # `<`, `>` and `&` escaped so no string in the run (a drop reason, a model name) can end the script element.
+    text = json.dumps(data, sort_keys=True, indent=1, ensure_ascii=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) -> str:
+    """The report page: header, summary cards, manifest tables, one section per plot, config, figures JSON."""
+    tables = figures["tables"]
+    manifest = run.manifest
+    title = f"StepForge run report: {run.run_dir.name}"
+    sub = " · ".join(
+        html.escape(str(v))
+        for v in (
+            manifest.get("command"),
+            tables["run"].get("search_method"),
+            tables["run"].get("policy_model"),
+            f"config {str(manifest.get('config_hash', ''))[:12]}",
+        )
+        if v
+    )
+    table_html = [_key_value_table("run", "run", tables["run"])]
+    for name in ("counts", "engine", "timings"):
+        if name in tables:
+            table_html.append(_key_value_table(name, name, tables[name]))
+    quality = ""
+    if manifest.get("label_quality"):
+        quality = f'<h2>Label quality</h2><div class="grid">{_label_quality_table(manifest["label_quality"])}</div>'
+    sections = "".join(_section(stem, name, figures["plots"][stem], pngs.get(stem)) for stem, name in PLOTS)
+    config = manifest.get("config") or manifest.get("import")
+    config_html = (
+        f"<h2>Config</h2><details><summary>config (hash {html.escape(str(manifest.get('config_hash')))})</summary>"
+        f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre></details>"
+        if config
+        else ""
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+        f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p>\n'
+        f"{_cards(tables)}\n"
+        f'<h2>Manifest</h2><div class="grid">{"".join(table_html)}</div>\n'
+        f"{quality}\n{sections}\n{config_html}\n"
+        f'<p class="sub">Written by pipelines/report.py (report version {REPORT_VERSION}) from '
+        f"{html.escape(run.run_dir.name)}/manifest.json and the run's files.</p>\n"
+        f'<script type="application/json" id="{FIGURES_ID}">{_script_json(figures)}</script>\n'
+        "</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_bytes(payload)
+    temp.replace(path)
+
+
+def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
+    """Write the report of a finished run; returns the HTML path.
+
+    `output` is the HTML file (default `RUN/report/report.html`); the PNG copies of the plots go beside it as
+    `<plot>.png`, and copies left over from an earlier report of a plot this run lacks are removed.
+    """
+    run = load_run(run_dir)
+    html_path = Path(output) if output is not None else Path(run_dir) / "report" / "report.html"
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    figures = report_figures(run)
+    pngs = render_plots(figures)
+    for stem, _ in PLOTS:
+        png_path = html_path.parent / f"{stem}.png"
+        if stem in pngs:
+            _atomic_write(png_path, pngs[stem])
+        elif png_path.exists():
+            png_path.unlink()  # a stale copy would show a plot this run does not have
+    _atomic_write(html_path, render_html(run, figures, pngs).encode())
+    return html_path
+
+
+def cmd_report(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    """`run.py report RUN [--output FILE]`: print the report's path; exit 2 when RUN is not a finished run."""
+    if beam_args:
+        print(f"report: unknown options {beam_args}")
+        return 2
+    try:
+        path = write_report(args.run, args.output)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"report failed: {error}")
+        return 2
+    print(path)
+    return 0
+
+
+def add_report_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `report` on run.py's subparsers (sets `func`)."""
+    report = subparsers.add_parser("report", help="write a self-contained HTML report of a finished run")
+    report.add_argument("run", help="run folder (with manifest.json)")
+    report.add_argument(
+        "--output", default=None, help="HTML file (default: RUN/report/report.html); PNG copies go beside it"
+    )
+    report.set_defaults(func=cmd_report)

@@ -251,6 +251,18 @@ class ProgressConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """Where generation runs at scale (Dataflow): the accelerator of the generation step, engine sharing."""
+
+    accelerator: str | None = None  # e.g. "type:nvidia-l4;count:1;install-nvidia-driver" (right fitting)
+    share_engine_across_processes: bool = False  # one engine per GPU served to every SDK process of the worker
+
+    def validate(self, key: str) -> None:
+        if self.accelerator is not None and not self.accelerator.startswith("type:"):
+            raise ConfigError(f"{key}.accelerator: expected 'type:GPU_TYPE;count:N;...', got {self.accelerator!r}")
+
+
+@dataclass
 class CacheConfig:
     """The generation cache: samples keyed by content, so reruns generate only what is missing."""
 
@@ -285,6 +297,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> Config:

@@ -126,6 +126,21 @@ def write_cache_entries(cache_dir: str, entries: list[CacheEntry]) -> None:
     _atomic_write(FileSystems.join(cache_dir, f"part-{name}.parquet"), table_bytes(rows, CACHE, "zstd", 10000))
 
 
+def shared_engine(config, across_processes: bool) -> Any:
+    """The worker's engine: one per process, or, on a GPU worker running several SDK processes, one per GPU
+    served to all of them (Beam's MultiProcessShared), so a GPU never holds two copies of the model."""
+    from engines import engine_key, get_engine
+
+    if not across_processes:
+        return get_engine(config)
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+    return MultiProcessShared(
+        lambda: get_engine(config),
+        tag=f"stepforge-engine-{hashlib.sha256(engine_key(config).encode()).hexdigest()[:16]}",
+    ).acquire()
+
+
 def batch_key(problem_id: str, total: int, per_batch: int) -> int:
     """Deterministic batch of a problem: the batches (and so the engine calls) depend only on the input."""
     groups = max(1, math.ceil(total / per_batch))
@@ -174,15 +189,16 @@ class _SearchBatch(beam.DoFn):
         self.unparseable = Metrics.counter("judge", "unparseable_critiques")
 
     def setup(self) -> None:
-        from engines import get_engine
         from engines.prompts import PromptRenderer
 
-        self.engine_factory = lambda: get_engine(self.config.policy)
+        self.engine_factory = lambda: shared_engine(
+            self.config.policy, self.config.resources.share_engine_across_processes
+        )
         self.fingerprint = engine_fingerprint(self.config.policy)
         self.renderer = PromptRenderer(self.config.policy)
         if self.config.judge.enabled:
             judge_engine = self.config.judge_engine()
-            self.judge_engine = get_engine(judge_engine)
+            self.judge_engine = shared_engine(judge_engine, self.config.resources.share_engine_across_processes)
             self.judge_renderer = PromptRenderer(judge_engine)
 
     def _searches(self, problems: list[Problem]) -> list[Any]:
@@ -298,6 +314,9 @@ class SearchProblems(beam.PTransform):
         self.config = config
         self.cache_dir = cache_dir if config.cache.enabled else None
 
+    def _generate(self) -> beam.PTransform:
+        return _generate_transform(self.config, self.cache_dir)
+
     def expand(self, problems: beam.PCollection) -> dict[str, beam.PCollection]:
         per_batch = self.config.search.problems_per_batch
         total = problems | "Count problems" >> beam.combiners.Count.Globally()
@@ -330,9 +349,16 @@ class SearchProblems(beam.PTransform):
                 lambda item, n: (batch_key(item[0].problem_id, n, per_batch), item), beam.pvalue.AsSingleton(total)
             )
             | "Group batches" >> beam.GroupByKey()  # also the Reshuffle before generation
-            | "Generate and search"
-            >> beam.ParDo(_SearchBatch(self.config, self.cache_dir)).with_outputs(DEAD, STATS, main=EVIDENCE)
+            | "Generate and search" >> self._generate()
         )
         # A shuffle right after generation: a downstream retry never redoes GPU work (infra.md §4).
         evidence = outputs[EVIDENCE] | "Checkpoint evidence" >> beam.Reshuffle()
         return {EVIDENCE: evidence, DEAD: outputs[DEAD], STATS: outputs[STATS]}
+
+
+def _generate_transform(config: Config, cache_dir: str | None) -> beam.PTransform:
+    """The GPU step: with `resources.accelerator` it carries Dataflow's accelerator hint (right fitting)."""
+    transform = beam.ParDo(_SearchBatch(config, cache_dir)).with_outputs(DEAD, STATS, main=EVIDENCE)
+    if config.resources.accelerator:
+        transform = transform.with_resource_hints(accelerator=config.resources.accelerator)
+    return transform

@@ -148,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     from pipelines.export import add_export_commands
+    from pipelines.publish import add_publish_commands
 
     add_export_commands(sub)
+    add_publish_commands(sub)
     return parser
 
 

@@ -345,8 +345,8 @@ def render_card(
     ]
     if stats.steps_with_separator:
         out.append(
-            f"{stats.steps_with_separator} step(s) contain a newline, TRL's default `step_separator`: replace it inside "
-            "the steps before training (`python run.py export RUN --format trl` does that and counts it) or set "
+            f"{stats.steps_with_separator} step(s) contain a newline, TRL's default `step_separator`: replace it "
+            "inside the steps before training (`python run.py export RUN --format trl` does that and counts it) or set "
             "`PRMConfig(step_separator=...)` to a string that no step contains."
         )
     else:

@@ -29,6 +29,7 @@ from typing import Any
 from pipelines.card import (
     DEFAULT_LICENSE,
     SHARDS_GLOB,
+    default_version,
     evidence_dir,
     evidence_tables,
     read_manifest,
@@ -136,6 +137,8 @@ def stage(
     tables = evidence_tables(evidence)
     card = write_dataset_card(run, repo_id=repo_id, version=version, license=license, evidence=tables)
     if staging.exists():
+        if any(staging.iterdir()) and not (staging / "manifest.json").is_file():
+            raise PublishError(f"{staging}: not empty and not an earlier staging folder; pick another staging_dir")
         shutil.rmtree(staging)  # exactly these files, nothing left from an earlier staging
     staging.mkdir(parents=True)
     shutil.copy2(card, staging / "README.md")
@@ -194,8 +197,6 @@ def publish(
     `commit_oid`, `commit_url` and `record` (the `publish.json` path). Raises `RunNotFinishedError` for a run
     without a manifest and `PublishError` for a refused publish; Hub errors propagate as `HfHubHTTPError`.
     """
-    from pipelines.card import default_version
-
     run = Path(run_dir)
     manifest = read_manifest(run)  # no manifest, no publish: it is written last (infra.md §3.2)
     version = version or default_version(manifest)
@@ -245,6 +246,7 @@ def publish(
             f"tag {version} already exists on {repo_id}: this version is published; "
             "pass force=True (--force) to move the tag to a new upload"
         )
+    # The order of infra.md §5: repo, branch from main, upload_folder to the branch, tag its commit.
     api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
     api.create_branch(repo_id, branch=branch, revision=BASE_BRANCH, repo_type=REPO_TYPE, exist_ok=True)
     if version in tags:
@@ -281,7 +283,8 @@ def publish(
         "files": files,
     }
     record = _write_record(run, entry)
-    shutil.rmtree(staging)  # uploaded; the record keeps each file's size and sha256
+    if staging_dir is None:
+        shutil.rmtree(staging)  # uploaded; the record keeps each file's size and sha256
     return {**plan, "commit_oid": commit.oid, "commit_url": str(commit.commit_url), "record": str(record)}
 
 

@@ -20,7 +20,7 @@ from annotators.judge import evidence_from_critiques
 from annotators.labelling import ProblemEvidence
 from annotators.mc import LabelRule, McEvidence, label_paths, search_status
 from pipelines import manifest as manifest_lib
-from pipelines.synthesize import counters, output_schema, pipeline_options
+from pipelines.synthesize import counters, finish_run, output_schema, pipeline_options
 from schemas import tables
 from schemas.config import Config, ConfigError, config_from_dict
 from schemas.records import Completion, Problem, Solution
@@ -195,6 +195,8 @@ def run(parent_run: str, config: Config, output: str, beam_args: list[str] | Non
         "parent_counts": parent["counts"],
         "evidence": FileSystems.join(parent_run, "evidence"),
     }
-    return manifest_lib.write_manifest(
+    manifest = manifest_lib.write_manifest(
         output, config, values, wall_seconds=time.time() - started, command="annotate", lineage=lineage
     )
+    finish_run(output)
+    return manifest

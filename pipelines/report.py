@@ -121,14 +121,26 @@ class RunFiles:
     notes: list[str] = field(default_factory=list)
 
 
+def resolve_run_dir(path: str | os.PathLike[str]) -> Path:
+    """The run folder at `path`, or the one finished run under a dataset root (`schema_vN/cfg_<hash>/`)."""
+    if "://" in str(path):
+        raise ValueError(f"report: local run folders only, got {path!s}")
+    root = Path(path)
+    if (root / "manifest.json").is_file():
+        return root
+    runs = sorted(m.parent for m in root.glob("schema_v*/cfg_*/manifest.json"))
+    if len(runs) == 1:
+        return runs[0]
+    if runs:
+        listed = ", ".join(str(r.relative_to(root)) for r in runs)
+        raise ValueError(f"{root} holds {len(runs)} runs ({listed}); name one")
+    raise FileNotFoundError(f"{root / 'manifest.json'}: no manifest (the run is unfinished or not a run folder)")
+
+
 def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
-    """Read a finished run folder (its `manifest.json` must exist)."""
-    root = Path(run_dir)
-    if "://" in str(run_dir):
-        raise ValueError(f"report: local run folders only, got {run_dir!s}")
+    """Read a finished run folder (or the one run under a dataset root); its `manifest.json` must exist."""
+    root = resolve_run_dir(run_dir)
     manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path}: no manifest (the run is unfinished or not a run folder)")
     manifest = json.loads(manifest_path.read_text())
     data_files = _files(root, "data/train-*.parquet")
     labels = label_columns(data_files)
@@ -188,7 +200,7 @@ def first_error_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
     absolute_counts = np.bincount(np.array(indices, dtype=int), minlength=1).tolist() if indices else []
     relative_counts, edges = np.histogram(np.array(relative, dtype=float), bins=10, range=(0.0, 1.0))
     return {
-        "available": bool(indices),
+        "available": total > 0,
         "paths": total,
         "paths_with_error": len(indices),
         "paths_without_error": total - len(indices),
@@ -476,6 +488,10 @@ def plot_first_error(figures: dict[str, Any]) -> Figure:
     left.set_ylabel("paths")
     left.set_title(f"absolute ({figures['paths_with_error']} of {figures['paths']} paths have an error)")
     left.xaxis.get_major_locator().set_params(integer=True)
+    if not absolute["counts"]:
+        left.set_xticks([])
+        for axes in (left, right):
+            axes.text(0.5, 0.5, "no path has a wrong step", ha="center", va="center", transform=axes.transAxes)
     relative = figures["relative"]
     edges = relative["edges"]
     right.bar(edges[:-1], relative["counts"], width=np.diff(edges), align="edge", color=NEGATIVE, edgecolor="white")
@@ -484,6 +500,8 @@ def plot_first_error(figures: dict[str, Any]) -> Figure:
     right.set_ylabel("paths")
     excluded = figures["paths_truncated_after_error"]
     right.set_title("relative" + (f" (left out: {excluded} truncated after the error)" if excluded else ""))
+    for axes in (left, right):
+        axes.set_ylim(0, max(1.0, axes.get_ylim()[1]) * 1.1)  # headroom: the tallest bar never touches the frame
     _integer_counts(left, right)
     return figure
 
@@ -577,7 +595,7 @@ def plot_search_cost(figures: dict[str, Any]) -> Figure:
 
 
 def _reason_bars(axes, counts: dict[str, int] | None, title: str, colour: str) -> None:
-    axes.set_title(title)
+    axes.set_title(title if counts is None else f"{title} ({sum(counts.values())})")
     if not counts:
         axes.text(0.5, 0.5, "none" if counts is not None else NOT_AVAILABLE, ha="center", va="center",
                   transform=axes.transAxes, color="#666666")  # fmt: skip
@@ -598,10 +616,8 @@ def plot_rejections(figures: dict[str, Any]) -> Figure:
     reasons = max(len(figures["dead_letters_by_reason"] or {}), len(figures["filtered_by_reason"] or {}), 1)
     figure = _figure(10, max(2.6, 0.45 * reasons + 1.4))
     left, right = figure.subplots(1, 2)
-    _reason_bars(
-        left, figures["dead_letters_by_reason"], f"dead letters by reason ({figures['dead_letters']})", "#e6ab02"
-    )
-    _reason_bars(right, figures["filtered_by_reason"], f"filtered by reason ({figures['filtered']})", "#a6761d")
+    _reason_bars(left, figures["dead_letters_by_reason"], "dead letters by reason", "#e6ab02")
+    _reason_bars(right, figures["filtered_by_reason"], "filtered by reason", "#a6761d")
     return figure
 
 
@@ -862,7 +878,7 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     `<plot>.png`, and copies left over from an earlier report of a plot this run lacks are removed.
     """
     run = load_run(run_dir)
-    html_path = Path(output) if output is not None else Path(run_dir) / "report" / "report.html"
+    html_path = Path(output) if output is not None else run.run_dir / "report" / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     figures = report_figures(run)
     pngs = render_plots(figures)
@@ -893,7 +909,7 @@ def cmd_report(args: argparse.Namespace, beam_args: list[str] | None = None) -> 
 def add_report_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `report` on run.py's subparsers (sets `func`)."""
     report = subparsers.add_parser("report", help="write a self-contained HTML report of a finished run")
-    report.add_argument("run", help="run folder (with manifest.json)")
+    report.add_argument("run", help="run folder (with manifest.json), or a dataset root holding one run")
     report.add_argument(
         "--output", default=None, help="HTML file (default: RUN/report/report.html); PNG copies go beside it"
     )

@@ -168,4 +168,16 @@ def run(config: Config, output: str, beam_args: list[str] | None = None, *, cach
     result = pipeline.run()
     result.wait_until_finish()
     wall = time.time() - started
-    return manifest_lib.write_manifest(output, config, counters(result), wall_seconds=wall, command="synthesize")
+    manifest = manifest_lib.write_manifest(output, config, counters(result), wall_seconds=wall, command="synthesize")
+    finish_run(output)
+    return manifest
+
+
+def finish_run(output: str) -> None:
+    """After the manifest: the dataset card (and, when available, the report) of a local run folder."""
+    if "://" in output:
+        log.info("remote run folder %s: build its card with `run.py publish --dry-run` after copying it", output)
+        return
+    from pipelines.card import write_dataset_card
+
+    write_dataset_card(output)

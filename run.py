@@ -147,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     demo.set_defaults(func=cmd_demo)
 
+    from pipelines.evaluate import add_evaluate_commands
     from pipelines.export import add_export_commands
     from pipelines.publish import add_publish_commands
 
     add_export_commands(sub)
     add_publish_commands(sub)
+    add_evaluate_commands(sub)
     return parser
 
 

@@ -115,6 +115,16 @@ def _retention(kept: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dic
     return out
 
 
+def _columns(output: str) -> list[str]:
+    """The label columns of a run's paths (the annotator columns depend on its config)."""
+    paths = _glob(FileSystems.join(output, "data", "train-*.parquet"))
+    if not paths:
+        return []
+    with FileSystems.open(paths[0]) as handle:
+        names = pq.read_schema(handle).names
+    return [n for n in names if n in ("prompt", "completions", "labels") or n.endswith("_labels")]
+
+
 def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     path = FileSystems.join(output, "_work", "engine_stats.json")
     if not FileSystems.exists(path):
@@ -161,6 +171,12 @@ def write_manifest(
     counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get("label", 0)
     engine = engine_stats(output, config.search.max_sequences_per_call) or {"engine_calls": 0, "generated_tokens": 0}
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
+    quality = None
+    if config.input.domain == "arithmetic":
+        from pipelines.evaluate import exact_quality
+
+        _, rows = _parquet_stats(FileSystems.join(output, "data", "train-*.parquet"), list(_columns(output)))
+        quality = {"exact_arithmetic": exact_quality(rows)} if rows else None
     manifest = {
         "stepforge_manifest": 1,
         "command": command,
@@ -181,6 +197,7 @@ def write_manifest(
             "generated_tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else 0.0,
         },
         "lineage": lineage or {"parent_run": None},
+        "label_quality": quality,
         "outputs": {
             "paths": "data/train-*.parquet",
             "solutions": "evidence/solutions/part-*.parquet",

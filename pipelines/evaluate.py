@@ -1,0 +1,231 @@
+"""`evaluate`: score annotator configs on human or exact step labels before spending GPU hours.
+
+- `processbench`: first-error accuracy on erroneous and on correct solutions and their F1, exactly as ProcessBench
+  computes them (annotators.md §1.1), for every configured verifier and for the judge when it is on.
+- `prm800k`: PRM800K phase-1 human step ratings: accuracy and AUROC of +1 vs −1; neutral (0) ratings follow a
+  stated rule (`--neutral exclude|positive|negative`, default exclude).
+- `exact`: a run on the arithmetic domain against the exact step truth (first-error agreement and step accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
+from annotators.exact import arithmetic_expression, first_error_agreement
+from annotators.labelling import make_verifier
+from annotators.verifiers.base import first_flagged
+from domains.arithmetic import step_truth
+from schemas.config import Config, ConfigError, load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = {
+    "processbench": SHARED_DATA / "processbench" / "gsm8k.json",
+    "prm800k": SHARED_DATA / "prm800k" / "phase1_test.jsonl",
+}
+
+
+def _verifiers(config: Config) -> dict[str, Any]:
+    names = config.annotators or {"arithmetic": {}}
+    return {name: make_verifier(name, opts) for name, opts in sorted(names.items())}
+
+
+def _problem(pid: str, question: str, domain: str = "math"):
+    from schemas.records import Problem
+
+    return Problem(problem_id=pid, question=question, answer="", domain=domain)
+
+
+def _round(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in scores.items()}
+
+
+def judge_first_errors(config: Config, items: list[tuple[str, str, list[str]]]) -> list[int | None]:
+    """The judge's voted first error for each (id, problem, steps), through the judge engine."""
+    from annotators.judge import CRITIQUE_TEMPLATE, judge_search
+    from engines import get_engine
+    from engines.driver import run_searches
+    from engines.prompts import PromptRenderer
+    from transforms.search import sampling_params
+
+    engine_config = config.judge_engine()
+    renderer = PromptRenderer(engine_config)
+    judge = config.judge
+    searches = [
+        judge_search(
+            pid,
+            problem,
+            steps,
+            judge.samples,
+            sampling_params(judge.sampling),
+            config.run.seed,
+            renderer.render_user,
+            parser=judge.parser,
+            key=f"evaluate/{pid}",
+            template=judge.template or CRITIQUE_TEMPLATE,
+        )  # fmt: skip
+        for pid, problem, steps in items
+    ]
+    outcomes, _ = run_searches(searches, get_engine(engine_config), attempts=engine_config.max_retries)
+    return [o.result.first_error if o.error is None else None for o in outcomes]
+
+
+def evaluate_processbench(config: Config, path: Path, limit: int | None = None) -> dict[str, Any]:
+    rows = load_processbench(path)[:limit]
+    labels = [int(r["label"]) for r in rows]
+    annotators: dict[str, Any] = {}
+    for name, verifier in _verifiers(config).items():
+        preds = [first_flagged(verifier.verify(_problem(str(r["id"]), r["problem"]), list(r["steps"]))) for r in rows]
+        annotators[name] = _round(processbench_scores(preds, labels))
+    if config.judge.enabled:
+        preds = judge_first_errors(config, [(str(r["id"]), r["problem"], list(r["steps"])) for r in rows])
+        annotators["judge"] = _round({**processbench_scores(preds, labels), "no_verdict": preds.count(None)})
+    return {
+        "benchmark": "processbench",
+        "data": str(path),
+        "n": len(rows),
+        "annotators": annotators,
+        "baseline_all_correct": _round(processbench_scores([-1] * len(rows), labels)),
+    }
+
+
+def prm800k_pairs(path: Path) -> Iterator[tuple[str, list[str], str, int]]:
+    """(question, previous steps, rated step, rating) for every rated completion of PRM800K phase 1."""
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        question = record["question"]["problem"]
+        previous: list[str] = []
+        for step in record["label"]["steps"]:
+            for completion in step.get("completions") or []:
+                if completion.get("rating") is not None:
+                    yield question, list(previous), completion["text"], int(completion["rating"])
+            chosen = step.get("chosen_completion")
+            if chosen is not None:
+                previous.append(step["completions"][chosen]["text"])
+            elif step.get("human_completion") is not None:
+                human = step["human_completion"]
+                previous.append(human["text"] if isinstance(human, dict) else str(human))
+            else:
+                break
+
+
+def evaluate_prm800k(config: Config, path: Path, neutral: str = "exclude", limit: int | None = None) -> dict[str, Any]:
+    """Verifier verdicts on PRM800K's rated steps: score True = 1, cannot check = 0.5, False = 0."""
+    if neutral not in ("exclude", "positive", "negative"):
+        raise ConfigError(f"--neutral: {neutral!r} is not one of exclude, positive, negative")
+    pairs = list(prm800k_pairs(path))[:limit]
+    kept = [(q, prev, step, rating) for q, prev, step, rating in pairs if rating != 0 or neutral != "exclude"]
+    truths = [rating > 0 or (rating == 0 and neutral == "positive") for *_, rating in kept]
+    annotators = {}
+    for name, verifier in _verifiers(config).items():
+        verdicts = [
+            verifier.verify(_problem(f"prm800k-{i}", q), [*prev, step])[-1].verdict
+            for i, (q, prev, step, _) in enumerate(kept)
+        ]
+        scores = [1.0 if v is True else 0.0 if v is False else 0.5 for v in verdicts]
+        checked = [(v, t) for v, t in zip(verdicts, truths, strict=True) if v is not None]
+        flagged = [t for v, t in checked if v is False]
+        annotators[name] = _round(
+            {
+                "accuracy_where_checked": step_accuracy([v for v, _ in checked], [t for _, t in checked])
+                if checked
+                else math.nan,
+                "coverage": len(checked) / len(kept) if kept else math.nan,
+                "auroc": auroc(scores, truths) if 0 < sum(truths) < len(truths) else math.nan,
+                "flags": len(flagged),
+                "flag_precision": (len(flagged) - sum(flagged)) / len(flagged) if flagged else math.nan,
+            }
+        )
+    return {
+        "benchmark": "prm800k-phase1",
+        "data": str(path),
+        "pairs": len(pairs),
+        "scored": len(kept),
+        "neutral": neutral,
+        "positives": sum(truths),
+        "annotators": annotators,
+    }
+
+
+def exact_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every annotator of an arithmetic-domain run against the exact step truth."""
+    rows = [r for r in rows if arithmetic_expression(r["prompt"]) is not None]
+    if not rows:
+        return {}
+    columns = {"mc": "labels"} | {
+        k[: -len("_labels")]: k for k in rows[0] if k.endswith("_labels") and k not in ("rpe_labels",)
+    }
+    out: dict[str, Any] = {"n_paths": len(rows)}
+    for name, column in sorted(columns.items()):
+        firsts = []
+        preds, truths = [], []
+        for r in rows:
+            labels = r[column]
+            firsts.append({**r, "_first": next((i for i, v in enumerate(labels) if v is False), -1)})
+            truth = step_truth(arithmetic_expression(r["prompt"]), list(r["completions"]))
+            for p, t in zip(labels, truth, strict=True):
+                if p is not None:
+                    preds.append(p)
+                    truths.append(t)
+        agreement = first_error_agreement(firsts, key="_first")
+        out[name] = {
+            "first_error_agreement": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
+            "by_chain_length": {str(k): round(v["agreement"], 4) for k, v in agreement["by_chain_length"].items()},
+            "step_accuracy": round(step_accuracy(preds, truths), 4) if preds else None,
+            "steps_scored": len(preds),
+        }
+    return out
+
+
+def evaluate_run(run: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    rows = [r for p in sorted((run / "data").glob("train-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    return {"benchmark": "exact-arithmetic", "run": str(run), "annotators": exact_quality(rows)}
+
+
+def cmd_evaluate(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    config = load_config(args.config, args.set) if args.config else None
+    if config is None:
+        from schemas.config import config_from_dict
+
+        config = config_from_dict({"input": {"path": "-"}, "policy": {"model": "models/tiny-arith"}}, args.set)
+    if args.benchmark == "exact":
+        if not args.run:
+            raise ConfigError("--run: the exact benchmark scores a finished run on the arithmetic domain")
+        report = evaluate_run(Path(args.run))
+    else:
+        path = Path(args.data) if args.data else DEFAULT_DATA[args.benchmark]
+        if not path.exists():
+            raise ConfigError(f"--data: {path} not found (the default needs ../shared/data beside the repo)")
+        if args.benchmark == "processbench":
+            report = evaluate_processbench(config, path, args.limit)
+        else:
+            report = evaluate_prm800k(config, path, args.neutral, args.limit)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def add_evaluate_commands(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score annotators on ProcessBench, PRM800K or exact arithmetic truth"
+    )
+    parser.add_argument("--benchmark", choices=("processbench", "prm800k", "exact"), default="processbench")
+    parser.add_argument("--config", help="annotator config (its annotators: and judge: sections); default: arithmetic")
+    parser.add_argument("--data", help="benchmark file (default: ../shared/data/...)")
+    parser.add_argument("--run", help="with --benchmark exact: the run folder to score")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N items")
+    parser.add_argument("--neutral", default="exclude", help="PRM800K neutral ratings: exclude|positive|negative")
+    parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.set_defaults(func=cmd_evaluate)

@@ -63,6 +63,7 @@ class CachedEngine:
         self.problem_of = problem_of
         self.new_entries: list[CacheEntry] = []
         self.on_new: Callable[[list[CacheEntry]], None] | None = None  # persists each call's new samples
+        self.on_generated: Callable[[int, int], None] | None = None  # (samples, tokens) after each engine call
         self.hits = 0
         self.misses = 0
         self.generated_tokens = 0  # tokens of the samples the engine actually generated
@@ -114,6 +115,8 @@ class CachedEngine:
                 seed = request.sampling.seed + i
                 runs.append((r_index, i, replace(request, n=1, sampling=replace(request.sampling, seed=seed))))
         samples = self.engine.generate([run for _, _, run in runs])
+        if self.on_generated is not None:
+            self.on_generated(sum(len(g) for g in samples), sum(s.n_tokens for g in samples for s in g))
         fresh: list[CacheEntry] = []
         for (r_index, first, run), got in zip(runs, samples, strict=True):
             original = self._current[r_index]

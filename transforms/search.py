@@ -27,6 +27,7 @@ from engines.cache import CachedEngine, CacheEntry
 from engines.driver import DriverStats, run_searches
 from schemas.config import Config, ConfigError, SamplingConfig
 from schemas.records import Problem, Request, SamplingParams
+from transforms.progress import PROGRESS
 from transforms.read import DEAD, dead_letter
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class _SearchBatch(beam.DoFn):
         self.calls = Metrics.counter("search", "engine_calls")
         self.failed = Metrics.counter("search", "problems_failed")
         self.fill = Metrics.distribution("search", "sequences_per_call")
+        self.batch_ms = Metrics.distribution("search", "batch_milliseconds")
         self.judge_tokens = Metrics.counter("judge", "generated_tokens")
         self.unparseable = Metrics.counter("judge", "unparseable_critiques")
 
@@ -229,7 +231,7 @@ class _SearchBatch(beam.DoFn):
             backoff_s=self.config.policy.backoff_s,
         )
 
-    def process(self, element: tuple[int, list[tuple[Problem, list[dict[str, Any]]]]]) -> Iterator[Any]:
+    def process(self, element: tuple[int, list[tuple[Problem, list[dict[str, Any]]]]], total: int = 0) -> Iterator[Any]:
         _, items = element
         items = sorted(items, key=lambda item: item[0].problem_id)
         problems = [problem for problem, _ in items]
@@ -237,10 +239,12 @@ class _SearchBatch(beam.DoFn):
         engine = CachedEngine(self.engine_factory, self.fingerprint, cached, problem_of)
         if self.cache_dir:
             engine.on_new = lambda entries: write_cache_entries(self.cache_dir, entries)
+        engine.on_generated = lambda samples, tokens: PROGRESS.update("completions", samples, unit="samples")
         started = time.perf_counter()
         outcomes, stats = self._drive(self._searches(problems), engine)
         self.cache_hits.inc(engine.hits)
         self.cache_misses.inc(engine.misses)
+        PROGRESS.update("search", len(problems), total=total or None, unit="problems")
         rule = LabelRule(self.config.label.hard_rule, self.config.label.threshold)
         evidences: list[ProblemEvidence] = []
         for problem, outcome in zip(problems, outcomes, strict=True):
@@ -260,6 +264,7 @@ class _SearchBatch(beam.DoFn):
         for sequences in stats.call_sequences:
             self.fill.update(sequences)
         wall = time.perf_counter() - started
+        self.batch_ms.update(int(wall * 1000))
         log.info(
             "searched %d problems: %d engine calls, %d sequences, %d tokens in %.1fs (%.0f tok/s)",
             len(problems), stats.calls, stats.sequences, stats.generated_tokens, wall,
@@ -314,8 +319,8 @@ class SearchProblems(beam.PTransform):
         self.config = config
         self.cache_dir = cache_dir if config.cache.enabled else None
 
-    def _generate(self) -> beam.PTransform:
-        return _generate_transform(self.config, self.cache_dir)
+    def _generate(self, total: Any) -> beam.PTransform:
+        return _generate_transform(self.config, self.cache_dir, total)
 
     def expand(self, problems: beam.PCollection) -> dict[str, beam.PCollection]:
         per_batch = self.config.search.problems_per_batch
@@ -349,16 +354,16 @@ class SearchProblems(beam.PTransform):
                 lambda item, n: (batch_key(item[0].problem_id, n, per_batch), item), beam.pvalue.AsSingleton(total)
             )
             | "Group batches" >> beam.GroupByKey()  # also the Reshuffle before generation
-            | "Generate and search" >> self._generate()
+            | "Generate and search" >> self._generate(beam.pvalue.AsSingleton(total))
         )
         # A shuffle right after generation: a downstream retry never redoes GPU work (infra.md §4).
         evidence = outputs[EVIDENCE] | "Checkpoint evidence" >> beam.Reshuffle()
         return {EVIDENCE: evidence, DEAD: outputs[DEAD], STATS: outputs[STATS]}
 
 
-def _generate_transform(config: Config, cache_dir: str | None) -> beam.PTransform:
+def _generate_transform(config: Config, cache_dir: str | None, total: Any) -> beam.PTransform:
     """The GPU step: with `resources.accelerator` it carries Dataflow's accelerator hint (right fitting)."""
-    transform = beam.ParDo(_SearchBatch(config, cache_dir)).with_outputs(DEAD, STATS, main=EVIDENCE)
+    transform = beam.ParDo(_SearchBatch(config, cache_dir), total=total).with_outputs(DEAD, STATS, main=EVIDENCE)
     if config.resources.accelerator:
         transform = transform.with_resource_hints(accelerator=config.resources.accelerator)
     return transform

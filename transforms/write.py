@@ -17,6 +17,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.progress import PROGRESS
 
 
 def shard_of(key: str, num_shards: int) -> int:
@@ -90,6 +93,8 @@ class WriteShards(beam.PTransform):
         rows = sorted((r for r in group if r is not None), key=lambda r: (self.key(r), json.dumps(r, sort_keys=True)))
         path = shard_name(self.directory, self.prefix, shard, self.num_shards)
         _atomic_write(path, table_bytes(rows, self.schema, self.compression, self.row_group_size))
+        if self.prefix == "train":
+            PROGRESS.update("rows written", len(rows), unit="rows")
         return {"path": path, "rows": len(rows)}
 
 
@@ -116,6 +121,8 @@ class WriteDeadLetters(beam.PTransform):
 
     def _write(self, item: tuple[int, list[dict[str, str] | None]]) -> dict[str, Any]:
         rows = sorted((r for r in item[1] if r is not None), key=dead_letter_sort_key)
+        for row in rows:  # dead letters by reason, as Beam metrics (the Dataflow UI shows them)
+            Metrics.counter("dead_letters", row["reason"].split(":")[0][:60]).inc()
         payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode()
         _atomic_write(self.path, payload)
         return {"path": self.path, "rows": len(rows)}

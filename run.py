@@ -150,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.evaluate import add_evaluate_commands
     from pipelines.export import add_export_commands
     from pipelines.publish import add_publish_commands
+    from pipelines.report import add_report_commands
 
     add_export_commands(sub)
+    add_report_commands(sub)
     add_publish_commands(sub)
     add_evaluate_commands(sub)
     return parser

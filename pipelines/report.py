@@ -151,6 +151,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
         else None
     )
     stats_path = root / "_work" / "engine_stats.json"
+    # A relabel (`run.py annotate`) reuses its parent's evidence, as the manifest's counts do.
+    parent = (manifest.get("lineage") or {}).get("parent_run")
+    evidence = Path(parent) if parent and "://" not in parent and Path(parent).is_dir() else root
     return RunFiles(
         run_dir=root,
         manifest=manifest,
@@ -159,10 +162,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
         filtered=read_columns(
             _files(root, "filtered/part-*.parquet"), ["problem_id", "source", "search", "drop_reason"]
         ),
-        solutions=read_columns(_files(root, "evidence/solutions/part-*.parquet"), ["problem_id", "n_tokens"]),
-        completions=read_columns(_files(root, "evidence/completions/part-*.parquet"), ["problem_id", "n_tokens"]),
+        solutions=read_columns(_files(evidence, "evidence/solutions/part-*.parquet"), ["problem_id", "n_tokens"]),
+        completions=read_columns(_files(evidence, "evidence/completions/part-*.parquet"), ["problem_id", "n_tokens"]),
         nodes=read_columns(
-            _files(root, "evidence/omegaprm_nodes/part-*.parquet"), ["problem_id", "rollouts.list.element.n_tokens"]
+            _files(evidence, "evidence/omegaprm_nodes/part-*.parquet"), ["problem_id", "rollouts.list.element.n_tokens"]
         ),
         dead_letters=dead,
         engine_stats=json.loads(stats_path.read_text()) if stats_path.is_file() else None,
@@ -363,7 +366,9 @@ def rejection_figures(run: RunFiles) -> dict[str, Any]:
 def batch_fill_figures(run: RunFiles) -> dict[str, Any]:
     """Sequences per policy-engine call, in call order, as a fraction of the batch capacity."""
     if run.engine_stats is None:
-        return {"available": False, "reason": "no _work/engine_stats.json"}
+        parent = (run.manifest.get("lineage") or {}).get("parent_run")
+        reason = f"relabelled from {parent} with no engine call" if parent else "no _work/engine_stats.json"
+        return {"available": False, "reason": reason}
     capacity = run.manifest.get("engine", {}).get("batch_capacity") or (
         run.manifest.get("config", {}).get("search", {}).get("max_sequences_per_call")
     )
@@ -412,6 +417,7 @@ def manifest_tables(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "seed": (config.get("run") or {}).get("seed"),
         "search_method": (config.get("search") or {}).get("method"),
         "policy_model": (manifest.get("engine") or {}).get("model"),
+        "parent_run": (manifest.get("lineage") or {}).get("parent_run"),
     }
     if "import" in manifest:
         identity["import"] = manifest["import"]
@@ -722,23 +728,52 @@ def _key_value_table(table_id: str, title: str, rows: dict[str, Any]) -> str:
     return f'<table id="table-{table_id}"><caption>{html.escape(title)}</caption>{body}</table>'
 
 
-def _label_quality_table(quality: dict[str, Any]) -> str:
-    """Annotators as rows, scores as columns when every entry is a dict of scores; key/value rows otherwise."""
-    if not quality or not all(isinstance(v, dict) for v in quality.values()):
-        return _key_value_table("label_quality", "label quality", flatten(quality))
-    metrics = sorted({m for scores in quality.values() for m in flatten(scores)})
-    head = "<tr><th>annotator</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
-    rows = []
-    for annotator, scores in quality.items():
-        flat = flatten(scores)
-        cells = "".join(
-            f'<td class="num" data-key="{html.escape(f"{annotator}.{m}")}">{html.escape(format_value(flat[m]))}</td>'
-            if m in flat
-            else "<td></td>"
-            for m in metrics
+def _depth(value: Any) -> int:
+    if not isinstance(value, dict) or not value:
+        return 0
+    return 1 + max(_depth(v) for v in value.values())
+
+
+def _cell(key: str, value: Any) -> str:
+    return f'<td class="num" data-key="{html.escape(key)}">{html.escape(format_value(value))}</td>'
+
+
+def _label_quality_tables(quality: dict[str, Any], prefix: str = "") -> str:
+    """Scores as tables: each dict of score dicts (annotator -> scores) becomes one matrix, annotators as rows.
+
+    The nesting is whatever the evaluator wrote (`{benchmark: {n_paths, annotator: {score, by_x: {...}}}}`);
+    deeper dicts get a heading and recurse, scalars beside them a key/value table. Every value cell carries its
+    full dotted manifest key in `data-key`.
+    """
+    scalars = {k: v for k, v in quality.items() if _depth(v) == 0}
+    groups = {k: v for k, v in quality.items() if _depth(v) > 0}
+    table_id = "label_quality" + (f"-{prefix}" if prefix else "")
+    parts = []
+    if scalars:
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th>{_cell(f'{prefix}.{k}' if prefix else k, v)}</tr>"
+            for k, v in scalars.items()
         )
-        rows.append(f"<tr><th>{html.escape(annotator)}</th>{cells}</tr>")
-    return f'<table id="table-label_quality"><caption>label quality</caption>{head}{"".join(rows)}</table>'
+        parts.append(
+            f'<table id="table-{table_id}-values"><caption>{html.escape(prefix or "scores")}</caption>{rows}</table>'
+        )
+    if groups and all(_depth(v) <= 2 for v in groups.values()):
+        flat_groups = {name: flatten(scores) for name, scores in groups.items()}
+        # plain scores first, then the flattened breakdowns (`by_chain_length.3`)
+        metrics = sorted({m for flat in flat_groups.values() for m in flat}, key=lambda m: ("." in m, m))
+        head = "<tr><th>annotator</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
+        rows = []
+        for name, flat in flat_groups.items():
+            key = f"{prefix}.{name}" if prefix else name
+            cells = "".join(_cell(f"{key}.{m}", flat[m]) if m in flat else "<td></td>" for m in metrics)
+            rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+        caption = html.escape(prefix or "per annotator")
+        parts.append(f'<table id="table-{table_id}"><caption>{caption}</caption>{head}{"".join(rows)}</table>')
+    else:
+        for name, inner in groups.items():
+            key = f"{prefix}.{name}" if prefix else name
+            parts.append(f"<div><h3>{html.escape(key)}</h3>{_label_quality_tables(inner, key)}</div>")
+    return f'<div class="grid">{"".join(parts)}</div>'
 
 
 def _cards(tables: dict[str, dict[str, Any]]) -> str:
@@ -838,7 +873,7 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
             table_html.append(_key_value_table(name, name, tables[name]))
     quality = ""
     if manifest.get("label_quality"):
-        quality = f'<h2>Label quality</h2><div class="grid">{_label_quality_table(manifest["label_quality"])}</div>'
+        quality = f"<h2>Label quality</h2>{_label_quality_tables(manifest['label_quality'])}"
     sections = "".join(_section(stem, name, figures["plots"][stem], pngs.get(stem)) for stem, name in PLOTS)
     config = manifest.get("config") or manifest.get("import")
     config_html = (

@@ -12,7 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from domains.arithmetic import exact_first_error, parse_expression
+from domains.arithmetic import exact_first_error, gold_solution, parse_expression
+from domains.arithmetic import split_steps as gold_steps
 
 _QUESTION_RE = re.compile(r"^\s*Q:\s*(?P<expression>[0-9+\-* ]{1,200})=\?\s*$")
 
@@ -30,10 +31,20 @@ def arithmetic_expression(question: str) -> str | None:
     return expression
 
 
-def exact_first_error_of(question: str, steps: list[str]) -> int | None:
-    """The exact first error of a solution (-1 when fully right), or None outside the arithmetic domain."""
+def exact_first_error_of(question: str, steps: list[str], complete: bool = True) -> int | None:
+    """The exact first error of a solution (-1 when fully right), or None outside the arithmetic domain.
+
+    `complete=False` is for a path cut after its labelled first error (OmegaPRM): the missing tail is not an
+    error, so the gold continuation is appended before checking and only the given steps can be the first error.
+    """
     expression = arithmetic_expression(question)
-    return None if expression is None else exact_first_error(expression, steps)
+    if expression is None:
+        return None
+    if complete:
+        return exact_first_error(expression, steps)
+    tail = gold_steps(gold_solution(expression))[len(steps) :]
+    first = exact_first_error(expression, [*steps, *tail])
+    return first if first < len(steps) else -1
 
 
 def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_error_index") -> dict[str, Any]:
@@ -50,7 +61,9 @@ def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_e
         if expression is None:
             skipped += 1
             continue
-        exact = exact_first_error(expression, list(row["completions"]))
+        exact = exact_first_error_of(
+            row["prompt"], list(row["completions"]), complete=not row.get("truncated_after_first_error", False)
+        )
         length = len(parse_expression(expression)[1])
         agree = int(row[key] == exact)
         for tally in (by_length[length], by_kind["erroneous" if exact >= 0 else "correct"]):

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
-from annotators.exact import arithmetic_expression, first_error_agreement
+from annotators.exact import arithmetic_expression, exact_first_error_of, first_error_agreement
 from annotators.labelling import make_verifier
 from annotators.verifiers.base import first_flagged
-from domains.arithmetic import step_truth
 from schemas.config import Config, ConfigError, load_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -169,7 +168,10 @@ def exact_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rows:
             labels = r[column]
             firsts.append({**r, "_first": next((i for i, v in enumerate(labels) if v is False), -1)})
-            truth = step_truth(arithmetic_expression(r["prompt"]), list(r["completions"]))
+            first = exact_first_error_of(
+                r["prompt"], list(r["completions"]), complete=not r.get("truncated_after_first_error", False)
+            )
+            truth = [first < 0 or i < first for i in range(len(labels))]
             for p, t in zip(labels, truth, strict=True):
                 if p is not None:
                     preds.append(p)

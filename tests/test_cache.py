@@ -17,7 +17,10 @@ class SeedEcho:
 
     def generate(self, requests):
         self.requests.extend(requests)
-        return [[Sample(f"{r.prompt}@{r.sampling.seed + i}", "stop", 2, seed=r.sampling.seed + i) for i in range(r.n)] for r in requests]
+        return [
+            [Sample(f"{r.prompt}@{r.sampling.seed + i}", "stop", 2, seed=r.sampling.seed + i) for i in range(r.n)]
+            for r in requests
+        ]
 
     def close(self):
         pass

@@ -14,7 +14,9 @@ ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
 
 
 def built(**sections):
-    config = config_from_dict({"input": {"path": "/tmp/in.jsonl"}, "policy": {"model": "Qwen/Qwen2.5-Math-7B"}, **sections})
+    config = config_from_dict(
+        {"input": {"path": "/tmp/in.jsonl"}, "policy": {"model": "Qwen/Qwen2.5-Math-7B"}, **sections}
+    )
     pipeline = beam.Pipeline(runner="FnApiRunner")
     build(pipeline, config, "gs://bucket/out/schema_v1/cfg_x", "gs://bucket/out/_cache")
     return pipeline.to_runner_api()
@@ -45,10 +47,20 @@ def test_shuffles_surround_generation():
 
 def test_dataflow_options_parse():
     options = pipeline_options(
-        ["--runner=DataflowRunner", "--project=p", "--region=us-central1", "--temp_location=gs://b/tmp",
-         "--sdk_container_image=us-docker.pkg.dev/p/r/stepforge:1", "--sdk_location=container",
-         "--setup_file=./setup.py", "--machine_type=g2-standard-8", "--disk_size_gb=200",
-         "--experiments=use_runner_v2", "--max_num_workers=8", "--number_of_worker_harness_threads=1"]
+        [
+            "--runner=DataflowRunner",
+            "--project=p",
+            "--region=us-central1",
+            "--temp_location=gs://b/tmp",
+            "--sdk_container_image=us-docker.pkg.dev/p/r/stepforge:1",
+            "--sdk_location=container",
+            "--setup_file=./setup.py",
+            "--machine_type=g2-standard-8",
+            "--disk_size_gb=200",
+            "--experiments=use_runner_v2",
+            "--max_num_workers=8",
+            "--number_of_worker_harness_threads=1",
+        ]
     )
     assert options.view_as(GoogleCloudOptions).project == "p"
     assert options.view_as(WorkerOptions).sdk_container_image.endswith("stepforge:1")

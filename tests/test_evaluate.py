@@ -34,9 +34,16 @@ def test_prm800k_pairs_and_neutral_rules(tmp_path):
         "question": {"problem": "What is 2*3?"},
         "label": {
             "steps": [
-                {"completions": [{"text": "2*3=6.", "rating": 1}, {"text": "2*3=7.", "rating": -1}], "chosen_completion": 0},
+                {
+                    "completions": [{"text": "2*3=6.", "rating": 1}, {"text": "2*3=7.", "rating": -1}],
+                    "chosen_completion": 0,
+                },
                 {"completions": [{"text": "So it is 6.", "rating": 0}], "chosen_completion": 0},
-                {"completions": [{"text": "6+1=8, no.", "rating": -1}], "chosen_completion": None, "human_completion": None},
+                {
+                    "completions": [{"text": "6+1=8, no.", "rating": -1}],
+                    "chosen_completion": None,
+                    "human_completion": None,
+                },
             ]
         },
     }
@@ -44,7 +51,10 @@ def test_prm800k_pairs_and_neutral_rules(tmp_path):
     path.write_text(json.dumps(record) + "\n")
     pairs = list(prm800k_pairs(path))
     assert [(len(prev), step, r) for _, prev, step, r in pairs] == [
-        (0, "2*3=6.", 1), (0, "2*3=7.", -1), (1, "So it is 6.", 0), (2, "6+1=8, no.", -1)
+        (0, "2*3=6.", 1),
+        (0, "2*3=7.", -1),
+        (1, "So it is 6.", 0),
+        (2, "6+1=8, no.", -1),
     ]
     excluded = evaluate_prm800k(CONFIG, path)
     assert excluded["scored"] == 3 and excluded["positives"] == 1
@@ -56,10 +66,20 @@ def test_prm800k_pairs_and_neutral_rules(tmp_path):
 
 def test_exact_quality_per_annotator():
     rows = [
-        {"prompt": "Q: 2+3*4=?", "completions": ["Step 1: 3*4=12", "Step 2: 2+12=15 Answer: 15"],
-         "labels": [True, False], "judge_labels": [False, None], "rpe_labels": [True, True]},
-        {"prompt": "Q: 5+5=?", "completions": ["Step 1: 5+5=10 Answer: 10"], "labels": [True], "judge_labels": [True],
-         "rpe_labels": [True]},
+        {
+            "prompt": "Q: 2+3*4=?",
+            "completions": ["Step 1: 3*4=12", "Step 2: 2+12=15 Answer: 15"],
+            "labels": [True, False],
+            "judge_labels": [False, None],
+            "rpe_labels": [True, True],
+        },
+        {
+            "prompt": "Q: 5+5=?",
+            "completions": ["Step 1: 5+5=10 Answer: 10"],
+            "labels": [True],
+            "judge_labels": [True],
+            "rpe_labels": [True],
+        },
     ]
     out = exact_quality(rows)
     assert out["mc"]["first_error_agreement"] == 1.0 and out["mc"]["step_accuracy"] == 1.0

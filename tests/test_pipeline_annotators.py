@@ -2,7 +2,6 @@
 consensus with compression and progress labels (the tiny model is also the judge: the point is the plumbing)."""
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,7 +10,7 @@ import pytest
 from schemas.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
+MODEL = REPO / "models" / "tiny-arith"
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 
@@ -35,9 +34,16 @@ def omegaprm_run(problems, tmp_path_factory, vllm_engine):
 
     config = load_config(
         REPO / "configs" / "omegaprm.yaml",
-        [f"input.path={problems}", f"policy.model={MODEL}", "input.id_field=problem_id", "input.answer_format=plain",
-         "search.completions_per_step=4", "search.omegaprm.search_limit=6", "search.omegaprm.rollout_budget=48",
-         "output.num_shards=1"],
+        [
+            f"input.path={problems}",
+            f"policy.model={MODEL}",
+            "input.id_field=problem_id",
+            "input.answer_format=plain",
+            "search.completions_per_step=4",
+            "search.omegaprm.search_limit=6",
+            "search.omegaprm.rollout_budget=48",
+            "output.num_shards=1",
+        ],
     )
     out = tmp_path_factory.mktemp("omegaprm")
     return out, synthesize.run(config, str(out))
@@ -72,8 +78,15 @@ def consensus_run(problems, tmp_path_factory, vllm_engine):
 
     config = load_config(
         REPO / "configs" / "consensus.yaml",
-        [f"input.path={problems}", f"policy.model={MODEL}", "input.id_field=problem_id", "input.answer_format=plain",
-         "search.num_solutions=3", "search.completions_per_step=4", "judge.samples=2"],
+        [
+            f"input.path={problems}",
+            f"policy.model={MODEL}",
+            "input.id_field=problem_id",
+            "input.answer_format=plain",
+            "search.num_solutions=3",
+            "search.completions_per_step=4",
+            "judge.samples=2",
+        ],
     )
     out = tmp_path_factory.mktemp("consensus")
     return out, synthesize.run(config, str(out))
@@ -108,5 +121,7 @@ def test_compressed_rows_follow_the_merge_rules(consensus_run):
         pairs = meta["merged"]
         assert len(row["completions"]) == len(original["completions"]) - len(pairs)
         for i, j in pairs:
-            assert any(original["completions"][i] in step and original["completions"][j] in step for step in row["completions"])
+            assert any(
+                original["completions"][i] in step and original["completions"][j] in step for step in row["completions"]
+            )
         assert row["first_error_index"] == next((i for i, ok in enumerate(row["labels"]) if not ok), -1)

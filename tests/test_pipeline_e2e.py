@@ -12,7 +12,7 @@ import pytest
 from schemas.config import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
+MODEL = REPO / "models" / "tiny-arith"
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 

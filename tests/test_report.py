@@ -26,7 +26,7 @@ from schemas import tables
 from schemas.config import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
+MODEL = REPO / "models" / "tiny-arith"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALL_PLOTS = [stem for stem, _ in report.PLOTS]
 

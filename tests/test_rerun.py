@@ -15,7 +15,7 @@ import pytest
 from schemas.config import ConfigError, config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
+MODEL = REPO / "models" / "tiny-arith"
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 
@@ -64,7 +64,12 @@ def parent(problems, tmp_path_factory, vllm_engine):
     return root, manifest
 
 
-RELABEL = ["label.hard_rule=threshold", "label.threshold=0.4", "annotators.arithmetic={}", "augment.compression.enabled=true"]
+RELABEL = [
+    "label.hard_rule=threshold",
+    "label.threshold=0.4",
+    "annotators.arithmetic={}",
+    "augment.compression.enabled=true",
+]
 
 
 def test_relabel_makes_no_engine_call_and_equals_a_fresh_run(problems, parent, monkeypatch):
@@ -116,8 +121,11 @@ def test_a_doubled_budget_generates_only_the_new_samples(problems, parent):
     root, first = parent
     second = synthesize.run(config(problems, "search.num_solutions=4"), str(root / "double"))
     old = {(r["problem_id"], r["seed"]) for r in rows(root / "parent" / "evidence" / "solutions")}
-    new_solutions = [r for r in rows(root / "double" / "evidence" / "solutions") if (r["problem_id"], r["seed"]) not in old]
+    new_solutions = [
+        r for r in rows(root / "double" / "evidence" / "solutions") if (r["problem_id"], r["seed"]) not in old
+    ]
     assert len(new_solutions) == 6 * 2
+
     # Every sample of the first run was reused; misses are exactly the samples the first run never drew.
     def sample_keys(run):
         keys = {(r["problem_id"], "", r["seed"]) for r in rows(run / "evidence" / "solutions")}

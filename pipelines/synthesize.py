@@ -64,14 +64,9 @@ def cache_dir(config: Config, output: str) -> str | None:
     return FileSystems.join(parent, "_cache")
 
 
-def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | None = None) -> None:
-    """Add every stage of a synthesize run writing under `output` to `pipeline`."""
+def shard_writer(config: Config, output: str):
+    """A factory of shard writers under `output` with the run's shard count and Parquet settings."""
     out = config.output
-    read = pipeline | "Read problems" >> ReadProblems(config.input)
-    searched = read[PROBLEMS] | "Search" >> SearchProblems(config, cache)
-    labelled = searched[EVIDENCE] | "Label" >> L.LabelEvidence(config)
-    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
-    schema = output_schema(config)
 
     def shards(folder: str, table_schema, key, prefix: str = "part") -> WriteShards:
         return WriteShards(
@@ -83,6 +78,19 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
             row_group_size=out.row_group_size,
             prefix=prefix,
         )
+
+    return shards
+
+
+def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | None = None) -> None:
+    """Add every stage of a synthesize run writing under `output` to `pipeline`."""
+    read = pipeline | "Read problems" >> ReadProblems(config.input)
+    searched = read[PROBLEMS] | "Search" >> SearchProblems(config, cache)
+    labelled = searched[EVIDENCE] | "Label" >> L.LabelEvidence(config)
+    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
+    schema = output_schema(config)
+
+    shards = shard_writer(config, output)
 
     _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
     filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()

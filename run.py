@@ -151,11 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.export import add_export_commands
     from pipelines.publish import add_publish_commands
     from pipelines.report import add_report_commands
+    from pipelines.verify import add_verify_commands
 
     add_export_commands(sub)
     add_report_commands(sub)
     add_publish_commands(sub)
     add_evaluate_commands(sub)
+    add_verify_commands(sub)
     return parser
 
 

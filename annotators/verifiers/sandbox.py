@@ -684,6 +684,7 @@ def _sandbox_child() -> None:  # pragma: no cover - runs only inside the sandbox
         report("outcome", "test_error", type(error).__name__, 0, str(error)[:500])
         finish(1)
     try:
+        # Only ever runs inside the sandboxed child interpreter (this function's source is its `-c` program).
         exec(program_code, namespace)
         exec(test_code, namespace)
         if check_code is not None:

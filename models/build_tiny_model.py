@@ -13,6 +13,7 @@ It writes ``save_pretrained`` weights in bfloat16, the tokenizer, ``generation_c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -201,16 +202,15 @@ def train(
 
 
 def save_recipe(out: Path, args: argparse.Namespace) -> None:
-    """Copy the code and the exact arguments that made this model next to it."""
+    """Record the exact arguments and the sha256 of the code that made this model (the code itself is in git)."""
     recipe = out / "recipe"
     recipe.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parent.parent
-    for rel in (
-        "models/build_tiny_model.py",
-        "models/evaluate_tiny_model.py",
-        "domains/arithmetic.py",
-    ):
-        shutil.copy2(root / rel, recipe / Path(rel).name)
+    sources = {
+        rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        for rel in ("models/build_tiny_model.py", "models/evaluate_tiny_model.py", "domains/arithmetic.py")
+    }
+    (recipe / "sources.json").write_text(json.dumps(sources, indent=1, sort_keys=True) + "\n")
     (recipe / "args.json").write_text(json.dumps(vars(args), indent=1) + "\n")
     (recipe / "command.txt").write_text("python -m models.build_tiny_model " + " ".join(sys.argv[1:]) + "\n")
 

@@ -1,11 +1,17 @@
 """OmegaPRM against per-step MC on the same problems, tiny model and seeds.
 
-    .venv/bin/python bench/bench_omegaprm.py --problems 100
+    .venv/bin/python bench/bench_omegaprm.py            # 200 problems; MC at k=8, OmegaPRM at k=8, 4, 3
 
 Prints, for each method: samples (solutions + completions) and generated tokens per labelled step, first-error
 agreement with the exact arithmetic first error (by chain length), engine batch fill (mean, p10), generated
-tokens/s of the search stage against one raw `vllm.LLM.generate` of the same requests, and the cost per
-labelled step by chain length (2 to 6 steps).
+tokens/s of the search stage against one raw `vllm.LLM.generate` of the same requests, the cost per labelled
+step by chain length (2 to 6 steps), and where OmegaPRM's samples went.
+
+Counting: a labelled step is a distinct (problem, prefix + step) pair; a step labelled in several paths (duplicate
+solutions of MC, the shared prefixes of OmegaPRM's paths) counts once. Rows x steps is printed beside it.
+OmegaPRM is summarized twice from one run: its first-error paths alone, and with the all-True paths of its
+correct rollouts (`positive_paths`). MC runs at Math-Shepherd's k = 8; OmegaPRM at several k, so the comparison
+can be made at matched quality: the cheapest OmegaPRM whose first-error agreement is at least MC's.
 """
 
 from __future__ import annotations
@@ -45,39 +51,69 @@ def omegaprm_requests(run: Path, config) -> list[Request]:
     return requests
 
 
-def summarize(name: str, run: Path, manifest: dict, samples_by_problem: dict[str, int], tokens: int) -> dict:
-    rows = read_table(run / "data", "train-*.parquet")
+def unique_labelled_steps(rows: list[dict]) -> int:
+    """Distinct (problem, prefix + step) pairs: a step labelled twice (duplicate solutions, shared prefixes of
+    several paths) is one piece of supervision, for either method."""
+    return len(
+        {(r["problem_id"], tuple(r["completions"][: i + 1])) for r in rows for i in range(len(r["completions"]))}
+    )
+
+
+def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], tokens: int) -> dict:
     steps = sum(len(r["completions"]) for r in rows)
+    unique = unique_labelled_steps(rows)
     per_length: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    labelled_problems = defaultdict(int)
+    by_problem: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        labelled_problems[r["problem_id"]] += len(r["completions"])
-    prompts = {r["problem_id"]: r["prompt"] for r in rows}
-    for pid, n_steps in labelled_problems.items():
-        tally = per_length[chain_length(prompts[pid])]
+        by_problem[r["problem_id"]].append(r)
+    for pid, problem_rows in by_problem.items():
+        tally = per_length[chain_length(problem_rows[0]["prompt"])]
         tally[0] += samples_by_problem.get(pid, 0)
-        tally[1] += n_steps
+        tally[1] += unique_labelled_steps(problem_rows)
     agreement = first_error_agreement(rows)
-    engine = manifest["engine"]
     samples = sum(samples_by_problem.values())
     return {
-        "method": name,
+        "labels": name,
         "paths": len(rows),
         "labelled_steps": steps,
+        "unique_labelled_steps": unique,
         "samples": samples,
         "samples_per_labelled_step": round(samples / steps, 2) if steps else None,
-        "generated_tokens_per_labelled_step": round(tokens / steps, 1) if steps else None,
+        "samples_per_unique_labelled_step": round(samples / unique, 2) if unique else None,
+        "generated_tokens_per_unique_labelled_step": round(tokens / unique, 1) if unique else None,
         "first_error_agreement": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
         "agreement_by_kind": {k: round(v["agreement"], 3) for k, v in agreement["by_kind"].items()},
         "agreement_by_chain_length": {k: round(v["agreement"], 3) for k, v in agreement["by_chain_length"].items()},
-        "samples_per_labelled_step_by_chain_length": {
+        "samples_per_unique_labelled_step_by_chain_length": {
             k: round(a / b, 2) for k, (a, b) in sorted(per_length.items()) if b
         },
+    }
+
+
+def engine_figures(manifest: dict) -> dict:
+    engine = manifest["engine"]
+    return {
         "batch_fill_mean": engine.get("batch_fill_mean"),
         "batch_fill_p10": engine.get("batch_fill_p10"),
         "engine_calls": engine.get("engine_calls"),
         "mean_sequences_per_call": engine.get("mean_sequences_per_call"),
         "wall_s": manifest["timings"]["wall_seconds"],
+    }
+
+
+def omegaprm_costs(nodes: list[dict]) -> dict:
+    """Where OmegaPRM's samples went: root estimates of questions that end at once (root MC 0 or 1), roots
+    of searched questions, and binary-search probes."""
+    roots = {n["problem_id"]: n for n in nodes if n["parent_id"] is None}
+    ended = sum(len(n["rollouts"]) for n in roots.values() if n["mc"] in (0.0, 1.0))
+    searched = sum(len(n["rollouts"]) for n in roots.values() if n["mc"] not in (0.0, 1.0))
+    probes = sum(len(n["rollouts"]) for n in nodes if n["parent_id"] is not None)
+    return {
+        "questions_root_all_correct": sum(n["mc"] == 1.0 for n in roots.values()),
+        "questions_root_all_wrong": sum(n["mc"] == 0.0 for n in roots.values()),
+        "samples_roots_ended": ended,
+        "samples_roots_searched": searched,
+        "samples_probes": probes,
     }
 
 
@@ -100,35 +136,57 @@ def raw_ratio(run: Path, requests: list[Request], tokens: int, config) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", type=int, default=100)
+    parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--k", type=int, default=8, help="completions per step of the MC search")
+    parser.add_argument("--omegaprm-k", default="8,4,3", help="rollouts per MC estimate of OmegaPRM, one run each")
     parser.add_argument("--solutions", type=int, default=4)
-    parser.add_argument("--search-limit", type=int, default=20)
+    parser.add_argument("--search-limit", type=int, default=100)
+    parser.add_argument("--rollout-budget", type=int, default=400)
+    parser.add_argument("--problems-per-batch", type=int, default=256)
     args = parser.parse_args()
     from pipelines import synthesize
 
     work = Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
-    common = [f"search.completions_per_step={args.k}", "cache.enabled=false", "output.num_shards=1"]
-    mc_config = demo_config(problems, [*common, f"search.num_solutions={args.solutions}"])
-    om_config = demo_config(
-        problems,
-        [
+    common = ["cache.enabled=false", "output.num_shards=1", f"search.problems_per_batch={args.problems_per_batch}"]
+    runs = [
+        (
+            "math_shepherd_mc",
+            args.k,
+            demo_config(
+                problems, [*common, f"search.completions_per_step={args.k}", f"search.num_solutions={args.solutions}"]
+            ),
+        )
+    ]
+    for k in (int(x) for x in args.omegaprm_k.split(",")):
+        omegaprm = f"{{search_limit: {args.search_limit}, rollout_budget: {args.rollout_budget}, positive_paths: true}}"
+        overrides = [
             *common,
+            f"search.completions_per_step={k}",
             "search.method=omegaprm",
-            f"search.omegaprm={{search_limit: {args.search_limit}, rollout_budget: 400}}",
-        ],
-    )
+            f"search.omegaprm={omegaprm}",
+        ]
+        runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
     results = []
-    for name, config in (("math_shepherd_mc", mc_config), ("omegaprm", om_config)):
+    for name, k, config in runs:
         run = work / name
         manifest = synthesize.run(config, str(run))
+        rows = read_table(run / "data", "train-*.parquet")
         samples: dict[str, int] = defaultdict(int)
-        if name == "omegaprm":
-            for node in read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"):
+        tokens = manifest["engine"]["generated_tokens"]
+        result = {"method": name, "k": k, **engine_figures(manifest)}
+        if name.startswith("omegaprm"):
+            nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
+            for node in nodes:
                 samples[node["problem_id"]] += len(node["rollouts"])
             requests = omegaprm_requests(run, config)
+            result["costs"] = omegaprm_costs(nodes)
+            first_error = [r for r in rows if json.loads(r["meta"])["kind"] == "first_error"]
+            result["labels"] = [
+                summarize("first_error_paths", first_error, samples, tokens),
+                summarize("first_error_and_correct_rollout_paths", rows, samples, tokens),
+            ]
         else:
             for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
                 samples[sol["problem_id"]] += 1
@@ -137,25 +195,25 @@ def main() -> None:
             from bench_mc import replay_requests
 
             requests = replay_requests(run, config)
-        tokens = manifest["engine"]["generated_tokens"]
-        summary = summarize(name, run, manifest, samples, tokens)
-        summary.update(raw_ratio(run, requests, tokens, config))
-        results.append(summary)
-    mc, om = results
-    ratio = (
-        mc["samples_per_labelled_step"] / om["samples_per_labelled_step"] if om["samples_per_labelled_step"] else None
-    )
-    print(
-        json.dumps(
-            {
-                "problems": args.problems,
-                "k": args.k,
-                "results": results,
-                "mc_over_omegaprm_samples_per_labelled_step": round(ratio, 2) if ratio else None,
-            },
-            indent=2,
-        )
-    )
+            result["labels"] = [summarize("all_steps", rows, samples, tokens)]
+        result.update(raw_ratio(run, requests, tokens, config))
+        results.append(result)
+    mc = results[0]["labels"][0]
+    matched = []
+    for result in results[1:]:
+        for labels in result["labels"]:
+            if labels["first_error_agreement"] is None or labels["samples_per_unique_labelled_step"] is None:
+                continue
+            matched.append(
+                {
+                    "omegaprm": f"{result['method']} {labels['labels']}",
+                    "agreement_vs_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
+                    "mc_over_omegaprm_samples_per_unique_labelled_step": round(
+                        mc["samples_per_unique_labelled_step"] / labels["samples_per_unique_labelled_step"], 2
+                    ),
+                }
+            )
+    print(json.dumps({"problems": args.problems, "results": results, "against_mc": matched}, indent=2))
 
 
 if __name__ == "__main__":

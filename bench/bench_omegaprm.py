@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--k", type=int, default=8, help="completions per step of the MC search")
+    parser.add_argument("--mc-k", default="8,4", help="completions per step of the MC search, one run each")
     parser.add_argument("--omegaprm-k", default="8,4,3", help="rollouts per MC estimate of OmegaPRM, one run each")
     parser.add_argument("--solutions", type=int, default=4)
     parser.add_argument("--search-limit", type=int, default=100)
@@ -150,15 +150,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
     common = ["cache.enabled=false", "output.num_shards=1", f"search.problems_per_batch={args.problems_per_batch}"]
-    runs = [
-        (
-            "math_shepherd_mc",
-            args.k,
-            demo_config(
-                problems, [*common, f"search.completions_per_step={args.k}", f"search.num_solutions={args.solutions}"]
-            ),
-        )
-    ]
+    runs = []
+    for k in (int(x) for x in args.mc_k.split(",")):
+        overrides = [*common, f"search.completions_per_step={k}", f"search.num_solutions={args.solutions}"]
+        runs.append((f"math_shepherd_mc_k{k}", k, demo_config(problems, overrides)))
     for k in (int(x) for x in args.omegaprm_k.split(",")):
         omegaprm = f"{{search_limit: {args.search_limit}, rollout_budget: {args.rollout_budget}, positive_paths: true}}"
         overrides = [
@@ -198,21 +193,33 @@ def main() -> None:
             result["labels"] = [summarize("all_steps", rows, samples, tokens)]
         result.update(raw_ratio(run, requests, tokens, config))
         results.append(result)
-    mc = results[0]["labels"][0]
+    # Matched quality: for each MC run, the cheapest OmegaPRM labels whose agreement is at least as good.
+    candidates = [
+        (f"{r['method']} {labels['labels']}", labels)
+        for r in results
+        if r["method"].startswith("omegaprm")
+        for labels in r["labels"]
+        if labels["first_error_agreement"] is not None and labels["samples_per_unique_labelled_step"]
+    ]
     matched = []
-    for result in results[1:]:
-        for labels in result["labels"]:
-            if labels["first_error_agreement"] is None or labels["samples_per_unique_labelled_step"] is None:
-                continue
-            matched.append(
-                {
-                    "omegaprm": f"{result['method']} {labels['labels']}",
-                    "agreement_vs_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
-                    "mc_over_omegaprm_samples_per_unique_labelled_step": round(
-                        mc["samples_per_unique_labelled_step"] / labels["samples_per_unique_labelled_step"], 2
-                    ),
-                }
-            )
+    for result in (r for r in results if r["method"].startswith("math_shepherd")):
+        mc = result["labels"][0]
+        rows = [
+            {
+                "omegaprm": name,
+                "agreement_minus_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
+                "mc_over_omegaprm_samples_per_unique_labelled_step": round(
+                    mc["samples_per_unique_labelled_step"] / labels["samples_per_unique_labelled_step"], 2
+                ),
+                "mc_over_omegaprm_samples_per_labelled_step": round(
+                    mc["samples_per_labelled_step"] / labels["samples_per_labelled_step"], 2
+                ),
+            }
+            for name, labels in candidates
+        ]
+        eligible = [row for row in rows if row["agreement_minus_mc"] >= 0]
+        best = max(eligible, key=lambda row: row["mc_over_omegaprm_samples_per_unique_labelled_step"], default=None)
+        matched.append({"mc": result["method"], "against": rows, "cheapest_at_equal_or_better_agreement": best})
     print(json.dumps({"problems": args.problems, "results": results, "against_mc": matched}, indent=2))
 
 

@@ -169,7 +169,9 @@ def write_manifest(
     problems = rows_read - by_stage.get("read", 0)
     counts = {"read": rows_read, "problems": problems, **counts}
     counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get("label", 0)
-    engine = engine_stats(output, config.search.max_sequences_per_call) or {"engine_calls": 0, "generated_tokens": 0}
+    # Fill against what the engine runs at once (vLLM's max_num_seqs), not the driver's larger packing limit.
+    capacity = min(config.search.max_sequences_per_call, config.policy.max_num_seqs)
+    engine = engine_stats(output, capacity) or {"engine_calls": 0, "generated_tokens": 0}
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
     quality = None
     if config.input.domain == "arithmetic":

@@ -89,7 +89,9 @@ def main() -> None:
         table_bytes(rows, tables.paths_schema(), "zstd", 1000)
     parquet_rows_per_s = 5 * len(rows) / (time.perf_counter() - started)
 
-    completions_per_step = counts["completions"] / counts["steps"] if counts["steps"] else 0.0
+    # What the engine generated: a prefix shared by solutions is sampled once (evidence stores it per solution).
+    completions = engine_stats["sequences"] - counts["solutions"]
+    completions_per_step = completions / counts["steps"] if counts["steps"] else 0.0
     pipe_tps = tokens / wall
     search_tps = tokens / search_wall
     raw_tps = raw_tokens / raw_wall
@@ -99,7 +101,10 @@ def main() -> None:
                 "problems": counts["problems"],
                 "labelled_paths": counts["paths"],
                 "labelled_steps": counts["steps"],
-                "completions": counts["completions"],
+                "solutions": counts["solutions"],
+                "completions": completions,
+                "completion_rows": counts["completions"],
+                "samples_per_labelled_step": round(engine_stats["sequences"] / counts["steps"], 2),
                 "completions_per_labelled_step": round(completions_per_step, 2),
                 "generated_tokens": tokens,
                 "pipeline_wall_s": wall,

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 from common import demo_config, read_table, write_problems
@@ -164,6 +165,7 @@ def main() -> None:
         ]
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
     results = []
+    rows_of: dict[str, list[dict]] = {}  # labelled rows by "method labels", to compare on the same problems
     for name, k, config in runs:
         run = work / name
         manifest = synthesize.run(config, str(run))
@@ -182,15 +184,25 @@ def main() -> None:
                 summarize("first_error_paths", first_error, samples, tokens),
                 summarize("first_error_and_correct_rollout_paths", rows, samples, tokens),
             ]
+            rows_of[f"{name} first_error_paths"] = first_error
+            rows_of[f"{name} first_error_and_correct_rollout_paths"] = rows
         else:
             for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
                 samples[sol["problem_id"]] += 1
-            for comp in read_table(run / "evidence" / "completions", "part-*.parquet"):
-                samples[comp["problem_id"]] += 1
+            # A prefix shared by several solutions is sampled once and stored once per solution: count it once.
+            completions = read_table(run / "evidence" / "completions", "part-*.parquet")
+            for key in {(c["problem_id"], c["seed"], c["completion_index"]) for c in completions}:
+                samples[key[0]] += 1
             from bench_mc import replay_requests
 
             requests = replay_requests(run, config)
             result["labels"] = [summarize("all_steps", rows, samples, tokens)]
+            rows_of[name] = rows
+        if sum(samples.values()) != manifest["engine"]["sequences"]:
+            raise SystemExit(
+                f"{name}: counted {sum(samples.values())} samples, the engine generated "
+                f"{manifest['engine']['sequences']}"
+            )
         result.update(raw_ratio(run, requests, tokens, config))
         results.append(result)
     # Matched quality: for each MC run, the cheapest OmegaPRM labels whose agreement is at least as good.
@@ -208,6 +220,9 @@ def main() -> None:
             {
                 "omegaprm": name,
                 "agreement_minus_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
+                # OmegaPRM labels no path of a question whose root is all right or all wrong: MC's agreement on
+                # only the questions OmegaPRM labelled tells whether its lead comes from easier questions.
+                "mc_agreement_on_the_same_problems": same_problems_agreement(rows_of[result["method"]], rows_of[name]),
                 "mc_over_omegaprm_samples_per_unique_labelled_step": round(
                     mc["samples_per_unique_labelled_step"] / labels["samples_per_unique_labelled_step"], 2
                 ),
@@ -220,7 +235,48 @@ def main() -> None:
         eligible = [row for row in rows if row["agreement_minus_mc"] >= 0]
         best = max(eligible, key=lambda row: row["mc_over_omegaprm_samples_per_unique_labelled_step"], default=None)
         matched.append({"mc": result["method"], "against": rows, "cheapest_at_equal_or_better_agreement": best})
-    print(json.dumps({"problems": args.problems, "results": results, "against_mc": matched}, indent=2))
+    frontier = mc_cost_at_agreement(
+        [r["labels"][0] for r in results if r["method"].startswith("math_shepherd")], candidates
+    )
+    print(
+        json.dumps(
+            {"problems": args.problems, "results": results, "against_mc": matched, "at_equal_agreement": frontier},
+            indent=2,
+        )
+    )
+
+
+def same_problems_agreement(mc_rows: list[dict], omegaprm_rows: list[dict]) -> float | None:
+    problems = {r["problem_id"] for r in omegaprm_rows}
+    agreement = first_error_agreement([r for r in mc_rows if r["problem_id"] in problems])["agreement"]
+    return round(agreement, 4) if agreement is not None else None
+
+
+def mc_cost_at_agreement(mc_runs: list[dict], omegaprm: list[tuple[str, dict]]) -> list[dict]:
+    """For each OmegaPRM result, what MC pays per distinct labelled step to reach the same agreement: linear
+    between the two MC runs (different k) whose agreements bracket it; None outside the measured range."""
+    points = sorted(
+        (m["first_error_agreement"], m["samples_per_unique_labelled_step"])
+        for m in mc_runs
+        if m["first_error_agreement"] is not None and m["samples_per_unique_labelled_step"]
+    )
+    out = []
+    for name, labels in omegaprm:
+        target = labels["first_error_agreement"]
+        cost = None
+        for (a0, c0), (a1, c1) in pairwise(points):
+            if a0 <= target <= a1 and a1 > a0:
+                cost = c0 + (c1 - c0) * (target - a0) / (a1 - a0)
+        out.append(
+            {
+                "omegaprm": name,
+                "agreement": target,
+                "mc_samples_per_unique_labelled_step_at_that_agreement": round(cost, 2) if cost else None,
+                "ratio": round(cost / labels["samples_per_unique_labelled_step"], 2) if cost else None,
+                "mc_agreement_range": [points[0][0], points[-1][0]] if points else None,
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":

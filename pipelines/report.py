@@ -163,7 +163,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
             _files(root, "filtered/part-*.parquet"), ["problem_id", "source", "search", "drop_reason"]
         ),
         solutions=read_columns(_files(evidence, "evidence/solutions/part-*.parquet"), ["problem_id", "n_tokens"]),
-        completions=read_columns(_files(evidence, "evidence/completions/part-*.parquet"), ["problem_id", "n_tokens"]),
+        completions=read_columns(
+            _files(evidence, "evidence/completions/part-*.parquet"),
+            ["problem_id", "n_tokens", "seed", "completion_index"],
+        ),
         nodes=read_columns(
             _files(evidence, "evidence/omegaprm_nodes/part-*.parquet"), ["problem_id", "rollouts.list.element.n_tokens"]
         ),
@@ -297,7 +300,7 @@ def agreement_figures(paths: dict[str, list[Any]], columns: list[str]) -> dict[s
 
 
 def cost_figures(run: RunFiles) -> dict[str, Any]:
-    """Completions and generated tokens recorded as evidence per labelled step, per search method.
+    """Completions and generated tokens per labelled step, per search method (each generated completion once).
 
     Solutions and completions are the MC search's evidence, OmegaPRM's rollouts live in its node table; a
     problem's method comes from its labelled or filtered rows.
@@ -324,9 +327,25 @@ def cost_figures(run: RunFiles) -> dict[str, Any]:
     ):
         table = table or {}
         ids = table.get("problem_id", [])
-        for problem_id, tokens in zip(ids, table.get("n_tokens", [None] * len(ids)), strict=True):
-            add(problem_id, "mc", count_key, 1)
-            add(problem_id, "mc", tokens_key, tokens or 0)
+        # A prefix shared by several solutions is sampled once (same request, same seed) but stored as a
+        # completion row of each: count each generated completion once.
+        if "seed" in table and "completion_index" in table:
+            # A row without a seed (hand-made tables) cannot be matched to another: it counts on its own.
+            keys = [
+                (problem_id, seed, index) if seed is not None else (problem_id, row)
+                for row, (problem_id, seed, index) in enumerate(
+                    zip(ids, table["seed"], table["completion_index"], strict=True)
+                )
+            ]
+        else:  # older runs without the columns: every row counts
+            keys = [(problem_id, row) for row, problem_id in enumerate(ids)]
+        seen: set[tuple[Any, ...]] = set()
+        for key, tokens in zip(keys, table.get("n_tokens", [None] * len(ids)), strict=True):
+            if count_key == "completions" and key in seen:
+                continue
+            seen.add(key)
+            add(key[0], "mc", count_key, 1)
+            add(key[0], "mc", tokens_key, tokens or 0)
     nodes = run.nodes or {}
     rollout_tokens = nodes.get("rollouts.list.element.n_tokens", [])
     for problem_id, rollouts in zip(nodes.get("problem_id", []), rollout_tokens, strict=True):
@@ -705,8 +724,8 @@ CAPTIONS = {
     "each annotator's labels.",
     "annotator_agreement": "Share of steps on which two annotators give the same label, over the steps both "
     "labelled (n). `labels` is the label column TRL reads.",
-    "search_cost": "What the evidence tables recorded: sampled solutions and completions (OmegaPRM rollouts), "
-    "and their generated tokens, divided by the labelled steps in data/.",
+    "search_cost": "What the search generated: sampled solutions and completions (OmegaPRM rollouts), each "
+    "generated completion counted once, and their tokens, divided by the labelled steps in data/.",
     "dead_letters_and_filtered": "Rows that left the run with a reason: dead letters (bad input, failed search "
     "or labelling) and labelled paths a filter dropped.",
     "batch_fill": "Sequences per policy-engine call as a share of the batch capacity, in call order.",

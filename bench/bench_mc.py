@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import demo_config, read_table, write_problems
+from common import demo_config, read_table, warm_up, write_problems
 
 from annotators.mc import prefix_key
 from schemas.records import Request, SamplingParams, derive_seed
@@ -69,6 +69,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-mc-"))
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
     config = demo_config(problems, ["output.num_shards=4", *args.set])
+    warm_up(config)
     manifest = synthesize.run(config, str(work / "run"))
     counts, engine_stats = manifest["counts"], manifest["engine"]
     wall = manifest["timings"]["wall_seconds"]

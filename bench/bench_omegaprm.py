@@ -25,7 +25,7 @@ from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
-from common import demo_config, read_table, write_problems
+from common import demo_config, read_table, warm_up, write_problems
 
 from annotators.exact import arithmetic_expression, first_error_agreement
 from domains.arithmetic import parse_expression
@@ -164,6 +164,7 @@ def main() -> None:
             f"search.omegaprm={omegaprm}",
         ]
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
+    warm_up(runs[0][2])
     results = []
     rows_of: dict[str, list[dict]] = {}  # labelled rows by "method labels", to compare on the same problems
     for name, k, config in runs:
@@ -246,10 +247,16 @@ def main() -> None:
     )
 
 
-def same_problems_agreement(mc_rows: list[dict], omegaprm_rows: list[dict]) -> float | None:
+def same_problems_agreement(mc_rows: list[dict], omegaprm_rows: list[dict]) -> dict:
+    """MC's first-error agreement on only the questions the OmegaPRM rows come from: overall and on solutions
+    with an exact error (OmegaPRM's first-error paths are wrong rollouts, so that is the like-for-like figure)."""
     problems = {r["problem_id"] for r in omegaprm_rows}
-    agreement = first_error_agreement([r for r in mc_rows if r["problem_id"] in problems])["agreement"]
-    return round(agreement, 4) if agreement is not None else None
+    agreement = first_error_agreement([r for r in mc_rows if r["problem_id"] in problems])
+    erroneous = agreement["by_kind"].get("erroneous", {}).get("agreement")
+    return {
+        "all": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
+        "erroneous": round(erroneous, 4) if erroneous is not None else None,
+    }
 
 
 def mc_cost_at_agreement(mc_runs: list[dict], omegaprm: list[tuple[str, dict]]) -> list[dict]:

@@ -35,3 +35,25 @@ def read_table(folder: Path, pattern: str) -> list[dict[str, Any]]:
     for path in sorted(folder.glob(pattern)):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
+
+
+def warm_up(config: Config, problems: int = 64) -> None:
+    """One untimed engine call on other problems, so that the pipeline and the raw replay both meet a warm engine
+    (the first calls of a fresh vLLM engine on CPU run well below its steady speed)."""
+    from domains.arithmetic import generate_problems
+    from engines import get_engine
+    from engines.prompts import PromptRenderer
+    from schemas.records import Request, SamplingParams
+
+    renderer = PromptRenderer(config.policy)
+    s = config.sampling
+    requests = [
+        Request(
+            renderer.render(p["question"]),
+            8,
+            SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=i),
+            f"warm-up/{i}",
+        )
+        for i, p in enumerate(generate_problems(problems, seed=987_654))
+    ]
+    get_engine(config.policy).generate(requests)

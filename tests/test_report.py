@@ -510,3 +510,32 @@ def test_a_relabel_reads_its_parents_evidence(fake_run, tmp_path):
     assert figures["plots"]["search_cost"]["by_method"]["mc"]["completions"] == manifest["counts"]["completions"]
     assert figures["plots"]["batch_fill"]["reason"] == f"relabelled from {parent} with no engine call"
     assert figures["tables"]["run"]["parent_run"] == str(parent)
+
+
+def test_cost_counts_a_completion_shared_by_two_solutions_once(tmp_path):
+    # Solutions 0 and 1 share their first step: the MC search asked for that prefix once (same seed), and the
+    # completions table holds its 2 completions under each solution. The second step differs (its own seed).
+    completions = {"problem_id": [], "n_tokens": [], "seed": [], "completion_index": []}
+    for solution in (0, 1):
+        for seed in (11, 20 + solution):
+            for index in (0, 1):
+                for name, value in (("problem_id", "p"), ("n_tokens", 5), ("seed", seed), ("completion_index", index)):
+                    completions[name].append(value)
+    run = report.RunFiles(
+        run_dir=tmp_path,
+        manifest={},
+        paths={"search": ["mc", "mc"], "labels": [[True, False, False], [True, True, False]], "problem_id": ["p", "p"]},
+        label_columns=["labels"],
+        filtered=None,
+        solutions={"problem_id": ["p", "p"], "n_tokens": [10, 10]},
+        completions=completions,
+        nodes=None,
+        dead_letters=None,
+        engine_stats=None,
+    )
+    cost = report.cost_figures(run)["by_method"]["mc"]
+    assert (cost["solutions"], cost["completions"]) == (2, 6)  # 8 rows, 6 generated
+    assert cost["generated_tokens"] == 2 * 10 + 6 * 5
+    assert cost["completions_per_step"] == 1.0
+    completions["seed"] = [None] * len(completions["seed"])  # tables without seeds: no row can be matched
+    assert report.cost_figures(run)["by_method"]["mc"]["completions"] == 8

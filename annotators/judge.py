@@ -257,7 +257,9 @@ def judge_search(
         raise ValueError(f"unknown judge parser {parser!r}; expected one of {sorted(PARSERS)}")
     request_key = key if key is not None else _default_key(problem_id, steps)
     seeded = dataclasses.replace(sampling, seed=derive_seed(run_seed, problem_id, request_key))
-    request = Request(prompt=render(build_judge_prompt(question, steps, template)), n=m, sampling=seeded, key=request_key)
+    request = Request(
+        prompt=render(build_judge_prompt(question, steps, template)), n=m, sampling=seeded, key=request_key
+    )
     answer = yield [request]
     samples = answer[0] if answer else []
     return evidence_from_critiques([getattr(s, "text", "") for s in samples], len(steps), parser)

@@ -9,7 +9,9 @@ from pipelines.verify import code_rows, logic_rows, verify_rows, write
 
 def test_logic_verifier_finds_every_planted_error(tmp_path):
     pairs = logic_rows(30, seed=5)
-    assert any(row["first_error_index"] >= 0 for _, row in pairs) and any(row["first_error_index"] < 0 for _, row in pairs)
+    assert any(row["first_error_index"] >= 0 for _, row in pairs) and any(
+        row["first_error_index"] < 0 for _, row in pairs
+    )
     scores = verify_rows(pairs, ["logic"])
     assert scores["logic"] == {"first_error_agreement": 1.0, "n": 30}
     write(tmp_path, [row for _, row in pairs], ["logic"], {"verifiers": scores})

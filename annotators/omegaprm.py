@@ -216,6 +216,18 @@ NODES_SCHEMA = pa.schema(
 )
 
 
+def no_path_reason(root_mc: float | None) -> str:
+    """Why a question left OmegaPRM without a labelled path, from its root estimate alone, so that a fresh run and
+    a relabel from the stored tree give the same dead letter. No colon: reasons are grouped by the text before it."""
+    if root_mc is None:
+        return "omegaprm labelled no path (no root estimate within the rollout budget)"
+    if root_mc == 0.0:
+        return "omegaprm labelled no path (every root rollout was wrong, so no correct prefix to search from)"
+    if root_mc == 1.0:
+        return "omegaprm labelled no path (every root rollout was right and positive_paths is off)"
+    return "omegaprm labelled no path (no search located a first error)"
+
+
 def nodes_to_rows(result: OmegaPRMResult) -> list[dict[str, Any]]:
     """The rows of `NODES_SCHEMA` for one result, in node-id order."""
     return [{name: node[name] for name in NODES_SCHEMA.names} for node in result.nodes]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from annotators.omegaprm import no_path_reason
 from schemas.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +71,11 @@ def test_omegaprm_run_writes_paths_and_the_search_tree(omegaprm_run):
         assert fe == next((i for i, ok in enumerate(r["labels"]) if not ok), -1)
     dead = (out / "dead_letters" / "dead_letters.jsonl").read_text().splitlines()
     assert manifest["counts"]["problems_labelled"] + len(dead) == 8
+    roots = {n["problem_id"]: n["mc"] for n in nodes if n["parent_id"] is None}
+    for line in dead:  # the reason says why, from the root estimate, as a relabel would say it too
+        letter = json.loads(line)
+        assert letter["reason"] == no_path_reason(roots.get(json.loads(letter["row"])["problem_id"]))
+        assert ":" not in letter["reason"]  # the manifest groups reasons by the text before a colon
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from annotators.consensus import ConsensusConfig, filter_rows
 from annotators.labelling import ProblemEvidence, attach_judge, attach_progress, attach_verdicts, make_verifier, root_mc
-from annotators.omegaprm import nodes_to_rows
+from annotators.omegaprm import no_path_reason, nodes_to_rows
 from schemas.config import Config
 from schemas.tables import SCHEMA_VERSION
 from transforms.read import DEAD, dead_letter
@@ -91,7 +91,10 @@ class _Label(beam.DoFn):
                      "parsed": parsed, "parser": critique.parser},
                 )  # fmt: skip
         if not evidence.rows:
-            reason = _STATUS_REASONS.get(evidence.status, f"no labelled path ({evidence.status})")
+            if evidence.method == "omegaprm":
+                reason = no_path_reason(evidence.root_mc)
+            else:
+                reason = _STATUS_REASONS.get(evidence.status, f"no labelled path ({evidence.status})")
             yield beam.pvalue.TaggedOutput(DEAD, dead_letter("label", problem.source, reason, problem.to_dict()))
             return
         rows = [self._annotate(evidence, dict(row)) for row in evidence.rows]

@@ -160,7 +160,7 @@ def evidence_of(problem: Problem, result: McEvidence | OmegaPRMResult, rule: Lab
             rows=label_paths(result, rule),
             generated_tokens=result.generated_tokens,
         )
-    status = result.status if result.paths else f"{result.status}: no labelled path"
+    status = result.status if result.paths else f"no_path after {result.status}"
     return ProblemEvidence(
         problem=problem,
         method="omegaprm",

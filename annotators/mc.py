@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -182,6 +182,21 @@ def step_estimates(evidence: McEvidence) -> dict[int, list[tuple[int, int]]]:
         out[solution.solution_index] = [
             tuple(counts.get((solution.solution_index, t), [0, 0])) for t in range(len(solution.steps) - 1)
         ]
+    return out
+
+
+def generated_completions(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The completion rows the engine generated, one each: a prefix shared by several solutions is one request
+    (one seed) stored as a completion row of each solution. A row without a seed cannot be matched: it counts."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for row in rows:
+        if row.get("seed") is not None:
+            key = (row["problem_id"], row["seed"], row["completion_index"])
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(row)
     return out
 
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import demo_config, read_table, warm_up, write_problems
+from common import base_sampling, demo_config, read_table, warm_up, write_problems
 
 from annotators.mc import prefix_key
-from schemas.records import Request, SamplingParams, derive_seed
+from schemas.records import Request, derive_seed
 
 
 def replay_requests(run: Path, config) -> list[Request]:
@@ -27,8 +27,7 @@ def replay_requests(run: Path, config) -> list[Request]:
     from engines.prompts import PromptRenderer
 
     renderer = PromptRenderer(config.policy)
-    s = config.sampling
-    base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
+    base = base_sampling(config)
     problems = {
         json.loads(line)["problem_id"]: json.loads(line) for line in Path(config.input.path).read_text().splitlines()
     }

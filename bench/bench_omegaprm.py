@@ -26,27 +26,27 @@ from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
-from common import demo_config, read_table, warm_up, write_problems
+from common import base_sampling, demo_config, read_table, warm_up, write_problems
 
 from annotators.exact import arithmetic_expression, first_error_agreement
+from annotators.mc import generated_completions
 from domains.arithmetic import parse_expression
-from schemas.records import Request, SamplingParams
+from schemas.records import Request
 
 
 def chain_length(prompt: str) -> int:
     return len(parse_expression(arithmetic_expression(prompt))[1])
 
 
-def omegaprm_requests(run: Path, config) -> list[Request]:
+def omegaprm_requests(nodes: list[dict], config) -> list[Request]:
     """The requests OmegaPRM sent, rebuilt from its search tree (prompt + prefix, n = rollouts, seed)."""
     from engines.prompts import PromptRenderer
 
     renderer = PromptRenderer(config.policy)
-    s = config.sampling
-    base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
+    base = base_sampling(config)
     problems = {json.loads(x)["problem_id"]: json.loads(x) for x in Path(config.input.path).read_text().splitlines()}
     requests = []
-    for node in read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"):
+    for node in nodes:
         if node["rollouts"] and node["seed"] is not None:
             prompt = renderer.render(problems[node["problem_id"]]["question"]) + node["prefix"]
             requests.append(Request(prompt, len(node["rollouts"]), replace(base, seed=node["seed"])))
@@ -179,7 +179,7 @@ def main() -> None:
             nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
             for node in nodes:
                 samples[node["problem_id"]] += len(node["rollouts"])
-            requests = omegaprm_requests(run, config)
+            requests = omegaprm_requests(nodes, config)
             result["costs"] = omegaprm_costs(nodes)
             first_error = [r for r in rows if json.loads(r["meta"])["kind"] == "first_error"]
             result["labels"] = [
@@ -191,10 +191,8 @@ def main() -> None:
         else:
             for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
                 samples[sol["problem_id"]] += 1
-            # A prefix shared by several solutions is sampled once and stored once per solution: count it once.
-            completions = read_table(run / "evidence" / "completions", "part-*.parquet")
-            for key in {(c["problem_id"], c["seed"], c["completion_index"]) for c in completions}:
-                samples[key[0]] += 1
+            for completion in generated_completions(read_table(run / "evidence" / "completions", "part-*.parquet")):
+                samples[completion["problem_id"]] += 1
             from bench_mc import replay_requests
 
             requests = replay_requests(run, config)
@@ -218,7 +216,7 @@ def main() -> None:
     matched = []
     for result in (r for r in results if r["method"].startswith("math_shepherd")):
         mc = result["labels"][0]
-        rows = [
+        against = [
             {
                 "omegaprm": name,
                 "agreement_minus_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
@@ -234,9 +232,9 @@ def main() -> None:
             }
             for name, labels in candidates
         ]
-        eligible = [row for row in rows if row["agreement_minus_mc"] >= 0]
+        eligible = [row for row in against if row["agreement_minus_mc"] >= 0]
         best = max(eligible, key=lambda row: row["mc_over_omegaprm_samples_per_unique_labelled_step"], default=None)
-        matched.append({"mc": result["method"], "against": rows, "cheapest_at_equal_or_better_agreement": best})
+        matched.append({"mc": result["method"], "against": against, "cheapest_at_equal_or_better_agreement": best})
     frontier = mc_cost_at_agreement(
         [r["labels"][0] for r in results if r["method"].startswith("math_shepherd")], candidates
     )

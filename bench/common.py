@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import pyarrow.parquet as pq  # noqa: E402
 
 from schemas.config import Config, load_config  # noqa: E402
+from schemas.records import SamplingParams  # noqa: E402
 
 
 def write_problems(path: Path, n: int, seed: int, min_steps: int = 2, max_steps: int = 6) -> Path:
@@ -37,23 +39,24 @@ def read_table(folder: Path, pattern: str) -> list[dict[str, Any]]:
     return rows
 
 
+def base_sampling(config: Config) -> SamplingParams:
+    """The run's sampling parameters without a seed (each request derives its own)."""
+    s = config.sampling
+    return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
+
+
 def warm_up(config: Config, problems: int = 64) -> None:
     """One untimed engine call on other problems, so that the pipeline and the raw replay both meet a warm engine
     (the first calls of a fresh vLLM engine on CPU run well below its steady speed)."""
     from domains.arithmetic import generate_problems
     from engines import get_engine
     from engines.prompts import PromptRenderer
-    from schemas.records import Request, SamplingParams
+    from schemas.records import Request
 
     renderer = PromptRenderer(config.policy)
-    s = config.sampling
+    base = base_sampling(config)
     requests = [
-        Request(
-            renderer.render(p["question"]),
-            8,
-            SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=i),
-            f"warm-up/{i}",
-        )
+        Request(renderer.render(p["question"]), 8, replace(base, seed=i), f"warm-up/{i}")
         for i, p in enumerate(generate_problems(problems, seed=987_654))
     ]
     get_engine(config.policy).generate(requests)

@@ -32,6 +32,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.style import context as style_context
 
+from annotators.mc import generated_completions
+
 REPORT_VERSION = 1
 FIGURES_ID = "stepforge-figures"
 DPI = 100
@@ -321,31 +323,13 @@ def cost_figures(run: RunFiles) -> dict[str, Any]:
         searches = run.paths.get("search") or [None] * len(run.paths["labels"])
         for search, labels in zip(searches, run.paths["labels"], strict=True):
             methods.setdefault(search or "unknown", dict(empty))["labelled_steps"] += len(labels or [])
-    for table, count_key, tokens_key in (
-        (run.solutions, "solutions", "solution_tokens"),
-        (run.completions, "completions", "completion_tokens"),
+    for rows, count_key, tokens_key in (
+        (_rows(run.solutions), "solutions", "solution_tokens"),
+        (generated_completions(_rows(run.completions)), "completions", "completion_tokens"),
     ):
-        table = table or {}
-        ids = table.get("problem_id", [])
-        # A prefix shared by several solutions is sampled once (same request, same seed) but stored as a
-        # completion row of each: count each generated completion once.
-        if "seed" in table and "completion_index" in table:
-            # A row without a seed (hand-made tables) cannot be matched to another: it counts on its own.
-            keys = [
-                (problem_id, seed, index) if seed is not None else (problem_id, row)
-                for row, (problem_id, seed, index) in enumerate(
-                    zip(ids, table["seed"], table["completion_index"], strict=True)
-                )
-            ]
-        else:  # older runs without the columns: every row counts
-            keys = [(problem_id, row) for row, problem_id in enumerate(ids)]
-        seen: set[tuple[Any, ...]] = set()
-        for key, tokens in zip(keys, table.get("n_tokens", [None] * len(ids)), strict=True):
-            if count_key == "completions" and key in seen:
-                continue
-            seen.add(key)
-            add(key[0], "mc", count_key, 1)
-            add(key[0], "mc", tokens_key, tokens or 0)
+        for row in rows:
+            add(row["problem_id"], "mc", count_key, 1)
+            add(row["problem_id"], "mc", tokens_key, row.get("n_tokens") or 0)
     nodes = run.nodes or {}
     rollout_tokens = nodes.get("rollouts.list.element.n_tokens", [])
     for problem_id, rollouts in zip(nodes.get("problem_id", []), rollout_tokens, strict=True):
@@ -358,6 +342,13 @@ def cost_figures(run: RunFiles) -> dict[str, Any]:
         figures["completions_per_step"] = _round(figures["completions"] / steps) if steps else None
         figures["generated_tokens_per_step"] = _round(tokens / steps, 2) if steps else None
     return {"available": bool(methods), "reason": None, "by_method": dict(sorted(methods.items()))}
+
+
+def _rows(columns: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Columns read by `read_columns` as one dict per row."""
+    return (
+        [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)] if columns else []
+    )
 
 
 def _reason(text: str) -> str:

@@ -79,6 +79,16 @@ def _connect_program(port: int) -> str:
     )
 
 
+def test_the_child_program_never_runs_in_this_process(monkeypatch) -> None:
+    # It holds the `exec` of untrusted code: called here, it must refuse before reading or running anything.
+    from annotators.verifiers import sandbox
+
+    monkeypatch.setattr("sys.stdin", None)  # reading the payload would fail loudly rather than block
+    with pytest.raises(RuntimeError, match="only as the program of a sandboxed interpreter"):
+        sandbox._sandbox_child()
+    assert run_program("x = 1").passed  # and the real child still runs
+
+
 def test_passing_and_failing_programs() -> None:
     ok = run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS, "add")
     assert ok.passed and ok.status == "passed" and ok.returncode == 0

@@ -160,11 +160,10 @@ def evidence_of(problem: Problem, result: McEvidence | OmegaPRMResult, rule: Lab
             rows=label_paths(result, rule),
             generated_tokens=result.generated_tokens,
         )
-    status = result.status if result.paths else f"no_path after {result.status}"
     return ProblemEvidence(
         problem=problem,
         method="omegaprm",
-        status="ok" if result.paths else status,
+        status="ok" if result.paths else f"no_path after {result.status}",
         omegaprm=result,
         rows=[dict(row) for row in result.paths],
         generated_tokens=result.counters.generated_tokens,

@@ -443,6 +443,11 @@ def _sandbox_child() -> None:  # pragma: no cover - runs only inside the sandbox
     import resource
     import sys
 
+    # The `exec` of the user code below must never run in a pipeline process: only as the `-c` program of an
+    # isolated (`-I`) interpreter that `_run` started.
+    if __name__ != "__main__" or not sys.flags.isolated:
+        raise RuntimeError("_sandbox_child runs only as the program of a sandboxed interpreter")
+
     nonce, program, tests, entry_point, policy = marshal.loads(sys.stdin.buffer.read())
     null_fd = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null_fd, 0)  # the user code reads nothing

@@ -47,6 +47,18 @@ def exact_first_error_of(question: str, steps: list[str], complete: bool = True)
     return first if first < len(steps) else -1
 
 
+def row_agreement(row: Mapping[str, Any], key: str = "first_error_index") -> tuple[int, str, bool] | None:
+    """(chain length, "erroneous" or "correct", whether `row[key]` is the exact first error) of one labelled row,
+    or None outside the arithmetic domain."""
+    expression = arithmetic_expression(row["prompt"])
+    if expression is None:
+        return None
+    exact = exact_first_error_of(
+        row["prompt"], list(row["completions"]), complete=not row.get("truncated_after_first_error", False)
+    )
+    return len(parse_expression(expression)[1]), "erroneous" if exact >= 0 else "correct", row[key] == exact
+
+
 def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_error_index") -> dict[str, Any]:
     """How often `row[key]` equals the exact first error, overall and by chain length (operations).
 
@@ -57,17 +69,13 @@ def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_e
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     skipped = 0
     for row in rows:
-        expression = arithmetic_expression(row["prompt"])
-        if expression is None:
+        scored = row_agreement(row, key)
+        if scored is None:
             skipped += 1
             continue
-        exact = exact_first_error_of(
-            row["prompt"], list(row["completions"]), complete=not row.get("truncated_after_first_error", False)
-        )
-        length = len(parse_expression(expression)[1])
-        agree = int(row[key] == exact)
-        for tally in (by_length[length], by_kind["erroneous" if exact >= 0 else "correct"]):
-            tally[0] += agree
+        length, kind, agree = scored
+        for tally in (by_length[length], by_kind[kind]):
+            tally[0] += int(agree)
             tally[1] += 1
     total = [sum(t[0] for t in by_length.values()), sum(t[1] for t in by_length.values())]
     return {

@@ -1,7 +1,7 @@
 """OmegaPRM against per-step MC on the same problems, tiny model and seeds.
 
     .venv/bin/python bench/bench_omegaprm.py                    # 200 problems; MC at k=8, 4; OmegaPRM at k=8, 4, 3
-    .venv/bin/python bench/bench_omegaprm.py --mc-k 32,16,8,4   # MC's cost over a wider range of agreement
+    .venv/bin/python bench/bench_omegaprm.py --mc-k 64,32,16,8,4   # MC's cost over a wider range of agreement
 
 Prints, for each method: samples (solutions + completions) and generated tokens per labelled step, first-error
 agreement with the exact arithmetic first error (by chain length), engine batch fill (mean, p10), generated
@@ -11,23 +11,26 @@ step by chain length (2 to 6 steps), and where OmegaPRM's samples went.
 Counting: a labelled step is a distinct (problem, prefix + step) pair; a step labelled in several paths (duplicate
 solutions of MC, the shared prefixes of OmegaPRM's paths) counts once. Rows x steps is printed beside it.
 OmegaPRM is summarized twice from one run: its first-error paths alone, and with the all-True paths of its
-correct rollouts (`positive_paths`). MC runs at Math-Shepherd's k = 8; OmegaPRM at several k, so the comparison
-can be made at matched quality: the cheapest OmegaPRM whose first-error agreement is at least MC's.
+correct rollouts (`positive_paths`). Matched quality (`annotators/compare.py`): each OmegaPRM labels against every
+MC run on the OmegaPRM labels' own problems, agreement over all rows and split by claim (rows that claim an error,
+rows that claim none) with paired bootstrap intervals, and the cost ratio against the cheapest MC run that is at
+least as good there. A table of those ratios goes to stderr after the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import defaultdict
 from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 
 from common import base_sampling, demo_config, read_table, warm_up, write_problems
 
+from annotators.compare import Labeller, matched_quality, mc_assumption, unique_labelled_steps
 from annotators.exact import arithmetic_expression, first_error_agreement
 from annotators.mc import generated_completions
 from domains.arithmetic import parse_expression
@@ -51,14 +54,6 @@ def omegaprm_requests(nodes: list[dict], config) -> list[Request]:
             prompt = renderer.render(problems[node["problem_id"]]["question"]) + node["prefix"]
             requests.append(Request(prompt, len(node["rollouts"]), replace(base, seed=node["seed"])))
     return requests
-
-
-def unique_labelled_steps(rows: list[dict]) -> int:
-    """Distinct (problem, prefix + step) pairs: a step labelled twice (duplicate solutions, shared prefixes of
-    several paths) is one piece of supervision, for either method."""
-    return len(
-        {(r["problem_id"], tuple(r["completions"][: i + 1])) for r in rows for i in range(len(r["completions"]))}
-    )
 
 
 def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], tokens: int) -> dict:
@@ -89,6 +84,7 @@ def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], t
         "samples_per_unique_labelled_step_by_chain_length": {
             k: round(a / b, 2) for k, (a, b) in sorted(per_length.items()) if b
         },
+        "mc_assumption": mc_assumption(rows),
     }
 
 
@@ -167,7 +163,8 @@ def main() -> None:
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
     warm_up(runs[0][2])
     results = []
-    rows_of: dict[str, list[dict]] = {}  # labelled rows by "method labels", to compare on the same problems
+    candidates: list[Labeller] = []  # OmegaPRM labels, each compared with every MC run on its own problems
+    baselines: list[Labeller] = []
     for name, k, config in runs:
         run = work / name
         manifest = synthesize.run(config, str(run))
@@ -186,8 +183,8 @@ def main() -> None:
                 summarize("first_error_paths", first_error, samples, tokens),
                 summarize("first_error_and_correct_rollout_paths", rows, samples, tokens),
             ]
-            rows_of[f"{name} first_error_paths"] = first_error
-            rows_of[f"{name} first_error_and_correct_rollout_paths"] = rows
+            candidates.append(Labeller(f"{name} first_error_paths", first_error, samples))
+            candidates.append(Labeller(f"{name} first_error_and_correct_rollout_paths", rows, samples))
         else:
             for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
                 samples[sol["problem_id"]] += 1
@@ -197,7 +194,7 @@ def main() -> None:
 
             requests = replay_requests(run, config)
             result["labels"] = [summarize("all_steps", rows, samples, tokens)]
-            rows_of[name] = rows
+            baselines.append(Labeller(name, rows, samples))
         if sum(samples.values()) != manifest["engine"]["sequences"]:
             raise SystemExit(
                 f"{name}: counted {sum(samples.values())} samples, the engine generated "
@@ -205,84 +202,31 @@ def main() -> None:
             )
         result.update(raw_ratio(run, requests, tokens, config))
         results.append(result)
-    # Matched quality: for each MC run, the cheapest OmegaPRM labels whose agreement is at least as good.
-    candidates = [
-        (f"{r['method']} {labels['labels']}", labels)
-        for r in results
-        if r["method"].startswith("omegaprm")
-        for labels in r["labels"]
-        if labels["first_error_agreement"] is not None and labels["samples_per_unique_labelled_step"]
-    ]
-    matched = []
-    for result in (r for r in results if r["method"].startswith("math_shepherd")):
-        mc = result["labels"][0]
-        against = [
-            {
-                "omegaprm": name,
-                "agreement_minus_mc": round(labels["first_error_agreement"] - mc["first_error_agreement"], 4),
-                # OmegaPRM labels no path of a question whose root is all right or all wrong: MC's agreement on
-                # only the questions OmegaPRM labelled tells whether its lead comes from easier questions.
-                "mc_agreement_on_the_same_problems": same_problems_agreement(rows_of[result["method"]], rows_of[name]),
-                "mc_over_omegaprm_samples_per_unique_labelled_step": round(
-                    mc["samples_per_unique_labelled_step"] / labels["samples_per_unique_labelled_step"], 2
-                ),
-                "mc_over_omegaprm_samples_per_labelled_step": round(
-                    mc["samples_per_labelled_step"] / labels["samples_per_labelled_step"], 2
-                ),
-            }
-            for name, labels in candidates
-        ]
-        eligible = [row for row in against if row["agreement_minus_mc"] >= 0]
-        best = max(eligible, key=lambda row: row["mc_over_omegaprm_samples_per_unique_labelled_step"], default=None)
-        matched.append({"mc": result["method"], "against": against, "cheapest_at_equal_or_better_agreement": best})
-    frontier = mc_cost_at_agreement(
-        [r["labels"][0] for r in results if r["method"].startswith("math_shepherd")], candidates
-    )
-    print(
-        json.dumps(
-            {"problems": args.problems, "results": results, "against_mc": matched, "at_equal_agreement": frontier},
-            indent=2,
+    matched = [matched_quality(candidate, baselines) for candidate in candidates]
+    print(json.dumps({"problems": args.problems, "results": results, "matched_quality": matched}, indent=2))
+    print(matched_table(matched), file=sys.stderr)
+
+
+def matched_table(matched: list[dict]) -> str:
+    """One line per OmegaPRM labels: its cost and agreement on error claims, and the cost ratio against the
+    cheapest MC run at least as good on the same problems, by the point estimates and within noise."""
+
+    def cell(verdict: dict) -> str:
+        if verdict.get("ratio") is not None:
+            return f"{verdict['ratio']}x vs {verdict['baseline']}"
+        if verdict.get("ratio_at_least") is not None:
+            return f">={verdict['ratio_at_least']}x (none as good; dearest {verdict['against']})"
+        return "-"
+
+    lines = ["OmegaPRM labels | samples/step | agreement all / error claims | MC as good (point) | (within noise)"]
+    for m in matched:
+        verdict = m["matched"].get("error_claims", {})
+        lines.append(
+            f"{m['candidate']} | {m['samples_per_unique_labelled_step']} | {m['agreement']['all']} / "
+            f"{m['agreement']['error_claims']} | {cell(verdict.get('point', {}))} | "
+            f"{cell(verdict.get('within_noise', {}))}"
         )
-    )
-
-
-def same_problems_agreement(mc_rows: list[dict], omegaprm_rows: list[dict]) -> dict:
-    """MC's first-error agreement on only the questions the OmegaPRM rows come from: overall and on solutions
-    with an exact error (OmegaPRM's first-error paths are wrong rollouts, so that is the like-for-like figure)."""
-    problems = {r["problem_id"] for r in omegaprm_rows}
-    agreement = first_error_agreement([r for r in mc_rows if r["problem_id"] in problems])
-    erroneous = agreement["by_kind"].get("erroneous", {}).get("agreement")
-    return {
-        "all": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
-        "erroneous": round(erroneous, 4) if erroneous is not None else None,
-    }
-
-
-def mc_cost_at_agreement(mc_runs: list[dict], omegaprm: list[tuple[str, dict]]) -> list[dict]:
-    """For each OmegaPRM result, what MC pays per distinct labelled step to reach the same agreement: linear
-    between the two MC runs (different k) whose agreements bracket it; None outside the measured range."""
-    points = sorted(
-        (m["first_error_agreement"], m["samples_per_unique_labelled_step"])
-        for m in mc_runs
-        if m["first_error_agreement"] is not None and m["samples_per_unique_labelled_step"]
-    )
-    out = []
-    for name, labels in omegaprm:
-        target = labels["first_error_agreement"]
-        cost = None
-        for (a0, c0), (a1, c1) in pairwise(points):
-            if a0 <= target <= a1 and a1 > a0:
-                cost = c0 + (c1 - c0) * (target - a0) / (a1 - a0)
-        out.append(
-            {
-                "omegaprm": name,
-                "agreement": target,
-                "mc_samples_per_unique_labelled_step_at_that_agreement": round(cost, 2) if cost else None,
-                "ratio": round(cost / labels["samples_per_unique_labelled_step"], 2) if cost else None,
-                "mc_agreement_range": [points[0][0], points[-1][0]] if points else None,
-            }
-        )
-    return out
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

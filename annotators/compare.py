@@ -1,0 +1,187 @@
+"""Two labellers of the arithmetic domain compared at matched quality, on the same problems.
+
+The OmegaPRM benchmark's reading of "N times fewer samples per labelled step at equal or better first-error
+agreement" (issue 4). Three choices keep it like for like:
+
+- **Same problems.** OmegaPRM labels no path of a question whose root estimate is all right or all wrong, which
+  drops the questions MC labels worst; the baseline is scored and costed on only the candidate's problems.
+- **Agreement by claim.** A first-error path claims an error; a correct rollout claims none; MC's rows claim
+  either. Agreement over all rows depends on that mix, so it is also split: of the rows that claim an error, how
+  many put it on the exact first error; of those that claim none, how many are exactly right.
+- **Intervals.** Paired bootstrap over problems (rows of one problem are not independent) of the candidate's
+  agreement minus the baseline's.
+
+Cost: the candidate pays every sample it drew (root estimates of questions it dropped included) per distinct
+labelled step; the baseline pays its samples on the shared problems per distinct labelled step there.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from annotators.exact import exact_first_error_of, row_agreement
+
+MEASURES = ("all", "error_claims", "no_error_claims")
+Tally = dict[str, dict[str, list[int]]]  # problem -> measure -> [agree, n]
+
+
+@dataclass(frozen=True)
+class Labeller:
+    """One method's labelled rows and the samples it drew, by problem."""
+
+    name: str
+    rows: list[Mapping[str, Any]]
+    samples_by_problem: Mapping[str, int]
+
+
+def unique_labelled_steps(rows: Iterable[Mapping[str, Any]]) -> int:
+    """Distinct (problem, prefix + step) pairs: a step labelled in several rows (duplicate solutions, the shared
+    prefixes of several paths) is one piece of supervision."""
+    return len(
+        {(r["problem_id"], tuple(r["completions"][: i + 1])) for r in rows for i in range(len(r["completions"]))}
+    )
+
+
+def tally(rows: Iterable[Mapping[str, Any]], key: str = "first_error_index") -> Tally:
+    """Agreement counts by problem and measure; rows outside the arithmetic domain are left out."""
+    out: Tally = defaultdict(lambda: {m: [0, 0] for m in MEASURES})
+    for row in rows:
+        scored = row_agreement(row, key)
+        if scored is None:
+            continue
+        agree = int(scored[2])
+        for measure in ("all", "error_claims" if row[key] >= 0 else "no_error_claims"):
+            out[row["problem_id"]][measure][0] += agree
+            out[row["problem_id"]][measure][1] += 1
+    return out
+
+
+def agreement(counts: Tally, problems: Iterable[str], measure: str) -> float | None:
+    """Agreement of `measure` over `problems` (a problem listed twice counts twice: bootstrap draws)."""
+    agree = n = 0
+    for problem in problems:
+        a, c = counts[problem][measure] if problem in counts else (0, 0)
+        agree, n = agree + a, n + c
+    return agree / n if n else None
+
+
+def paired_difference(
+    a: Tally, b: Tally, problems: list[str], measure: str, draws: int = 2000, seed: int = 0
+) -> dict[str, float | None]:
+    """Agreement of `a` minus that of `b` on `problems`, with a 95% percentile interval from resampling problems."""
+    point_a, point_b = agreement(a, problems, measure), agreement(b, problems, measure)
+    if point_a is None or point_b is None:
+        return {"difference": None, "low": None, "high": None}
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(draws):
+        drawn = [problems[rng.randrange(len(problems))] for _ in problems]
+        x, y = agreement(a, drawn, measure), agreement(b, drawn, measure)
+        if x is not None and y is not None:
+            diffs.append(x - y)
+    diffs.sort()
+    return {
+        "difference": round(point_a - point_b, 4),
+        "low": round(diffs[int(0.025 * (len(diffs) - 1))], 4) if diffs else None,
+        "high": round(diffs[int(0.975 * (len(diffs) - 1))], 4) if diffs else None,
+    }
+
+
+def samples_per_step(labeller: Labeller, problems: set[str] | None = None) -> float | None:
+    """Samples per distinct labelled step, over all the labeller's samples or over `problems` only."""
+    rows = [r for r in labeller.rows if problems is None or r["problem_id"] in problems]
+    samples = sum(n for p, n in labeller.samples_by_problem.items() if problems is None or p in problems)
+    steps = unique_labelled_steps(rows)
+    return samples / steps if steps else None
+
+
+def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tuple[str, ...] = MEASURES) -> dict:
+    """The candidate against each baseline on the candidate's problems, and for each measure the cheapest
+    baseline at least as good there (by the point estimates, and within noise): how many times more it pays per
+    labelled step."""
+    problems = sorted({str(r["problem_id"]) for r in candidate.rows})
+    shared = set(problems)
+    mine = tally(candidate.rows)
+    cost = samples_per_step(candidate)
+    rows = []
+    for base in baselines:
+        theirs = tally(r for r in base.rows if r["problem_id"] in shared)
+        base_cost = samples_per_step(base, shared)
+        rows.append(
+            {
+                "baseline": base.name,
+                "samples_per_unique_labelled_step": round(base_cost, 2) if base_cost else None,
+                "agreement": {m: _round(agreement(theirs, problems, m)) for m in measures},
+                "candidate_minus_baseline": {m: paired_difference(mine, theirs, problems, m) for m in measures},
+                "cost_ratio": round(base_cost / cost, 2) if base_cost and cost else None,
+            }
+        )
+    verdicts = {}
+    for measure in measures:
+        own = agreement(mine, problems, measure)
+        if own is None:
+            continue
+        point = [r for r in rows if r["agreement"][measure] is not None and r["agreement"][measure] >= own]
+        # within noise: the candidate's lead over the baseline is not significant (its interval reaches 0)
+        noise = [r for r in rows if (low := r["candidate_minus_baseline"][measure]["low"]) is not None and low <= 0]
+        verdicts[measure] = {"point": _cheapest(rows, point), "within_noise": _cheapest(rows, noise)}
+    return {
+        "candidate": candidate.name,
+        "problems": len(problems),
+        "samples_per_unique_labelled_step": round(cost, 2) if cost else None,
+        "agreement": {m: _round(agreement(mine, problems, m)) for m in measures},
+        "rows": {m: sum(t[m][1] for t in mine.values()) for m in measures},
+        "baselines": rows,
+        "matched": verdicts,
+    }
+
+
+def _cheapest(rows: list[dict], good: list[dict]) -> dict:
+    """The cheapest of the `good` baselines and the cost ratio against it; when none is good, the ratio against
+    the dearest baseline is a lower bound (a baseline's agreement grows with its cost: MC's with k)."""
+    priced = [r for r in rows if r["cost_ratio"] is not None]
+    reached = [r for r in good if r["cost_ratio"] is not None]
+    if reached:
+        best = min(reached, key=lambda r: r["samples_per_unique_labelled_step"])
+        return {"baseline": best["baseline"], "ratio": best["cost_ratio"]}
+    if priced:
+        dearest = max(priced, key=lambda r: r["samples_per_unique_labelled_step"])
+        return {"baseline": None, "ratio_at_least": dearest["cost_ratio"], "against": dearest["baseline"]}
+    return {"baseline": None}
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
+
+
+def mc_assumption(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How often "MC > 0 means the prefix is right" fails, over the distinct measured prefixes of labelled rows
+    (an estimate from at least 2 rollouts; a last step graded by its own answer is no estimate).
+
+    Both searches rest on it (algorithms.md §1.1): a wrong prefix that still reaches the gold answer moves a
+    first error later, a right prefix whose rollouts all fail moves it earlier.
+    """
+    seen: dict[tuple[str, tuple[str, ...]], tuple[bool, bool]] = {}
+    for row in rows:
+        steps = list(row["completions"])
+        for i, (mc, n) in enumerate(zip(row["mc_values"], row["n_rollouts"], strict=True)):
+            key = (str(row["problem_id"]), tuple(steps[: i + 1]))
+            if mc is None or n is None or n < 2 or key in seen:
+                continue
+            exact = exact_first_error_of(row["prompt"], steps[: i + 1], complete=False)
+            if exact is None:
+                continue
+            seen[key] = (exact == -1, mc > 0)
+    wrong = [positive for right, positive in seen.values() if not right]
+    right = [positive for right, positive in seen.values() if right]
+    return {
+        "measured_prefixes": len(seen),
+        "wrong_prefixes": len(wrong),
+        "wrong_prefixes_with_mc_above_0": round(sum(wrong) / len(wrong), 4) if wrong else None,
+        "right_prefixes": len(right),
+        "right_prefixes_with_mc_0": round(sum(not p for p in right) / len(right), 4) if right else None,
+    }

@@ -1,0 +1,93 @@
+"""Matched-quality comparison of two labellers (annotators/compare.py) on hand-made arithmetic rows."""
+
+from annotators.compare import (
+    Labeller,
+    matched_quality,
+    mc_assumption,
+    paired_difference,
+    tally,
+    unique_labelled_steps,
+)
+
+Q = "Q: 25+8*2+45=?"
+GOLD = ["Step 1: 8*2=16", "Step 2: 25+16=41", "Step 3: 41+45=86 Answer: 86"]
+WRONG = ["Step 1: 8*2=16", "Step 2: 25+16=40", "Step 3: 40+45=85 Answer: 85"]  # exact first error: step index 1
+
+
+def row(problem: str, steps: list[str], first_error: int, question: str = Q) -> dict:
+    return {"problem_id": problem, "prompt": question, "completions": steps, "first_error_index": first_error}
+
+
+def test_tally_splits_agreement_by_claim() -> None:
+    counts = tally(
+        [row("p", WRONG, 1), row("p", WRONG, 0), row("p", GOLD, -1), row("p", WRONG, -1), row("x", GOLD, -1, "Q: hi")]
+    )
+    assert counts["p"]["error_claims"] == [1, 2]  # right on the first, too early on the second
+    assert counts["p"]["no_error_claims"] == [1, 2]  # the gold solution is right, the wrong one is not
+    assert counts["p"]["all"] == [2, 4]
+    assert "x" not in counts  # outside the arithmetic domain
+
+
+def test_shared_prefixes_count_once() -> None:
+    assert unique_labelled_steps([row("p", WRONG, 1), row("p", GOLD, -1)]) == 5  # step 1 is shared
+    assert unique_labelled_steps([row("p", GOLD, -1), row("q", GOLD, -1)]) == 6  # other problem, other steps
+
+
+def test_paired_difference_interval() -> None:
+    same = tally([row("a", WRONG, 1), row("b", WRONG, 0)])
+    assert paired_difference(same, same, ["a", "b"], "all") == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    better = tally([row(p, WRONG, 1) for p in "abcdefgh"])
+    worse = tally([row(p, WRONG, 0) for p in "abcdefgh"])
+    diff = paired_difference(better, worse, list("abcdefgh"), "all")
+    assert diff == {"difference": 1.0, "low": 1.0, "high": 1.0}
+    mixed = tally([row(p, WRONG, 1 if p in "abcd" else 0) for p in "abcdefgh"])
+    diff = paired_difference(mixed, worse, list("abcdefgh"), "all", draws=500)
+    assert diff["difference"] == 0.5 and 0.0 < diff["low"] < 0.5 < diff["high"] <= 1.0
+
+
+def test_matched_quality_picks_the_cheapest_baseline_at_least_as_good() -> None:
+    # The candidate labels problems a, b: both first errors right, 2 distinct steps each, 4 samples in all
+    # (6 more spent on problem c, where it labelled nothing: they still count).
+    candidate = Labeller(
+        "omega", [row("a", WRONG[:2], 1), row("b", WRONG[:2], 1)], {"a": 2, "b": 2, "c": 6}
+    )  # 10 samples / 4 steps = 2.5
+    cheap_bad = Labeller("mc_k4", [row(p, WRONG, 0) for p in "abc"], {"a": 3, "b": 3, "c": 30})
+    good = Labeller("mc_k32", [row(p, WRONG, 1) for p in "abc"], {"a": 15, "b": 15, "c": 300})
+    out = matched_quality(candidate, [cheap_bad, good], measures=("all", "error_claims"))
+    assert out["samples_per_unique_labelled_step"] == 2.5
+    assert out["problems"] == 2
+    by_name = {b["baseline"]: b for b in out["baselines"]}
+    # Baselines are costed on a and b only: 6 samples / 6 steps and 30 / 6; problem c is left out.
+    assert by_name["mc_k4"]["samples_per_unique_labelled_step"] == 1.0
+    assert by_name["mc_k32"]["samples_per_unique_labelled_step"] == 5.0
+    assert by_name["mc_k4"]["agreement"]["all"] == 0.0
+    assert out["matched"]["all"]["point"] == {"baseline": "mc_k32", "ratio": 2.0}
+    # Every problem agrees with mc_k32 and disagrees with mc_k4: no draw puts the lead over mc_k4 at 0.
+    assert by_name["mc_k4"]["candidate_minus_baseline"]["all"]["low"] == 1.0
+    assert out["matched"]["all"]["within_noise"] == {"baseline": "mc_k32", "ratio": 2.0}
+
+
+def test_matched_quality_gives_a_lower_bound_when_no_baseline_is_as_good() -> None:
+    candidate = Labeller("omega", [row("a", WRONG[:2], 1)], {"a": 2})
+    worse = Labeller("mc_k8", [row("a", WRONG, 0)], {"a": 12})
+    out = matched_quality(candidate, [worse], measures=("all",))
+    assert out["matched"]["all"]["point"] == {"baseline": None, "ratio_at_least": 4.0, "against": "mc_k8"}
+
+
+def test_mc_assumption_counts_each_measured_prefix_once() -> None:
+    def measured(problem: str, steps: list[str], mc: list, n: list) -> dict:
+        return {**row(problem, steps, -1), "mc_values": mc, "n_rollouts": n}
+
+    rows = [
+        # right step 1 with MC 0 (a false zero); wrong step 2 with MC 0.25 (reaches the answer anyway);
+        # the last step is graded by its answer (1 rollout): no estimate
+        measured("p", WRONG, [0.0, 0.25, 0.0], [8, 8, 1]),
+        measured("p", GOLD, [0.0, 0.5, None], [8, 8, None]),  # step 1 again: counted once
+    ]
+    assert mc_assumption(rows) == {
+        "measured_prefixes": 3,
+        "wrong_prefixes": 1,
+        "wrong_prefixes_with_mc_above_0": 1.0,
+        "right_prefixes": 2,
+        "right_prefixes_with_mc_0": 0.5,
+    }

@@ -142,6 +142,9 @@ def main() -> None:
     parser.add_argument("--search-limit", type=int, default=100)
     parser.add_argument("--rollout-budget", type=int, default=400)
     parser.add_argument("--problems-per-batch", type=int, default=256)
+    parser.add_argument(
+        "--no-raw", action="store_true", help="skip the raw-generate replays (labels and costs only, half the time)"
+    )
     args = parser.parse_args()
     from pipelines import synthesize
 
@@ -200,7 +203,8 @@ def main() -> None:
                 f"{name}: counted {sum(samples.values())} samples, the engine generated "
                 f"{manifest['engine']['sequences']}"
             )
-        result.update(raw_ratio(run, requests, tokens, config))
+        if not args.no_raw:
+            result.update(raw_ratio(run, requests, tokens, config))
         results.append(result)
     matched = [matched_quality(candidate, baselines) for candidate in candidates]
     print(json.dumps({"problems": args.problems, "results": results, "matched_quality": matched}, indent=2))

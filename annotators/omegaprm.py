@@ -25,7 +25,10 @@ What the result holds:
     `mc_values`/`n_correct`/`n_rollouts` are set where the prefix through that step was measured and None
     elsewhere (never invented). A terminal first-error step carries its graded answer (0.0, 0 of 1), as
     `annotators.mc.label_paths` does for the last step;
-  * with `positive_paths=True`, also one all-True path per distinct correct rollout of a measured state.
+  * with `positive_paths=True`, also one all-True path per distinct correct rollout of a measured state, unless it
+    passes through a prefix measured at MC = 0: a True label there would contradict that estimate (one rollout
+    that got through against k that did not), and on the tiny model such rollouts are mostly lucky answers after
+    a wrong step (`bench/bench_omegaprm.py`); they are counted, not emitted.
 - `selections`: the (state, rollout) picked by each search with its Q, U and outcome, in order.
 
 Rollouts that stopped on the length limit are scored by `truncation_policy`; unparseable or missing answers count
@@ -160,6 +163,7 @@ class OmegaPRMCounters:
     cache_hits: int = 0  # probes answered by the prefix cache
     terminal_states: int = 0  # full wrong solutions turned into MC = 0 states without sampling
     prefilter_correct: int = 0
+    positive_paths_contradicted: int = 0  # correct rollouts not emitted: they pass a prefix measured at MC = 0
 
 
 @dataclass
@@ -758,6 +762,9 @@ class _Search:
                         },
                     },
                 )
+                if any(mc == 0.0 for mc in row["mc_values"][:-1]):
+                    self.counters.positive_paths_contradicted += 1
+                    continue
                 # The correct full solution is graded by its answer (1 of 1), never an invented MC.
                 row["mc_values"][-1], row["n_correct"][-1], row["n_rollouts"][-1] = 1.0, 1, 1
                 rows.append(row)

@@ -509,6 +509,29 @@ def test_nodes_table_and_positive_paths() -> None:
     assert len({tuple(p["completions"]) for p in positives}) == len(positives)
 
 
+def test_positive_paths_never_pass_a_prefix_measured_at_zero() -> None:
+    # The gold prefix through step 2 never succeeds (MC = 0 once probed), yet gold rollouts from earlier states
+    # pass through it: their all-True paths would contradict that estimate, so they are counted, not emitted.
+    expression = "5+6-2+8-3+9-4+7"
+    policy = ScriptedPolicy([expression], p_correct=lambda prefix: 0.0 if prefix.count("Step") == 2 else 0.5)
+    result = run(OmegaPRMConfig(rollout_budget=None, positive_paths=True), policy, expression)
+    gold = gold_solution(expression)
+    zero = [n for n in result.nodes if n["mc_source"] == "monte_carlo" and n["mc"] == 0.0]
+    assert any(gold.startswith(n["prefix"]) and n["prefix"].count("Step") == 2 for n in zero)  # measured
+    correct = {
+        n["prefix"] + r["text"]
+        for n in result.nodes
+        if n["mc_source"] == "monte_carlo"
+        for r in n["rollouts"]
+        if r["correct"] and r["finish_reason"] == "stop"
+    }
+    positives = [p for p in result.paths if p["meta"]["kind"] == "correct_rollout"]
+    assert result.counters.positive_paths_contradicted > 0
+    assert len(positives) + result.counters.positive_paths_contradicted == len(correct)
+    for path in positives:
+        assert all(mc is None or mc > 0 for mc in path["mc_values"])
+
+
 def test_driver_merges_many_searches() -> None:
     expressions = [EXPRESSION, "3+4*2-5+6", "2*3*4+1-9+8", "40-3*3+7"]
     policy = ScriptedPolicy(expressions, quota=False, verbose_wrong=True)

@@ -6,8 +6,9 @@ agreement" (issue 4). Three choices keep it like for like:
 - **Same problems.** OmegaPRM labels no path of a question whose root estimate is all right or all wrong, which
   drops the questions MC labels worst; the baseline is scored and costed on only the candidate's problems.
 - **Agreement by claim.** A first-error path claims an error; a correct rollout claims none; MC's rows claim
-  either. Agreement over all rows depends on that mix, so it is also split: of the rows that claim an error, how
-  many put it on the exact first error; of those that claim none, how many are exactly right.
+  either. Agreement over all rows depends on that mix, so it is split: of the rows that claim an error, how many
+  put it on the exact first error; of those that claim none, how many are exactly right. The candidate is at
+  least as good as a baseline when it is on every kind of claim it makes.
 - **Intervals.** Paired bootstrap over problems (rows of one problem are not independent) of the candidate's
   agreement minus the baseline's.
 
@@ -100,9 +101,10 @@ def samples_per_step(labeller: Labeller, problems: set[str] | None = None) -> fl
 
 
 def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tuple[str, ...] = MEASURES) -> dict:
-    """The candidate against each baseline on the candidate's problems, and for each measure the cheapest
-    baseline at least as good there (by the point estimates, and within noise): how many times more it pays per
-    labelled step."""
+    """The candidate against each baseline on the candidate's problems, and the dearest baseline the candidate is
+    at least as good as on every kind of claim it makes: how many times more that baseline pays per labelled
+    step. "point" compares the estimates; "significantly_better" takes only baselines the candidate beats with the
+    whole 95% interval of the difference above 0 (a stricter reading: better, not equal)."""
     problems = sorted({str(r["problem_id"]) for r in candidate.rows})
     shared = set(problems)
     mine = tally(candidate.rows)
@@ -120,15 +122,17 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
                 "cost_ratio": round(base_cost / cost, 2) if base_cost and cost else None,
             }
         )
-    verdicts = {}
-    for measure in measures:
-        own = agreement(mine, problems, measure)
-        if own is None:
-            continue
-        point = [r for r in rows if r["agreement"][measure] is not None and r["agreement"][measure] >= own]
-        # within noise: the candidate's lead over the baseline is not significant (its interval reaches 0)
-        noise = [r for r in rows if (low := r["candidate_minus_baseline"][measure]["low"]) is not None and low <= 0]
-        verdicts[measure] = {"point": _cheapest(rows, point), "within_noise": _cheapest(rows, noise)}
+    # Judged on each kind of claim the candidate makes: agreement over all rows mixes the kinds in each method's
+    # own proportions (a first-error path always claims an error, MC's rows mostly claim none).
+    kinds = [
+        m for m in ("error_claims", "no_error_claims") if m in measures and agreement(mine, problems, m) is not None
+    ]
+    own = {m: agreement(mine, problems, m) for m in kinds}
+    point = [r for r in rows if all(r["agreement"][m] is None or own[m] >= r["agreement"][m] for m in kinds)]
+    better = [
+        r for r in rows if all((low := r["candidate_minus_baseline"][m]["low"]) is not None and low > 0 for m in kinds)
+    ]
+    verdict = {"compared_on": kinds, "point": _dearest(point), "significantly_better": _dearest(better)}
     return {
         "candidate": candidate.name,
         "problems": len(problems),
@@ -136,22 +140,18 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
         "agreement": {m: _round(agreement(mine, problems, m)) for m in measures},
         "rows": {m: sum(t[m][1] for t in mine.values()) for m in measures},
         "baselines": rows,
-        "matched": verdicts,
+        "matched": verdict,
     }
 
 
-def _cheapest(rows: list[dict], good: list[dict]) -> dict:
-    """The cheapest of the `good` baselines and the cost ratio against it; when none is good, the ratio against
-    the dearest baseline is a lower bound (a baseline's agreement grows with its cost: MC's with k)."""
-    priced = [r for r in rows if r["cost_ratio"] is not None]
-    reached = [r for r in good if r["cost_ratio"] is not None]
-    if reached:
-        best = min(reached, key=lambda r: r["samples_per_unique_labelled_step"])
-        return {"baseline": best["baseline"], "ratio": best["cost_ratio"]}
-    if priced:
-        dearest = max(priced, key=lambda r: r["samples_per_unique_labelled_step"])
-        return {"baseline": None, "ratio_at_least": dearest["cost_ratio"], "against": dearest["baseline"]}
-    return {"baseline": None}
+def _dearest(beaten: list[dict]) -> dict:
+    """The dearest baseline the candidate is at least as good as, and how many times more it pays per labelled
+    step; `baseline` None when the candidate is worse than every baseline on some kind of claim."""
+    priced = [r for r in beaten if r["cost_ratio"] is not None]
+    if not priced:
+        return {"baseline": None, "ratio": None}
+    dearest = max(priced, key=lambda r: r["samples_per_unique_labelled_step"])
+    return {"baseline": dearest["baseline"], "ratio": dearest["cost_ratio"]}
 
 
 def _round(value: float | None) -> float | None:

@@ -13,8 +13,9 @@ solutions of MC, the shared prefixes of OmegaPRM's paths) counts once. Rows x st
 OmegaPRM is summarized twice from one run: its first-error paths alone, and with the all-True paths of its
 correct rollouts (`positive_paths`). Matched quality (`annotators/compare.py`): each OmegaPRM labels against every
 MC run on the OmegaPRM labels' own problems, agreement over all rows and split by claim (rows that claim an error,
-rows that claim none) with paired bootstrap intervals, and the cost ratio against the cheapest MC run that is at
-least as good there. A table of those ratios goes to stderr after the JSON.
+rows that claim none) with paired bootstrap intervals, and the dearest MC run the OmegaPRM labels are at least as
+good as on every kind of claim they make, with how many times more it pays per labelled step. A table of those
+goes to stderr after the JSON.
 """
 
 from __future__ import annotations
@@ -212,23 +213,21 @@ def main() -> None:
 
 
 def matched_table(matched: list[dict]) -> str:
-    """One line per OmegaPRM labels: its cost and agreement on error claims, and the cost ratio against the
-    cheapest MC run at least as good on the same problems, by the point estimates and within noise."""
+    """One line per OmegaPRM labels: its cost and agreement by claim, and the dearest MC run it is at least as good
+    as on the same problems (by the estimates, and significantly better), with how many times more that run pays."""
 
     def cell(verdict: dict) -> str:
-        if verdict.get("ratio") is not None:
-            return f"{verdict['ratio']}x vs {verdict['baseline']}"
-        if verdict.get("ratio_at_least") is not None:
-            return f">={verdict['ratio_at_least']}x (none as good; dearest {verdict['against']})"
-        return "-"
+        return f"{verdict['ratio']}x ({verdict['baseline']})" if verdict["baseline"] else "none"
 
-    lines = ["OmegaPRM labels | samples/step | agreement all / error claims | MC as good (point) | (within noise)"]
+    lines = [
+        "OmegaPRM labels | samples/step | agreement on error / no-error claims | "
+        "dearest MC run it equals or beats (x its cost) | dearest it beats significantly"
+    ]
     for m in matched:
-        verdict = m["matched"].get("error_claims", {})
+        a = m["agreement"]
         lines.append(
-            f"{m['candidate']} | {m['samples_per_unique_labelled_step']} | {m['agreement']['all']} / "
-            f"{m['agreement']['error_claims']} | {cell(verdict.get('point', {}))} | "
-            f"{cell(verdict.get('within_noise', {}))}"
+            f"{m['candidate']} | {m['samples_per_unique_labelled_step']} | {a['error_claims']} / "
+            f"{a['no_error_claims']} | {cell(m['matched']['point'])} | {cell(m['matched']['significantly_better'])}"
         )
     return "\n".join(lines)
 

@@ -45,33 +45,38 @@ def test_paired_difference_interval() -> None:
     assert diff["difference"] == 0.5 and 0.0 < diff["low"] < 0.5 < diff["high"] <= 1.0
 
 
-def test_matched_quality_picks_the_cheapest_baseline_at_least_as_good() -> None:
-    # The candidate labels problems a, b: both first errors right, 2 distinct steps each, 4 samples in all
-    # (6 more spent on problem c, where it labelled nothing: they still count).
-    candidate = Labeller(
-        "omega", [row("a", WRONG[:2], 1), row("b", WRONG[:2], 1)], {"a": 2, "b": 2, "c": 6}
-    )  # 10 samples / 4 steps = 2.5
-    cheap_bad = Labeller("mc_k4", [row(p, WRONG, 0) for p in "abc"], {"a": 3, "b": 3, "c": 30})
-    good = Labeller("mc_k32", [row(p, WRONG, 1) for p in "abc"], {"a": 15, "b": 15, "c": 300})
-    out = matched_quality(candidate, [cheap_bad, good], measures=("all", "error_claims"))
-    assert out["samples_per_unique_labelled_step"] == 2.5
-    assert out["problems"] == 2
+def test_matched_quality_finds_the_dearest_baseline_the_candidate_equals() -> None:
+    # The candidate labels problems a..h: every first error right, 2 distinct steps each, 16 samples in all, plus
+    # 24 spent on problem z where it labelled nothing (they still count): 40 / 16 = 2.5 per step.
+    problems = "abcdefgh"
+    samples = {p: 2 for p in problems} | {"z": 24}
+    candidate = Labeller("omega", [row(p, WRONG[:2], 1) for p in problems], samples)
+    mc_k4 = Labeller("mc_k4", [row(p, WRONG, 0) for p in problems + "z"], {p: 3 for p in problems + "z"})
+    mc_k8 = Labeller("mc_k8", [row(p, WRONG, 1 if p in "abcd" else 0) for p in problems], {p: 6 for p in problems})
+    mc_k32 = Labeller("mc_k32", [row(p, WRONG, 1) for p in problems + "z"], {p: 30 for p in problems + "z"})
+    out = matched_quality(candidate, [mc_k4, mc_k8, mc_k32])
+    assert out["samples_per_unique_labelled_step"] == 2.5 and out["problems"] == 8
     by_name = {b["baseline"]: b for b in out["baselines"]}
-    # Baselines are costed on a and b only: 6 samples / 6 steps and 30 / 6; problem c is left out.
-    assert by_name["mc_k4"]["samples_per_unique_labelled_step"] == 1.0
-    assert by_name["mc_k32"]["samples_per_unique_labelled_step"] == 5.0
-    assert by_name["mc_k4"]["agreement"]["all"] == 0.0
-    assert out["matched"]["all"]["point"] == {"baseline": "mc_k32", "ratio": 2.0}
-    # Every problem agrees with mc_k32 and disagrees with mc_k4: no draw puts the lead over mc_k4 at 0.
-    assert by_name["mc_k4"]["candidate_minus_baseline"]["all"]["low"] == 1.0
-    assert out["matched"]["all"]["within_noise"] == {"baseline": "mc_k32", "ratio": 2.0}
+    # Baselines are costed on a..h only (3 steps per problem): problem z is left out.
+    assert [by_name[n]["samples_per_unique_labelled_step"] for n in ("mc_k4", "mc_k8", "mc_k32")] == [1.0, 2.0, 10.0]
+    assert by_name["mc_k8"]["agreement"]["error_claims"] == 0.5
+    assert by_name["mc_k4"]["candidate_minus_baseline"]["error_claims"] == {"difference": 1.0, "low": 1.0, "high": 1.0}
+    assert out["matched"]["compared_on"] == ["error_claims"]  # the candidate claims no error-free solution
+    # Equal to mc_k32 (which pays 4x more per step), better than the others.
+    assert out["matched"]["point"] == {"baseline": "mc_k32", "ratio": 4.0}
+    # Significantly better than mc_k8 (right on 8 of 8 against 4 of 8), not than mc_k32 (equal).
+    assert out["matched"]["significantly_better"] == {"baseline": "mc_k8", "ratio": 0.8}
 
 
-def test_matched_quality_gives_a_lower_bound_when_no_baseline_is_as_good() -> None:
-    candidate = Labeller("omega", [row("a", WRONG[:2], 1)], {"a": 2})
-    worse = Labeller("mc_k8", [row("a", WRONG, 0)], {"a": 12})
-    out = matched_quality(candidate, [worse], measures=("all",))
-    assert out["matched"]["all"]["point"] == {"baseline": None, "ratio_at_least": 4.0, "against": "mc_k8"}
+def test_matched_quality_judges_every_kind_of_claim() -> None:
+    # Right on its error claims, wrong on its no-error claims: worse than a baseline right on both.
+    candidate = Labeller("omega", [row("a", WRONG[:2], 1), row("a", WRONG, -1)], {"a": 2})
+    baseline = Labeller("mc", [row("a", WRONG, 1), row("a", GOLD, -1)], {"a": 5})
+    out = matched_quality(candidate, [baseline])
+    assert out["matched"]["compared_on"] == ["error_claims", "no_error_claims"]
+    assert out["agreement"]["error_claims"] == 1.0 and out["agreement"]["no_error_claims"] == 0.0
+    assert out["matched"]["point"] == {"baseline": None, "ratio": None}
+    assert out["matched"]["significantly_better"] == {"baseline": None, "ratio": None}
 
 
 def test_mc_assumption_counts_each_measured_prefix_once() -> None:

@@ -144,12 +144,16 @@ def main() -> None:
     parser.add_argument("--rollout-budget", type=int, default=400)
     parser.add_argument("--problems-per-batch", type=int, default=256)
     parser.add_argument(
+        "--work", help="folder of the runs; a run already there with the same config is read again, not rerun"
+    )
+    parser.add_argument(
         "--no-raw", action="store_true", help="skip the raw-generate replays (labels and costs only, half the time)"
     )
     args = parser.parse_args()
     from pipelines import synthesize
 
-    work = Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
+    print(f"runs under {work}", file=sys.stderr)
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
     common = ["cache.enabled=false", "output.num_shards=1", f"search.problems_per_batch={args.problems_per_batch}"]
     runs = []
@@ -171,11 +175,15 @@ def main() -> None:
     baselines: list[Labeller] = []
     for name, k, config in runs:
         run = work / name
-        manifest = synthesize.run(config, str(run))
+        stored = run / "manifest.json"
+        if stored.exists() and json.loads(stored.read_text())["config_hash"] == config.config_hash():
+            manifest = json.loads(stored.read_text())  # a finished run of the same config: read, not rerun
+        else:
+            manifest = synthesize.run(config, str(run))
         rows = read_table(run / "data", "train-*.parquet")
         samples: dict[str, int] = defaultdict(int)
         tokens = manifest["engine"]["generated_tokens"]
-        result = {"method": name, "k": k, **engine_figures(manifest)}
+        result = {"method": name, "k": k, "code_version": manifest["code_version"], **engine_figures(manifest)}
         if name.startswith("omegaprm"):
             nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
             for node in nodes:

@@ -137,7 +137,11 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     hits = sum(b.get("cache_hits", 0) for b in batches)
     misses = sum(b.get("cache_misses", 0) for b in batches)
     judge_tokens = sum(b.get("judge", {}).get("generated_tokens", 0) for b in batches)
+    omegaprm: Counter[str] = Counter()
+    for b in batches:
+        omegaprm.update(b.get("omegaprm") or {})
     return {
+        **({"omegaprm_counters": dict(sorted(omegaprm.items()))} if omegaprm else {}),
         "cache_sample_hits": hits,
         "cache_sample_misses": misses,
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,

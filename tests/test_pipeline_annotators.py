@@ -64,6 +64,13 @@ def test_omegaprm_run_writes_paths_and_the_search_tree(omegaprm_run):
     for n in nodes:
         per_problem[n["problem_id"]] = per_problem.get(n["problem_id"], 0) + len(n["rollouts"])
     assert max(per_problem.values()) <= 48
+    # The searches' counters reach the manifest; every sampled rollout is in the tree.
+    counters = manifest["engine"]["omegaprm_counters"]
+    assert counters["completions"] == sum(per_problem.values()) == manifest["engine"]["sequences"]
+    assert counters["terminal_states"] == sum(n["mc_source"] == "terminal_answer" for n in nodes)
+    card = (out / "README.md").read_text()
+    assert f"| OmegaPRM binary searches | {counters['searches']} |" in card
+    assert f"measured at MC = 0) | {counters['positive_paths_contradicted']} |" in card
     for r in rows:
         assert r["search"] == "omegaprm"
         assert r["labels"][-1] is False or all(r["labels"])

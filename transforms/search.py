@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -246,7 +247,10 @@ class _SearchBatch(beam.DoFn):
         PROGRESS.update("search", len(problems), total=total or None, unit="problems")
         rule = LabelRule(self.config.label.hard_rule, self.config.label.threshold)
         evidences: list[ProblemEvidence] = []
+        omegaprm: Counter[str] = Counter()  # what the OmegaPRM searches did, summed for the manifest
         for problem, outcome in zip(problems, outcomes, strict=True):
+            if isinstance(outcome.result, OmegaPRMResult):
+                omegaprm.update(asdict(outcome.result.counters))
             self.problems_done.inc()
             if outcome.error is not None:
                 self.failed.inc()
@@ -279,6 +283,7 @@ class _SearchBatch(beam.DoFn):
                 "cache_hits": engine.hits,
                 "cache_misses": engine.misses,
                 "engine_generated_tokens": engine.generated_tokens,
+                "omegaprm": dict(omegaprm),
             },
         )
 

@@ -1,6 +1,6 @@
 """OmegaPRM against per-step MC on the same problems, tiny model and seeds.
 
-    .venv/bin/python bench/bench_omegaprm.py                    # 200 problems; MC at k=8, 4; OmegaPRM at k=8, 4, 3
+    .venv/bin/python bench/bench_omegaprm.py                       # 200 problems; MC at k=8, 4; OmegaPRM at k=8, 4, 3
     .venv/bin/python bench/bench_omegaprm.py --mc-k 64,32,16,8,4   # MC's cost over a wider range of agreement
 
 Prints, for each method: samples (solutions + completions) and generated tokens per labelled step, first-error

@@ -70,18 +70,29 @@ def agreement(counts: Tally, problems: Iterable[str], measure: str) -> float | N
     return agree / n if n else None
 
 
+def bootstrap_draws(problems: list[str], draws: int = 2000, seed: int = 0) -> list[list[str]]:
+    """`draws` resamples of `problems` with replacement (deterministic for a seed)."""
+    rng = random.Random(seed)
+    return [[problems[rng.randrange(len(problems))] for _ in problems] for _ in range(draws)]
+
+
 def paired_difference(
-    a: Tally, b: Tally, problems: list[str], measure: str, draws: int = 2000, seed: int = 0
+    a: Tally,
+    b: Tally,
+    problems: list[str],
+    measure: str,
+    draws: int = 2000,
+    seed: int = 0,
+    drawn: list[list[str]] | None = None,
 ) -> dict[str, float | None]:
-    """Agreement of `a` minus that of `b` on `problems`, with a 95% percentile interval from resampling problems."""
+    """Agreement of `a` minus that of `b` on `problems`, with a 95% percentile interval from resampling problems
+    (`drawn`: resamples made once by `bootstrap_draws` and shared by several comparisons)."""
     point_a, point_b = agreement(a, problems, measure), agreement(b, problems, measure)
     if point_a is None or point_b is None:
         return {"difference": None, "low": None, "high": None}
-    rng = random.Random(seed)
     diffs = []
-    for _ in range(draws):
-        drawn = [problems[rng.randrange(len(problems))] for _ in problems]
-        x, y = agreement(a, drawn, measure), agreement(b, drawn, measure)
+    for sample in drawn if drawn is not None else bootstrap_draws(problems, draws, seed):
+        x, y = agreement(a, sample, measure), agreement(b, sample, measure)
         if x is not None and y is not None:
             diffs.append(x - y)
     diffs.sort()
@@ -109,6 +120,7 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
     shared = set(problems)
     mine = tally(candidate.rows)
     cost = samples_per_step(candidate)
+    drawn = bootstrap_draws(problems)  # the same resamples for every baseline and measure
     rows = []
     for base in baselines:
         theirs = tally(r for r in base.rows if r["problem_id"] in shared)
@@ -118,7 +130,9 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
                 "baseline": base.name,
                 "samples_per_unique_labelled_step": round(base_cost, 2) if base_cost else None,
                 "agreement": {m: _round(agreement(theirs, problems, m)) for m in measures},
-                "candidate_minus_baseline": {m: paired_difference(mine, theirs, problems, m) for m in measures},
+                "candidate_minus_baseline": {
+                    m: paired_difference(mine, theirs, problems, m, drawn=drawn) for m in measures
+                },
                 "cost_ratio": round(base_cost / cost, 2) if base_cost and cost else None,
             }
         )

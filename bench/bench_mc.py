@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import base_sampling, demo_config, read_table, warm_up, write_problems
 
-from annotators.mc import prefix_key
+from annotators.mc import generated_completions, prefix_key
 from schemas.records import Request, derive_seed
 
 
@@ -90,7 +90,12 @@ def main() -> None:
     parquet_rows_per_s = 5 * len(rows) / (time.perf_counter() - started)
 
     # What the engine generated: a prefix shared by solutions is sampled once (evidence stores it per solution).
-    completions = engine_stats["sequences"] - counts["solutions"]
+    completions = len(generated_completions(read_table(work / "run" / "evidence" / "completions", "part-*.parquet")))
+    if completions + counts["solutions"] != engine_stats["sequences"]:
+        raise SystemExit(
+            f"counted {completions} completions and {counts['solutions']} solutions, the engine generated "
+            f"{engine_stats['sequences']} sequences"
+        )
     completions_per_step = completions / counts["steps"] if counts["steps"] else 0.0
     pipe_tps = tokens / wall
     search_tps = tokens / search_wall

@@ -57,6 +57,15 @@ def omegaprm_requests(nodes: list[dict], config) -> list[Request]:
     return requests
 
 
+def replay(name: str, run: Path, config) -> list[Request]:
+    """The requests a run sent, for the raw-generate replay."""
+    if name.startswith("omegaprm"):
+        return omegaprm_requests(read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"), config)
+    from bench_mc import replay_requests
+
+    return replay_requests(run, config)
+
+
 def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], tokens: int) -> dict:
     steps = sum(len(r["completions"]) for r in rows)
     unique = unique_labelled_steps(rows)
@@ -169,7 +178,7 @@ def main() -> None:
             f"search.omegaprm={omegaprm}",
         ]
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
-    warm_up(runs[0][2])
+    warm = False  # the engine is warmed before its first use: a rerun that only reads stored runs never starts it
     results = []
     candidates: list[Labeller] = []  # OmegaPRM labels, each compared with every MC run on its own problems
     baselines: list[Labeller] = []
@@ -179,6 +188,9 @@ def main() -> None:
         if stored.exists() and json.loads(stored.read_text())["config_hash"] == config.config_hash():
             manifest = json.loads(stored.read_text())  # a finished run of the same config: read, not rerun
         else:
+            if not warm:
+                warm_up(config)
+                warm = True
             manifest = synthesize.run(config, str(run))
         rows = read_table(run / "data", "train-*.parquet")
         samples: dict[str, int] = defaultdict(int)
@@ -188,7 +200,6 @@ def main() -> None:
             nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
             for node in nodes:
                 samples[node["problem_id"]] += len(node["rollouts"])
-            requests = omegaprm_requests(nodes, config)
             result["costs"] = omegaprm_costs(nodes)
             first_error = [r for r in rows if json.loads(r["meta"])["kind"] == "first_error"]
             result["labels"] = [
@@ -202,9 +213,6 @@ def main() -> None:
                 samples[sol["problem_id"]] += 1
             for completion in generated_completions(read_table(run / "evidence" / "completions", "part-*.parquet")):
                 samples[completion["problem_id"]] += 1
-            from bench_mc import replay_requests
-
-            requests = replay_requests(run, config)
             result["labels"] = [summarize("all_steps", rows, samples, tokens)]
             baselines.append(Labeller(name, rows, samples))
         if sum(samples.values()) != manifest["engine"]["sequences"]:
@@ -213,7 +221,10 @@ def main() -> None:
                 f"{manifest['engine']['sequences']}"
             )
         if not args.no_raw:
-            result.update(raw_ratio(run, requests, tokens, config))
+            if not warm:
+                warm_up(config)
+                warm = True
+            result.update(raw_ratio(run, replay(name, run, config), tokens, config))
         results.append(result)
     matched = [matched_quality(candidate, baselines) for candidate in candidates]
     print(json.dumps({"problems": args.problems, "results": results, "matched_quality": matched}, indent=2))

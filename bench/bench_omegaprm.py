@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--rollout-budget", type=int, default=400)
     parser.add_argument("--problems-per-batch", type=int, default=256)
     parser.add_argument(
+        "--sequences-in-flight", type=int, default=0, help="search.sequences_in_flight (0: every search at once)"
+    )
+    parser.add_argument(
         "--work", help="folder of the runs; a run already there with the same config is read again, not rerun"
     )
     parser.add_argument(
@@ -164,12 +167,17 @@ def main() -> None:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
     print(f"runs under {work}", file=sys.stderr)
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
-    common = ["cache.enabled=false", "output.num_shards=1", f"search.problems_per_batch={args.problems_per_batch}"]
+    common = [
+        "cache.enabled=false",
+        "output.num_shards=1",
+        f"search.problems_per_batch={args.problems_per_batch}",
+        f"search.sequences_in_flight={args.sequences_in_flight}",
+    ]
     runs = []
-    for k in (int(x) for x in args.mc_k.split(",")):
+    for k in (int(x) for x in args.mc_k.split(",") if x):
         overrides = [*common, f"search.completions_per_step={k}", f"search.num_solutions={args.solutions}"]
         runs.append((f"math_shepherd_mc_k{k}", k, demo_config(problems, overrides)))
-    for k in (int(x) for x in args.omegaprm_k.split(",")):
+    for k in (int(x) for x in args.omegaprm_k.split(",") if x):
         omegaprm = f"{{search_limit: {args.search_limit}, rollout_budget: {args.rollout_budget}, positive_paths: true}}"
         overrides = [
             *common,

@@ -4,6 +4,11 @@ A search is a generator: it yields a list of `Request`s (one round), receives th
 `request.n` samples per request, in order) and finally returns its result. The driver advances every live search
 by one round per engine call, so the engine sees the requests of all problems together while each search stays
 sequential.
+
+With `sequences_in_flight`, searches start in order only while the live ones ask for fewer sequences than that
+per round; each round starts more as others end. The calls then stay near that size until the searches run out,
+instead of shrinking round by round as the searches of one batch finish (the tail of a batch of searches is a
+few long searches asking for a handful of sequences per call).
 """
 
 from __future__ import annotations
@@ -59,14 +64,22 @@ def run_searches(
     engine: Engine,
     *,
     max_sequences_per_call: int = 4096,
+    sequences_in_flight: int | None = None,
     attempts: int = 3,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[list[SearchOutcome], DriverStats]:
-    """Drive `searches` to completion; a failing search or engine call never stops the others."""
+    """Drive `searches` to completion; a failing search or engine call never stops the others.
+
+    `sequences_in_flight`: start a search only while the live ones ask for fewer sequences per round (None: all at
+    once). Searches start in the order given, so the calls are the same for the same searches.
+    """
+    if sequences_in_flight is not None and sequences_in_flight < 1:
+        raise ValueError(f"sequences_in_flight must be at least 1, got {sequences_in_flight}")
     outcomes = [SearchOutcome() for _ in searches]
     stats = DriverStats()
     pending: dict[int, list[Request]] = {}
+    started = 0
 
     def advance(index: int, answer: list[list[Sample]] | None) -> None:
         search = searches[index]
@@ -82,10 +95,16 @@ def run_searches(
             return
         pending[index] = list(requests)
 
-    for index in range(len(searches)):
-        advance(index, None)
+    def start_more() -> None:
+        nonlocal started
+        asked = sum(r.n for reqs in pending.values() for r in reqs)
+        while started < len(searches) and (sequences_in_flight is None or asked < sequences_in_flight):
+            advance(started, None)
+            asked += sum(r.n for r in pending.get(started, ()))
+            started += 1
 
-    while pending:
+    start_more()
+    while pending or started < len(searches):
         # Searches that asked for nothing this round are answered at once.
         for index in [i for i, reqs in pending.items() if not reqs]:
             advance(index, [])
@@ -99,6 +118,7 @@ def run_searches(
                     pending.pop(index, None)
                 else:
                     advance(index, answers[index])
+        start_more()
     return outcomes, stats
 
 

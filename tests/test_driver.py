@@ -1,5 +1,7 @@
 """The coroutine driver: requests of many searches merged into calls, failures isolated per search."""
 
+import pytest
+
 from engines.driver import run_searches
 from schemas.records import Request, Sample, SamplingParams
 
@@ -102,3 +104,31 @@ def test_empty_rounds_and_immediate_returns():
     outcomes, stats = run_searches([nothing(), immediate()], engine)
     assert [o.result for o in outcomes] == ["done", "now"]
     assert engine.calls == [] and stats.calls == 0
+
+
+def test_sequences_in_flight_starts_searches_as_others_end():
+    # Each search asks 3 sequences a round; "long" runs 4 rounds, the others 1 or 2.
+    engine = CountingEngine()
+    searches = [two_round_search("long", 4), two_round_search("a", 1), two_round_search("b", 2)]
+    searches += [two_round_search(name, 1) for name in ("c", "d")]
+    outcomes, stats = run_searches(searches, engine, sequences_in_flight=6)
+    started = [sorted({r.prompt.split("/")[0] for r in call}) for call in engine.calls]
+    # Two searches (6 sequences) at first; each round tops the live ones up to 6 sequences, in the order given.
+    assert started == [["a", "long"], ["b", "long"], ["b", "long"], ["c", "long"], ["d"]]
+    assert stats.call_sequences == [6, 6, 6, 6, 3]
+    assert [len(o.result) for o in outcomes] == [4, 1, 2, 1, 1]
+
+
+def test_sequences_in_flight_changes_only_the_calls_not_the_answers():
+    def searches():
+        return [two_round_search(str(i), 1 + i % 3) for i in range(7)]
+
+    at_once, _ = run_searches(searches(), CountingEngine())
+    limited, stats = run_searches(searches(), CountingEngine(), sequences_in_flight=4)
+    assert [o.result for o in limited] == [o.result for o in at_once]
+    assert all(o.error is None for o in limited) and stats.sequences == 3 * sum(1 + i % 3 for i in range(7))
+
+
+def test_sequences_in_flight_must_be_positive():
+    with pytest.raises(ValueError, match="sequences_in_flight"):
+        run_searches([two_round_search("x")], CountingEngine(), sequences_in_flight=0)

@@ -227,6 +227,7 @@ class _SearchBatch(beam.DoFn):
             searches,
             engine,
             max_sequences_per_call=self.config.search.max_sequences_per_call,
+            sequences_in_flight=self.config.search.sequences_in_flight or None,
             attempts=self.config.policy.max_retries,
             backoff_s=self.config.policy.backoff_s,
         )

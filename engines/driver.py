@@ -68,11 +68,13 @@ def run_searches(
     attempts: int = 3,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    on_done: Callable[[int], None] | None = None,
 ) -> tuple[list[SearchOutcome], DriverStats]:
     """Drive `searches` to completion; a failing search or engine call never stops the others.
 
     `sequences_in_flight`: start a search only while the live ones ask for fewer sequences per round (None: all at
     once). Searches start in the order given, so the calls are the same for the same searches.
+    `on_done(index)` is called as each search ends, with a result or an error (progress of a long batch).
     """
     if sequences_in_flight is not None and sequences_in_flight < 1:
         raise ValueError(f"sequences_in_flight must be at least 1, got {sequences_in_flight}")
@@ -87,13 +89,18 @@ def run_searches(
             requests = next(search) if answer is None else search.send(answer)
         except StopIteration as stop:
             outcomes[index].result = stop.value
-            pending.pop(index, None)
+            done(index)
             return
         except Exception as error:  # noqa: BLE001 - a broken search is reported, the others go on
             outcomes[index].error = f"search failed: {type(error).__name__}: {error}"
-            pending.pop(index, None)
+            done(index)
             return
         pending[index] = list(requests)
+
+    def done(index: int) -> None:
+        pending.pop(index, None)
+        if on_done is not None:
+            on_done(index)
 
     def start_more() -> None:
         nonlocal started
@@ -115,7 +122,7 @@ def run_searches(
                 if isinstance(answers[index], str):
                     outcomes[index].error = answers[index]
                     searches[index].close()
-                    pending.pop(index, None)
+                    done(index)
                 else:
                     advance(index, answers[index])
         start_more()

@@ -132,3 +132,17 @@ def test_sequences_in_flight_changes_only_the_calls_not_the_answers():
 def test_sequences_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="sequences_in_flight"):
         run_searches([two_round_search("x")], CountingEngine(), sequences_in_flight=0)
+
+
+def test_on_done_reports_each_search_once_as_it_ends():
+    def broken():
+        yield [Request("p", 1, SamplingParams())]
+        raise ValueError("bad evidence")
+
+    ended = []
+    engine = CountingEngine(fail_prompts={"bad/r0/a"})
+    searches = [two_round_search("x", 3), broken(), two_round_search("bad"), two_round_search("y", 1)]
+    run_searches(searches, engine, attempts=1, sleep=lambda s: None, on_done=ended.append)
+    # y and the broken search end after round one, the failed request's search with its call, x last.
+    assert sorted(ended) == [0, 1, 2, 3] and ended[-1] == 0
+    assert set(ended[:3]) == {1, 2, 3}

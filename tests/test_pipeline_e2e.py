@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from schemas.config import config_from_dict
@@ -108,6 +109,26 @@ def test_counts_add_up(two_runs):
     assert manifest["engine"]["generated_tokens"] > 0 and manifest["engine"]["engine_calls"] >= 2
     assert manifest["config_hash"] == make_config(a).config_hash() or len(manifest["config_hash"]) == 64
     assert json.loads((a / "manifest.json").read_text())["counts"] == counts
+
+
+def test_searches_started_as_others_end_give_the_same_rows(two_runs, input_file, tmp_path):
+    from pipelines import synthesize
+    from transforms.progress import PROGRESS
+
+    a, _, (manifest, _) = two_runs
+    before = PROGRESS.stages.get("search", {}).get("done", 0)
+    # One problem's solutions (3 sequences) in flight: each batch's searches start one by one as others end.
+    staged = synthesize.run(make_config(input_file, **{"search.sequences_in_flight": 3}), str(tmp_path / "staged"))
+    assert PROGRESS.stages["search"]["done"] - before == len(GOOD)  # progress moves as each search ends
+    assert staged["engine"]["engine_calls"] > manifest["engine"]["engine_calls"]
+    assert staged["counts"]["balanced"] is True
+    evidence = {k: v for k, v in digests(tmp_path / "staged").items() if k.startswith("evidence/")}
+    assert evidence and evidence == {k: v for k, v in digests(a).items() if k in evidence}
+
+    def labels(run):  # the rows but the config hash, which names the config
+        return pq.read_table(run / "data").drop(["config_hash"]).to_pylist()
+
+    assert labels(tmp_path / "staged") == labels(a)
 
 
 def test_datasets_loads_the_shards_with_trl_columns(two_runs):

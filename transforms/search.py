@@ -222,7 +222,7 @@ class _SearchBatch(beam.DoFn):
             searches = [math_shepherd_search(p, self.renderer.render(p.question), mc, seed) for p in problems]
         return [tag_requests(search, p.problem_id) for search, p in zip(searches, problems, strict=True)]
 
-    def _drive(self, searches: list[Any], engine: Any) -> tuple[list[Any], DriverStats]:
+    def _drive(self, searches: list[Any], engine: Any, on_done: Any = None) -> tuple[list[Any], DriverStats]:
         return run_searches(
             searches,
             engine,
@@ -230,6 +230,7 @@ class _SearchBatch(beam.DoFn):
             sequences_in_flight=self.config.search.sequences_in_flight or None,
             attempts=self.config.policy.max_retries,
             backoff_s=self.config.policy.backoff_s,
+            on_done=on_done,
         )
 
     def process(self, element: tuple[int, list[tuple[Problem, list[dict[str, Any]]]]], total: int = 0) -> Iterator[Any]:
@@ -242,10 +243,13 @@ class _SearchBatch(beam.DoFn):
             engine.on_new = lambda entries: write_cache_entries(self.cache_dir, entries)
         engine.on_generated = lambda samples, tokens: PROGRESS.update("completions", samples, unit="samples")
         started = time.perf_counter()
-        outcomes, stats = self._drive(self._searches(problems), engine)
+
+        def searched(_: int) -> None:  # per problem as its search ends: a batch of OmegaPRM searches takes minutes
+            PROGRESS.update("search", 1, total=total or None, unit="problems")
+
+        outcomes, stats = self._drive(self._searches(problems), engine, searched)
         self.cache_hits.inc(engine.hits)
         self.cache_misses.inc(engine.misses)
-        PROGRESS.update("search", len(problems), total=total or None, unit="problems")
         rule = LabelRule(self.config.label.hard_rule, self.config.label.threshold)
         evidences: list[ProblemEvidence] = []
         omegaprm: Counter[str] = Counter()  # what the OmegaPRM searches did, summed for the manifest

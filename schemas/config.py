@@ -148,7 +148,8 @@ class SearchConfig:
     # The driver starts a batch's searches only while the live ones ask for fewer sequences than this per round,
     # and more as they end, so calls stay full until the batch runs out (engines/driver.py); 0: all at once.
     # 4 x vLLM's default max_num_seqs: OmegaPRM k=8 on 1,000 problems in batches of 1,024 went from 172 engine calls
-    # at fill 0.34 (256 per batch, all at once) to 68 at 0.56 (bench/bench_omegaprm.py --sequences-in-flight).
+    # at fill 0.34 (256 per batch, all at once) to 68 at 0.56, and from 0.86 to 0.97 of raw LLM.generate throughput
+    # on CPU (means of 4 and 3 runs; bench/bench_omegaprm.py --problems-per-batch --sequences-in-flight).
     sequences_in_flight: int = 1024
     omegaprm: dict[str, Any] = field(default_factory=dict)
 

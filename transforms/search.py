@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -222,7 +222,9 @@ class _SearchBatch(beam.DoFn):
             searches = [math_shepherd_search(p, self.renderer.render(p.question), mc, seed) for p in problems]
         return [tag_requests(search, p.problem_id) for search, p in zip(searches, problems, strict=True)]
 
-    def _drive(self, searches: list[Any], engine: Any, on_done: Any = None) -> tuple[list[Any], DriverStats]:
+    def _drive(
+        self, searches: list[Any], engine: Any, on_done: Callable[[int], None] | None = None
+    ) -> tuple[list[Any], DriverStats]:
         return run_searches(
             searches,
             engine,

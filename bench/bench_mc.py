@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import base_sampling, demo_config, read_table, warm_up, write_problems
+from common import base_sampling, demo_config, read_problems, read_table, warm_up, write_problems
 
 from annotators.mc import generated_completions, prefix_key
 from schemas.records import Request, derive_seed
@@ -28,9 +28,7 @@ def replay_requests(run: Path, config) -> list[Request]:
 
     renderer = PromptRenderer(config.policy)
     base = base_sampling(config)
-    problems = {
-        json.loads(line)["problem_id"]: json.loads(line) for line in Path(config.input.path).read_text().splitlines()
-    }
+    problems = read_problems(config)
     requests, seen = [], set()
     for pid, problem in sorted(problems.items()):
         prompt = renderer.render(problem["question"])

@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from common import base_sampling, demo_config, read_table, warm_up, write_problems
+from common import base_sampling, demo_config, read_problems, read_table, warm_up, write_problems
 
 from annotators.compare import Labeller, matched_quality, mc_assumption, unique_labelled_steps
 from annotators.exact import arithmetic_expression, first_error_agreement
@@ -48,7 +48,7 @@ def omegaprm_requests(nodes: list[dict], config) -> list[Request]:
 
     renderer = PromptRenderer(config.policy)
     base = base_sampling(config)
-    problems = {json.loads(x)["problem_id"]: json.loads(x) for x in Path(config.input.path).read_text().splitlines()}
+    problems = read_problems(config)
     requests = []
     for node in nodes:
         if node["rollouts"] and node["seed"] is not None:

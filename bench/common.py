@@ -39,6 +39,12 @@ def read_table(folder: Path, pattern: str) -> list[dict[str, Any]]:
     return rows
 
 
+def read_problems(config: Config) -> dict[str, dict[str, Any]]:
+    """The run's input problems (the JSONL `write_problems` made), by problem id."""
+    rows = (json.loads(line) for line in Path(config.input.path).read_text().splitlines())
+    return {row["problem_id"]: row for row in rows}
+
+
 def base_sampling(config: Config) -> SamplingParams:
     """The run's sampling parameters without a seed (each request derives its own)."""
     s = config.sampling

@@ -157,7 +157,7 @@ class SearchConfig:
         _choice(f"{key}.method", self.method, {"mc", "omegaprm", "sample"})
         for name in ("num_solutions", "completions_per_step", "problems_per_batch", "max_sequences_per_call"):
             _positive(f"{key}.{name}", getattr(self, name))
-        if not isinstance(self.sequences_in_flight, int) or self.sequences_in_flight < 0:
+        if self.sequences_in_flight < 0:  # `build` has already checked that it is an integer
             raise ConfigError(f"{key}.sequences_in_flight: must be a whole number >= 0 (0: start every search at once)")
 
 

@@ -6,17 +6,19 @@ sampling parameters without `n`, the per-sample seed (vLLM gives sample i of `(p
 `seed + i`) and the schema version. A request is answered from cached samples where they exist; only the missing
 samples go to the engine, as requests `(prompt, 1 or more, seed + i)`, so a rerun with a larger budget generates
 only the new samples. The pipeline joins each problem with its cached samples (transforms/search.py); this class
-only does the lookup.
+only does the lookup. `stream()` does the same per request for the request-level driver (`engines.base`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from engines.base import open_stream
 from schemas.records import Request, Sample
 from schemas.tables import SCHEMA_VERSION
 
@@ -83,63 +85,158 @@ class CachedEngine:
         return self._engine
 
     def generate(self, requests: Sequence[Request]) -> list[list[Sample]]:
-        self._current = list(requests)
-        answers: list[list[Sample | None]] = []
-        missing: list[tuple[int, int, Request]] = []  # (request index, sample index, single-sample request)
-        for r_index, request in enumerate(requests):
-            row: list[Sample | None] = []
-            for i in range(request.n):
-                seed = request.sampling.seed + i
-                entry = self.entries.get(sample_key(self.fingerprint, request, seed))
-                if entry is None:
-                    row.append(None)
-                    missing.append((r_index, i, request))
-                else:
-                    row.append(entry.sample())
-            answers.append(row)
-        self.hits += sum(r.n for r in requests) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            self._fill(answers, missing)
+        answers = [self._lookup(request) for request in requests]
+        runs = [
+            (r_index, first, run)
+            for r_index, request in enumerate(requests)
+            for first, run in _runs(request, answers[r_index])
+        ]
+        if runs:
+            samples = self.engine.generate([run for _, _, run in runs])
+            if self.on_generated is not None:
+                self.on_generated(sum(len(g) for g in samples), sum(s.n_tokens for g in samples for s in g))
+            fresh: list[CacheEntry] = []
+            for (r_index, first, run), got in zip(runs, samples, strict=True):
+                fresh.extend(self._record(requests[r_index], answers[r_index], first, run, got))
+            self._persist(fresh)
         return [[s for s in row if s is not None] for row in answers]
 
-    def _fill(self, answers: list[list[Sample | None]], missing: list[tuple[int, int, Request]]) -> None:
-        # Consecutive missing samples of one request become one request (prompt, run length, seed + first index),
-        # which keeps the prefix cache and n>1 batching of the engine.
-        runs: list[tuple[int, int, Request]] = []  # (request index, first sample index, request for the run)
-        for r_index, i, request in missing:
-            if runs and runs[-1][0] == r_index and runs[-1][1] + runs[-1][2].n == i:
-                first, run = runs[-1][1], runs[-1][2]
-                runs[-1] = (r_index, first, replace(run, n=run.n + 1))
-            else:
-                seed = request.sampling.seed + i
-                runs.append((r_index, i, replace(request, n=1, sampling=replace(request.sampling, seed=seed))))
-        samples = self.engine.generate([run for _, _, run in runs])
-        if self.on_generated is not None:
-            self.on_generated(sum(len(g) for g in samples), sum(s.n_tokens for g in samples for s in g))
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[_CachedStream]:
+        """A `RequestStream`: each request is answered from the cache where it can be, its missing samples go to the
+        engine's own stream (a `BatchStream` for an engine without one), opened on the first miss."""
+        with contextlib.ExitStack() as stack:
+            stream = _CachedStream(self, stack)
+            try:
+                yield stream
+            finally:
+                stream.flush()
+
+    def _lookup(self, request: Request) -> list[Sample | None]:
+        """The request's samples from the cache, None where missing; counts hits and misses."""
+        row: list[Sample | None] = []
+        for i in range(request.n):
+            entry = self.entries.get(sample_key(self.fingerprint, request, request.sampling.seed + i))
+            row.append(None if entry is None else entry.sample())
+        missing = row.count(None)
+        self.hits += request.n - missing
+        self.misses += missing
+        return row
+
+    def _record(
+        self, original: Request, row: list[Sample | None], first: int, run: Request, got: list[Sample]
+    ) -> list[CacheEntry]:
+        """Put a run's generated samples in `row` from index `first` and into the cache; returns the new entries."""
         fresh: list[CacheEntry] = []
-        for (r_index, first, run), got in zip(runs, samples, strict=True):
-            original = self._current[r_index]
-            for offset, sample in enumerate(got):
-                self.generated_tokens += sample.n_tokens
-                seed = run.sampling.seed + offset
-                sample = replace(sample, seed=seed)
-                answers[r_index][first + offset] = sample
-                entry = CacheEntry(
-                    key=sample_key(self.fingerprint, run, seed),
-                    problem_id=self.problem_of(original),
-                    text=sample.text,
-                    finish_reason=sample.finish_reason,
-                    n_tokens=sample.n_tokens,
-                    prompt_tokens=sample.prompt_tokens,
-                    seed=seed,
-                )
-                self.entries[entry.key] = entry
-                fresh.append(entry)
+        for offset, sample in enumerate(got):
+            self.generated_tokens += sample.n_tokens
+            seed = run.sampling.seed + offset
+            sample = replace(sample, seed=seed)
+            row[first + offset] = sample
+            entry = CacheEntry(
+                key=sample_key(self.fingerprint, run, seed),
+                problem_id=self.problem_of(original),
+                text=sample.text,
+                finish_reason=sample.finish_reason,
+                n_tokens=sample.n_tokens,
+                prompt_tokens=sample.prompt_tokens,
+                seed=seed,
+            )
+            self.entries[entry.key] = entry
+            fresh.append(entry)
+        return fresh
+
+    def _persist(self, fresh: list[CacheEntry]) -> None:
         self.new_entries.extend(fresh)
-        if self.on_new is not None:
+        if fresh and self.on_new is not None:
             self.on_new(fresh)
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+
+
+def _runs(request: Request, row: list[Sample | None]) -> list[tuple[int, Request]]:
+    """The missing samples of `row` as requests: consecutive ones become one `(prompt, run length, seed + first)`,
+    which keeps the engine's prefix cache and n>1 batching."""
+    runs: list[tuple[int, Request]] = []  # (first sample index, request for the run)
+    for i, sample in enumerate(row):
+        if sample is not None:
+            continue
+        if runs and runs[-1][0] + runs[-1][1].n == i:
+            runs[-1] = (runs[-1][0], replace(runs[-1][1], n=runs[-1][1].n + 1))
+        else:
+            runs.append((i, replace(request, n=1, sampling=replace(request.sampling, seed=request.sampling.seed + i))))
+    return runs
+
+
+class _CachedStream:
+    """`CachedEngine.stream()`: cached samples come back at the next step, missing ones when the engine has them.
+
+    New samples are persisted every `flush_samples` and when the stream ends, not per request: one cache file per
+    finished request would be thousands of tiny files.
+    """
+
+    flush_samples = 4096
+
+    def __init__(self, cached: CachedEngine, stack: contextlib.ExitStack) -> None:
+        self._cached = cached
+        self._stack = stack
+        self._inner: Any = None
+        self._ready: list[tuple[Hashable, list[Sample]]] = []
+        self._waiting: dict[
+            int, tuple[Hashable, Request, list[Sample | None], int]
+        ] = {}  # id: tag, request, row, runs left
+        self._ids = 0
+        self._fresh: list[CacheEntry] = []
+
+    def _engine_stream(self) -> Any:
+        if self._inner is None:
+            self._inner = self._stack.enter_context(open_stream(self._cached.engine))
+        return self._inner
+
+    def submit(self, tag: Hashable, request: Request) -> None:
+        row = self._cached._lookup(request)
+        runs = _runs(request, row)
+        if not runs:
+            self._ready.append((tag, [s for s in row if s is not None]))
+            return
+        self._ids += 1
+        self._waiting[self._ids] = (tag, request, row, len(runs))
+        for first, run in runs:
+            self._engine_stream().submit((self._ids, first, run), run)
+
+    def step(self) -> list[tuple[Hashable, list[Sample]]]:
+        done, self._ready = self._ready, []
+        if not self._waiting:
+            return done
+        finished = self._engine_stream().step()
+        for (wait_id, first, run), got in finished:
+            tag, request, row, left = self._waiting[wait_id]
+            self._fresh.extend(self._cached._record(request, row, first, run, got))
+            if left > 1:
+                self._waiting[wait_id] = (tag, request, row, left - 1)
+                continue
+            del self._waiting[wait_id]
+            done.append((tag, [s for s in row if s is not None]))
+        if finished and self._cached.on_generated is not None:
+            got_all = [s for _, got in finished for s in got]
+            self._cached.on_generated(len(got_all), sum(s.n_tokens for s in got_all))
+        if len(self._fresh) >= self.flush_samples:
+            self.flush()
+        return done
+
+    def in_flight(self) -> int:
+        engine = self._inner.in_flight() if self._inner is not None else 0
+        return engine + sum(len(samples) for _, samples in self._ready)
+
+    def abort(self) -> None:
+        if self._inner is not None:
+            self._inner.abort()
+        self._waiting.clear()
+        self._ready.clear()
+
+    def flush(self) -> None:
+        """Persist the samples generated since the last flush."""
+        fresh, self._fresh = self._fresh, []
+        self._cached._persist(fresh)

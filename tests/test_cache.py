@@ -78,3 +78,52 @@ def test_keys_depend_on_what_changes_the_sample_and_not_on_n():
     assert sample_key("fp2", base, 5) != k
     assert sample_key("fp", replace(base, prompt="b"), 5) != k
     assert sample_key("fp", replace(base, sampling=replace(base.sampling, temperature=0.5)), 5) != k
+
+
+def drain(stream, requests):
+    for tag, request in enumerate(requests):
+        stream.submit(tag, request)
+    out = {}
+    while len(out) < len(requests):
+        out.update(stream.step())
+    return [out[i] for i in range(len(requests))]
+
+
+def test_stream_answers_like_generate_and_sends_only_the_missing_samples():
+    inner, first = make()
+    first.generate([req("a", 2, 100)])
+    persisted = []
+    inner2, second = make({e.key: e for e in first.new_entries})
+    second.on_new = persisted.append
+    with second.stream() as stream:
+        out = drain(stream, [req("a", 4, 100), req("b", 1, 5), req("a", 2, 100)])
+    assert [[s.text for s in x] for x in out] == [["a@100", "a@101", "a@102", "a@103"], ["b@5"], ["a@100", "a@101"]]
+    # The engine has no stream of its own: its `generate` answers the misses, once each, as one request per run.
+    assert [(r.prompt, r.n, r.sampling.seed) for r in inner2.requests] == [("a", 2, 102), ("b", 1, 5)]
+    assert second.hits == 4 and second.misses == 3
+    assert [sorted(e.seed for e in batch) for batch in persisted] == [[5, 102, 103]]  # persisted when it ends
+
+
+def test_a_fully_cached_stream_never_builds_the_engine():
+    inner, first = make()
+    first.generate([req("a", 3, 100)])
+    built = []
+    cached = CachedEngine(lambda: built.append(1) or inner, "fp", {e.key: e for e in first.new_entries}, lambda r: "p1")
+    with cached.stream() as stream:
+        out = drain(stream, [req("a", 3, 100)])
+        assert stream.in_flight() == 0
+    assert [s.text for s in out[0]] == ["a@100", "a@101", "a@102"] and built == []
+
+
+def test_a_long_stream_persists_its_new_samples_as_it_goes(monkeypatch):
+    from engines import cache
+
+    monkeypatch.setattr(cache._CachedStream, "flush_samples", 3)
+    persisted = []
+    _, cached = make()
+    cached.on_new = persisted.append
+    with cached.stream() as stream:
+        drain(stream, [req("a", 2, 1), req("b", 2, 1)])
+        assert [len(batch) for batch in persisted] == [4]  # flushed once 3 or more had come, before the end
+        drain(stream, [req("c", 1, 1)])
+    assert [len(batch) for batch in persisted] == [4, 1] and len(cached.new_entries) == 5

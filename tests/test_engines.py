@@ -172,6 +172,39 @@ def test_vllm_same_seed_same_samples_and_seeds_per_request_differ(vllm_engine) -
 
 
 @slow
+def test_vllm_stream_answers_as_generate_does_and_requests_join_a_running_batch(vllm_engine) -> None:
+    requests = [Request(p, n, sampling(40 + 7 * i)) for i, (p, n) in enumerate(zip(PROMPTS, [3, 1, 0, 2], strict=True))]
+    too_long = Request("1+" * 400, 2, sampling(9))  # over max_model_len: error samples, the others unharmed
+    expected = vllm_engine.generate([*requests, too_long])
+    got: dict[int, list[Sample]] = {}
+    with vllm_engine.stream() as stream:
+        stream.submit(0, requests[0])
+        assert stream.in_flight() == 3
+        steps = 0
+        while not got:
+            got.update(stream.step())
+            steps += 1
+            if steps == 2:  # the others join while the first is being generated
+                for tag in (1, 2, 3, 4):
+                    stream.submit(tag, [*requests, too_long][tag])
+        while len(got) < 5:
+            got.update(stream.step())
+        assert stream.in_flight() == 0
+        stream.submit(9, Request(QUESTION, 2, sampling(77, max_tokens=40)))  # left running: aborted at the end
+    assert [got[i] for i in range(5)] == expected
+    assert [s.finish_reason for s in got[4]] == ["error", "error"] and got[2] == []
+    assert vllm_engine.generate(requests[:1]) == expected[:1]  # the engine is free and whole after the stream
+    # Both go through `add_request`/`step`; vLLM's own `LLM.generate` gives the same samples.
+    from engines.vllm_engine import sampling_params_of
+
+    live = [r for r in requests if r.n]
+    raw = vllm_engine._llm.generate([r.prompt for r in live], [sampling_params_of(r) for r in live], use_tqdm=False)
+    assert [[c.text for c in sorted(o.outputs, key=lambda c: c.index)] for o in raw] == [
+        texts(samples) for samples in expected[:4] if samples
+    ]
+
+
+@slow
 def test_vllm_sample_i_uses_seed_plus_i(vllm_engine) -> None:
     together = vllm_engine.generate([Request(QUESTION, 3, sampling(300))])[0]
     alone = vllm_engine.generate([Request(QUESTION, 1, sampling(300 + i)) for i in range(3)])

@@ -9,17 +9,27 @@ With `sequences_in_flight`, searches start in order only while the live ones ask
 per round; each round starts more as others end. The calls then stay near that size until the searches run out,
 instead of shrinking round by round as the searches of one batch finish (the tail of a batch of searches is a
 few long searches asking for a handful of sequences per call).
+
+With `request_level`, the driver does not wait for rounds: it hands each request to the engine's `RequestStream`
+(engines/base.py) as soon as its search asks for it, and sends a search its answers as soon as the last request of
+its round is done, so the next round joins the engine's running batch while the other searches' requests are still
+being generated. On vLLM that is continuous batching across searches: no engine call ends waiting for its longest
+rollout while the searches it has answered sit idle. The samples, and so the results, are the same either way;
+only the order in which the searches advance differs. Fill is then counted per engine step.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.base import Engine, EngineError, with_retries
+from engines.base import Engine, EngineError, open_stream, with_retries
 from schemas.records import Request, Sample
+
+log = logging.getLogger(__name__)
 
 Search = Generator[list[Request], list[list[Sample]], Any]
 
@@ -34,8 +44,10 @@ class SearchOutcome:
 
 @dataclass
 class DriverStats:
-    """Engine-side figures of one `run_searches` call."""
+    """Engine-side figures of one `run_searches` call. `unit`: what `calls` and `call_sequences` count, an engine
+    call (rounds) or an engine step with the sequences in flight during it (request level)."""
 
+    unit: str = "call"
     calls: int = 0
     requests: int = 0
     sequences: int = 0
@@ -69,15 +81,21 @@ def run_searches(
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     on_done: Callable[[int], None] | None = None,
+    request_level: bool = False,
 ) -> tuple[list[SearchOutcome], DriverStats]:
     """Drive `searches` to completion; a failing search or engine call never stops the others.
 
     `sequences_in_flight`: start a search only while the live ones ask for fewer sequences per round (None: all at
     once). Searches start in the order given, so the calls are the same for the same searches.
     `on_done(index)` is called as each search ends, with a result or an error (progress of a long batch).
+    `request_level`: requests go to the engine one by one as they come (its `stream()`, or a `BatchStream`).
     """
     if sequences_in_flight is not None and sequences_in_flight < 1:
         raise ValueError(f"sequences_in_flight must be at least 1, got {sequences_in_flight}")
+    if request_level:
+        return _run_request_level(
+            searches, engine, max_sequences_per_call, sequences_in_flight, attempts, backoff_s, sleep, on_done
+        )
     outcomes = [SearchOutcome() for _ in searches]
     stats = DriverStats()
     pending: dict[int, list[Request]] = {}
@@ -199,3 +217,115 @@ def _call(
     stats.call_sequences.append(sequences)
     stats.generated_tokens += sum(s.n_tokens for samples in out for s in samples)
     return out
+
+
+def _run_request_level(
+    searches: Sequence[Search],
+    engine: Engine,
+    max_sequences_per_call: int,
+    sequences_in_flight: int | None,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None],
+    on_done: Callable[[int], None] | None,
+) -> tuple[list[SearchOutcome], DriverStats]:
+    """`run_searches` with requests submitted as they come and rounds answered as they complete.
+
+    A failed engine step aborts what is in flight; each waiting search's round is then retried alone with
+    `generate` (as a failed merged call is in the round driver), so one bad request fails one search.
+    """
+    outcomes = [SearchOutcome() for _ in searches]
+    stats = DriverStats(unit="step")
+    rounds: dict[int, list[Request]] = {}  # the round each waiting search asked for
+    answers: dict[int, list[list[Sample] | None]] = {}
+    left: dict[int, int] = {}  # requests of that round not answered yet
+    started = 0
+    context = open_stream(engine, max_sequences_per_call)
+
+    def end(index: int, result: Any = None, error: str | None = None) -> None:
+        outcomes[index].result, outcomes[index].error = result, error
+        for table in (rounds, answers, left):
+            table.pop(index, None)
+        if error is not None:
+            searches[index].close()
+        if on_done is not None:
+            on_done(index)
+
+    with context as stream:
+
+        def advance(index: int, answer: list[list[Sample]] | None) -> None:
+            search = searches[index]
+            while True:
+                try:
+                    requests = next(search) if answer is None else search.send(answer)
+                except StopIteration as stop:
+                    end(index, result=stop.value)
+                    return
+                except Exception as error:  # noqa: BLE001 - a broken search is reported, the others go on
+                    end(index, error=f"search failed: {type(error).__name__}: {error}")
+                    return
+                if requests:
+                    break
+                answer = []  # a round that asks for nothing is answered at once
+            rounds[index], answers[index], left[index] = list(requests), [None] * len(requests), len(requests)
+            for position, request in enumerate(requests):
+                try:
+                    stream.submit((index, position), request)
+                except Exception as error:  # noqa: BLE001 - a request the engine refuses fails its search only
+                    end(index, error=f"engine refused a request: {type(error).__name__}: {error}")
+                    return
+
+        def start_more() -> None:
+            nonlocal started
+            while started < len(searches) and (sequences_in_flight is None or stream.in_flight() < sequences_in_flight):
+                started += 1
+                advance(started - 1, None)
+
+        def answered(index: int, position: int, samples: list[Sample]) -> None:
+            if index not in rounds:
+                return  # its search has already failed
+            answers[index][position] = samples
+            left[index] -= 1
+            stats.requests += 1
+            stats.sequences += len(samples)
+            stats.generated_tokens += sum(s.n_tokens for s in samples)
+            if left[index] == 0:
+                answer = answers[index]
+                del rounds[index], answers[index], left[index]
+                advance(index, answer)  # type: ignore[arg-type] - every slot is filled
+
+        start_more()
+        while rounds or started < len(searches):
+            sequences = stream.in_flight()
+            began = time.perf_counter()
+            try:
+                finished = stream.step()
+            except Exception as error:  # noqa: BLE001 - the waiting searches are retried one by one below
+                stats.engine_seconds += time.perf_counter() - began
+                log.warning("engine step failed (%s); retrying %d searches one by one", error, len(rounds))
+                stream.abort()
+                retried = {index: list(requests) for index, requests in rounds.items()}
+                # Every retry runs before any search moves on: a new submission would mix into these `generate`s.
+                results = {
+                    index: _generate_group([index], retried, engine, stats, attempts, backoff_s, sleep)[index]
+                    for index in retried
+                }
+                for index, result in results.items():
+                    rounds.pop(index, None)
+                    if isinstance(result, str):
+                        end(index, error=result)
+                    else:
+                        advance(index, result)
+                start_more()
+                continue
+            stats.engine_seconds += time.perf_counter() - began
+            if rounds and not finished and not stream.in_flight():
+                for index in list(rounds):  # nothing in flight will ever answer them: an engine bug, not a hang
+                    end(index, error="engine lost the requests of this search (nothing in flight, no answer)")
+            if sequences or finished:
+                stats.calls += 1
+                stats.call_sequences.append(sequences)
+            for (index, position), samples in finished:
+                answered(index, position, samples)
+            start_more()
+    return outcomes, stats

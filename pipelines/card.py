@@ -310,7 +310,9 @@ def render_card(
     if engine.get("model_sha256"):
         out.append(f"| policy weights sha256 | `{engine['model_sha256']}` |")
     if engine.get("generated_tokens") is not None:
-        out.append(f"| generated tokens | {engine['generated_tokens']} in {engine.get('engine_calls')} engine calls |")
+        out.append(
+            f"| generated tokens | {engine['generated_tokens']} in {engine.get('engine_calls')} engine {engine.get('fill_unit', 'call')}s |"
+        )
     lineage = manifest.get("lineage") or {}
     for key, value in sorted(lineage.items()):
         if value is not None and not isinstance(value, dict | list):

@@ -130,7 +130,8 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     if not FileSystems.exists(path):
         return {}
     batches = json.loads(_read_bytes(path))
-    calls = [s for b in batches for s in b["call_sequences"]]
+    calls = [s for b in batches for s in b["call_sequences"]]  # per engine call, or per step (request level)
+    units = sorted({b.get("unit", "call") for b in batches})
     fills = sorted(min(1.0, s / capacity) for s in calls) or [0.0]
     engine_seconds = sum(b["engine_seconds"] for b in batches)
     tokens = sum(b["generated_tokens"] for b in batches)
@@ -147,7 +148,8 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
         "judge_generated_tokens": judge_tokens,
         "engine_calls": len(calls),
-        "sequences": sum(calls),
+        "fill_unit": "/".join(units) or "call",
+        "sequences": sum(b.get("sequences", sum(b["call_sequences"])) for b in batches),  # older files: calls
         "generated_tokens": tokens,
         "engine_seconds": round(engine_seconds, 3),
         "engine_tokens_per_second": round(tokens / engine_seconds, 1) if engine_seconds else 0.0,

@@ -386,6 +386,7 @@ def batch_fill_figures(run: RunFiles) -> dict[str, Any]:
         return {"available": False, "reason": "no batch capacity in the manifest"}
     sequences: list[int] = []
     boundaries: list[int] = []
+    unit = "/".join(sorted({b.get("unit", "call") for b in run.engine_stats})) or "call"
     for batch in run.engine_stats:  # batches in the order the run recorded them; calls in order inside each
         sequences.extend(batch.get("call_sequences", []))
         boundaries.append(len(sequences))
@@ -395,6 +396,7 @@ def batch_fill_figures(run: RunFiles) -> dict[str, Any]:
         "available": bool(sequences),
         "reason": None if sequences else "no engine calls",
         "batch_capacity": capacity,
+        "unit": unit,  # call: sequences of each engine call | step: sequences in flight at each engine step
         "engine_calls": len(sequences),
         "batches": len(run.engine_stats),
         "batch_ends": boundaries[:-1],
@@ -647,12 +649,14 @@ def plot_batch_fill(figures: dict[str, Any]) -> Figure:
         axes.axvline(end + 0.5, color="#555555", linestyle=":", linewidth=1.2, zorder=3)
     axes.axhline(figures["batch_fill_mean"], color="#333333", linestyle="--", linewidth=1)
     axes.set_title(
-        f"{figures['engine_calls']} calls, fill mean {figures['batch_fill_mean']:.3f} (dashed), "
+        f"{figures['engine_calls']} {figures.get('unit', 'call')}s, fill mean {figures['batch_fill_mean']:.3f} (dashed), "
         f"p10 {figures['batch_fill_p10']:.3f}"
     )
     axes.set_xlim(0.5, len(fills) + 0.5)
     axes.set_ylim(0, 1.05)
-    axes.set_xlabel(f"engine call, in order (dotted lines separate the {figures['batches']} search batches)")
+    axes.set_xlabel(
+        f"engine {figures.get('unit', 'call')}, in order (dotted lines separate the {figures['batches']} search batches)"
+    )
     axes.set_ylabel(f"sequences / {figures['batch_capacity']}")
     axes.xaxis.get_major_locator().set_params(integer=True)
     return figure
@@ -719,7 +723,8 @@ CAPTIONS = {
     "generated completion counted once, and their tokens, divided by the labelled steps in data/.",
     "dead_letters_and_filtered": "Rows that left the run with a reason: dead letters (bad input, failed search "
     "or labelling) and labelled paths a filter dropped.",
-    "batch_fill": "Sequences per policy-engine call as a share of the batch capacity, in call order.",
+    "batch_fill": "Sequences per policy-engine call (or, with search.driver=requests, in flight at each engine "
+    "step) as a share of the batch capacity, in order.",
 }
 
 

@@ -146,3 +146,165 @@ def test_on_done_reports_each_search_once_as_it_ends():
     # y and the broken search end after round one, the failed request's search with its call, x last.
     assert sorted(ended) == [0, 1, 2, 3] and ended[-1] == 0
     assert set(ended[:3]) == {1, 2, 3}
+
+
+# --- request level ---------------------------------------------------------------------------------------------
+
+
+class SteppedStream:
+    """A `RequestStream` double: a request whose prompt ends in "~k" takes k steps, others one; records every
+    submission with the step it came in."""
+
+    def __init__(self, fail_at_step=None):
+        self.now = 0
+        self.running = []  # [steps left, tag, request]
+        self.submitted = []  # (step, prompt)
+        self.fail_at_step = fail_at_step
+        self.aborted = 0
+
+    def submit(self, tag, request):
+        steps = int(request.prompt.rsplit("~", 1)[1]) if "~" in request.prompt else 1
+        self.running.append([steps, tag, request])
+        self.submitted.append((self.now, request.prompt))
+
+    def step(self):
+        self.now += 1
+        if self.now == self.fail_at_step:
+            raise RuntimeError("device lost")
+        for item in self.running:
+            item[0] -= 1
+        done = [
+            (tag, [Sample(f"{r.prompt}#{i}", "stop", 3) for i in range(r.n)])
+            for left, tag, r in self.running
+            if left == 0
+        ]
+        self.running = [item for item in self.running if item[0] > 0]
+        return done
+
+    def in_flight(self):
+        return sum(r.n for _, _, r in self.running)
+
+    def abort(self):
+        self.aborted += 1
+        self.running = []
+
+
+class StreamingEngine(CountingEngine):
+    """CountingEngine (for retries with `generate`) that also opens a `SteppedStream`."""
+
+    def __init__(self, fail_at_step=None, **kwargs):
+        super().__init__(**kwargs)
+        self.opened = SteppedStream(fail_at_step)
+
+    def stream(self):
+        import contextlib
+
+        return contextlib.nullcontext(self.opened)
+
+
+def chain(name: str, rounds: int, steps: int = 1):
+    """One request a round, each taking `steps` engine steps."""
+    got = []
+    for i in range(rounds):
+        answer = yield [Request(f"{name}/r{i}~{steps}", 1, SamplingParams())]
+        got.append(answer[0][0].text)
+    return got
+
+
+def test_request_level_moves_a_search_on_without_waiting_for_the_others():
+    engine = StreamingEngine()
+    outcomes, stats = run_searches([chain("slow", 1, steps=5), chain("fast", 3)], engine, request_level=True)
+    # fast's rounds 2 and 3 join while slow's 5-step request still runs: no round waits for the longest request.
+    assert engine.opened.submitted == [(0, "slow/r0~5"), (0, "fast/r0~1"), (1, "fast/r1~1"), (2, "fast/r2~1")]
+    assert outcomes[1].result == ["fast/r0~1#0", "fast/r1~1#0", "fast/r2~1#0"]
+    assert outcomes[0].result == ["slow/r0~5#0"]
+    assert stats.unit == "step" and stats.calls == 5 and stats.call_sequences == [2, 2, 2, 1, 1]
+    assert stats.requests == 4 and stats.sequences == 4 and engine.calls == []  # generate is never used
+
+
+def test_request_level_gives_the_rounds_driver_answers():
+    def searches():
+        return [two_round_search(str(i), 1 + i % 3) for i in range(7)] + [chain("c", 4, steps=2)]
+
+    rounds, _ = run_searches(searches(), CountingEngine())
+    streamed, _ = run_searches(searches(), StreamingEngine(), request_level=True)
+    batched, stats = run_searches(searches(), CountingEngine(), request_level=True, max_sequences_per_call=5)
+    assert [o.result for o in streamed] == [o.result for o in rounds] == [o.result for o in batched]
+    assert all(o.error is None for o in streamed + batched)
+    # Without a stream of its own, each step is one `generate` of the queued requests (whole, at most 5 sequences).
+    assert stats.unit == "step" and stats.sequences == 3 * sum(1 + i % 3 for i in range(7)) + 4
+
+
+def test_request_level_starts_searches_as_sequences_leave_the_engine():
+    engine = StreamingEngine()
+    searches = [chain(name, 1, steps=2) for name in ("a", "b", "c", "d")]
+    outcomes, _ = run_searches(searches, engine, request_level=True, sequences_in_flight=2)
+    assert [step for step, _ in engine.opened.submitted] == [0, 0, 2, 2]
+    assert all(o.error is None for o in outcomes)
+
+
+def test_a_failed_step_retries_each_waiting_search_alone():
+    engine = StreamingEngine(fail_at_step=2, fail_prompts={"bad/r0~3"})
+    ended = []
+    searches = [chain("ok", 2, steps=3), chain("bad", 1, steps=3), chain("fine", 3)]
+    outcomes, _ = run_searches(
+        searches, engine, request_level=True, attempts=2, sleep=lambda s: None, on_done=ended.append
+    )
+    assert engine.opened.aborted == 1
+    # The step failed with a round of each in flight: each went to `generate` alone (bad's twice: 2 attempts), and
+    # bad's poisoned prompt fails only bad; the others go on in the stream.
+    calls = [[r.prompt for r in call] for call in engine.calls]
+    assert calls == [["ok/r0~3"], ["bad/r0~3"], ["bad/r0~3"], ["fine/r1~1"]]
+    assert [prompt for _, prompt in engine.opened.submitted][-2:] == ["ok/r1~3", "fine/r2~1"]
+    assert outcomes[1].error is not None and "poisoned prompt" in outcomes[1].error
+    assert outcomes[0].result == ["ok/r0~3#0", "ok/r1~3#0"]
+    assert outcomes[2].result == ["fine/r0~1#0", "fine/r1~1#0", "fine/r2~1#0"]
+    assert sorted(ended) == [0, 1, 2]
+
+
+def test_request_level_empty_rounds_crashes_and_refused_requests():
+    class Refusing(StreamingEngine):
+        def stream(self):
+            import contextlib
+
+            stream = self.opened
+            submit = stream.submit
+
+            def refuse(tag, request):
+                if request.prompt.startswith("refused"):
+                    raise ValueError("prompt too long")
+                submit(tag, request)
+
+            stream.submit = refuse
+            return contextlib.nullcontext(stream)
+
+    def nothing():
+        got = yield []
+        assert got == []
+        return "done"
+
+    def broken():
+        yield [Request("p", 1, SamplingParams())]
+        raise ValueError("bad evidence")
+
+    engine = Refusing()
+    outcomes, _ = run_searches([nothing(), broken(), chain("refused", 1), chain("ok", 2)], engine, request_level=True)
+    assert outcomes[0].result == "done"
+    assert outcomes[1].error == "search failed: ValueError: bad evidence"
+    assert outcomes[2].error == "engine refused a request: ValueError: prompt too long"
+    assert outcomes[3].result == ["ok/r0~1#0", "ok/r1~1#0"]
+
+
+def test_an_engine_behind_a_proxy_is_driven_through_generate():
+    class Proxy:  # forwards every name, like Beam's MultiProcessShared proxy; a stream cannot cross processes
+        def __init__(self, target):
+            self._target = target
+
+        def __getattr__(self, name):
+            return getattr(self._target, name)
+
+    engine = StreamingEngine()
+    outcomes, stats = run_searches([chain("a", 2), chain("b", 1)], Proxy(engine), request_level=True)
+    assert [o.result for o in outcomes] == [["a/r0~1#0", "a/r1~1#0"], ["b/r0~1#0"]]
+    assert engine.opened.submitted == [] and [len(call) for call in engine.calls] == [2, 1]
+    assert stats.unit == "step" and stats.call_sequences == [2, 1]

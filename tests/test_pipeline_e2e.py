@@ -131,6 +131,20 @@ def test_searches_started_as_others_end_give_the_same_rows(two_runs, input_file,
     assert labels(tmp_path / "staged") == labels(a)
 
 
+def test_the_rounds_driver_gives_the_request_level_evidence_and_rows(two_runs, input_file, tmp_path):
+    from pipelines import synthesize
+
+    a, _, (manifest, _) = two_runs  # the default driver: requests join the engine's running batch one by one
+    by_rounds = synthesize.run(make_config(input_file, **{"search.driver": "rounds"}), str(tmp_path / "rounds"))
+    assert by_rounds["counts"]["balanced"] is True
+    assert manifest["engine"]["fill_unit"] == "step" and by_rounds["engine"]["fill_unit"] == "call"
+    assert by_rounds["engine"]["sequences"] == manifest["engine"]["sequences"]
+    evidence = {k: v for k, v in digests(tmp_path / "rounds").items() if k.startswith("evidence/")}
+    assert evidence and evidence == {k: v for k, v in digests(a).items() if k in evidence}
+    drop = ["config_hash"]
+    assert pq.read_table(tmp_path / "rounds" / "data").drop(drop) == pq.read_table(a / "data").drop(drop)
+
+
 def test_datasets_loads_the_shards_with_trl_columns(two_runs):
     import datasets
 

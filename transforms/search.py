@@ -233,6 +233,7 @@ class _SearchBatch(beam.DoFn):
             attempts=self.config.policy.max_retries,
             backoff_s=self.config.policy.backoff_s,
             on_done=on_done,
+            request_level=self.config.search.driver == "requests",
         )
 
     def process(self, element: tuple[int, list[tuple[Problem, list[dict[str, Any]]]]], total: int = 0) -> Iterator[Any]:

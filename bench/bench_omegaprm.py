@@ -4,9 +4,10 @@
     .venv/bin/python bench/bench_omegaprm.py --mc-k 64,32,16,8,4   # MC's cost over a wider range of agreement
 
 Prints, for each method: samples (solutions + completions) and generated tokens per labelled step, first-error
-agreement with the exact arithmetic first error (by chain length), engine batch fill (mean, p10), generated
-tokens/s of the search stage against one raw `vllm.LLM.generate` of the same requests, the cost per labelled
-step by chain length (2 to 6 steps), and where OmegaPRM's samples went.
+agreement with the exact arithmetic first error (by chain length), engine batch fill (mean, p10; per driver call or
+step, and per vLLM engine step for the search stage and the raw replay), generated tokens/s of the search stage
+against one raw `vllm.LLM.generate`-style call with the same requests, the cost per labelled step by chain length
+(2 to 6 steps), and where OmegaPRM's samples went. `--driver requests` runs the request-level driver.
 
 Counting: a labelled step is a distinct (problem, prefix + step) pair; a step labelled in several paths (duplicate
 solutions of MC, the shared prefixes of OmegaPRM's paths) counts once. Rows x steps is printed beside it.
@@ -25,7 +26,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def engine_figures(manifest: dict) -> dict:
         "batch_fill_mean": engine.get("batch_fill_mean"),
         "batch_fill_p10": engine.get("batch_fill_p10"),
         "engine_calls": engine.get("engine_calls"),
+        "fill_unit": engine.get("fill_unit", "call"),
         "mean_sequences_per_call": engine.get("mean_sequences_per_call"),
         "wall_s": manifest["timings"]["wall_seconds"],
     }
@@ -125,12 +127,29 @@ def omegaprm_costs(nodes: list[dict]) -> dict:
     }
 
 
+def step_log(config) -> Counter:
+    """The engine's steps so far by sequences in flight (`VLLMEngine.step_sequences`); empty for other engines."""
+    from engines import get_engine
+
+    return Counter(getattr(get_engine(config.policy), "step_sequences", {}))
+
+
+def step_fill(before: Counter, after: Counter, capacity: int) -> dict:
+    """Per-step batch fill between two step logs: sequences in flight at each engine step / capacity."""
+    steps = after - before
+    fills = sorted(f for sequences, count in steps.items() for f in [min(1.0, sequences / capacity)] * count)
+    if not fills:
+        return {}
+    return {"steps": len(fills), "mean": round(sum(fills) / len(fills), 4), "p10": fills[int(0.1 * (len(fills) - 1))]}
+
+
 def raw_ratio(run: Path, requests: list[Request], tokens: int, config) -> dict:
     from engines import get_engine
 
     stats = json.loads((run / "_work" / "engine_stats.json").read_text())
     search_wall = sum(b["wall_seconds"] for b in stats)
     engine = get_engine(config.policy)
+    before = step_log(config)
     started = time.perf_counter()
     out = engine.generate(requests)
     raw_wall = time.perf_counter() - started
@@ -139,6 +158,7 @@ def raw_ratio(run: Path, requests: list[Request], tokens: int, config) -> dict:
         "search_stage_tokens_per_s": round(tokens / search_wall, 1),
         "raw_tokens_per_s": round(raw_tokens / raw_wall, 1),
         "ratio_search_to_raw": round((tokens / search_wall) / (raw_tokens / raw_wall), 3),
+        "raw_step_fill": step_fill(before, step_log(config), config.policy.max_num_seqs),
     }
 
 
@@ -154,6 +174,9 @@ def main() -> None:
     parser.add_argument("--problems-per-batch", type=int, default=256)
     parser.add_argument(
         "--sequences-in-flight", type=int, default=0, help="search.sequences_in_flight (0: every search at once)"
+    )
+    parser.add_argument(
+        "--driver", default="rounds", choices=("rounds", "requests"), help="search.driver (engines/driver.py)"
     )
     parser.add_argument(
         "--work", help="folder of the runs; a run already there with the same config is read again, not rerun"
@@ -172,6 +195,7 @@ def main() -> None:
         "output.num_shards=1",
         f"search.problems_per_batch={args.problems_per_batch}",
         f"search.sequences_in_flight={args.sequences_in_flight}",
+        f"search.driver={args.driver}",
     ]
     runs = []
     for k in (int(x) for x in args.mc_k.split(",") if x):
@@ -186,6 +210,7 @@ def main() -> None:
             f"search.omegaprm={omegaprm}",
         ]
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
+    step_fills: dict[str, dict] = {}  # per-step engine fill of each search stage run now
     warm = False  # the engine is warmed before its first use: a rerun that only reads stored runs never starts it
     results = []
     candidates: list[Labeller] = []  # OmegaPRM labels, each compared with every MC run on its own problems
@@ -199,11 +224,15 @@ def main() -> None:
             if not warm:
                 warm_up(config)
                 warm = True
+            before = step_log(config)
             manifest = synthesize.run(config, str(run))
+            step_fills[name] = step_fill(before, step_log(config), config.policy.max_num_seqs)
         rows = read_table(run / "data", "train-*.parquet")
         samples: dict[str, int] = defaultdict(int)
         tokens = manifest["engine"]["generated_tokens"]
         result = {"method": name, "k": k, "code_version": manifest["code_version"], **engine_figures(manifest)}
+        if name in step_fills:  # only for a run made now, not one read back from --work
+            result["search_step_fill"] = step_fills[name]
         if name.startswith("omegaprm"):
             nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
             for node in nodes:

@@ -16,7 +16,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import base_sampling, demo_config, read_problems, read_table, warm_up, write_problems
+from common import (
+    base_sampling,
+    demo_config,
+    raw_generate,
+    read_problems,
+    read_table,
+    step_fill,
+    step_log,
+    warm_up,
+    write_problems,
+)
 
 from annotators.mc import generated_completions, prefix_key
 from schemas.records import Request, derive_seed
@@ -58,7 +68,6 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
 
-    from engines import get_engine
     from pipelines import synthesize
     from schemas import tables
     from transforms.write import table_bytes
@@ -67,7 +76,9 @@ def main() -> None:
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
     config = demo_config(problems, ["output.num_shards=4", *args.set])
     warm_up(config)
+    before = step_log(config)
     manifest = synthesize.run(config, str(work / "run"))
+    search_step_fill = step_fill(before, step_log(config), config.policy.max_num_seqs)
     counts, engine_stats = manifest["counts"], manifest["engine"]
     wall = manifest["timings"]["wall_seconds"]
     tokens = engine_stats["generated_tokens"]
@@ -75,11 +86,8 @@ def main() -> None:
     search_wall = sum(b["wall_seconds"] for b in stats)
 
     requests = replay_requests(work / "run", config)
-    engine = get_engine(config.policy)
-    started = time.perf_counter()
-    samples = engine.generate(requests)
-    raw_wall = time.perf_counter() - started
-    raw_tokens = sum(s.n_tokens for group in samples for s in group)
+    raw = raw_generate(config, requests)
+    raw_wall, raw_tokens = raw["wall_s"], raw["tokens"]
 
     rows = read_table(work / "run" / "data", "train-*.parquet")
     started = time.perf_counter()
@@ -115,6 +123,8 @@ def main() -> None:
                 "search_stage_wall_s": round(search_wall, 2),
                 "search_stage_tokens_per_s": round(search_tps, 1),
                 "raw_requests": len(requests),
+                "search_step_fill": search_step_fill,
+                "raw_step_fill": raw["step_fill"],
                 "raw_generate_wall_s": round(raw_wall, 2),
                 "raw_generate_tokens": raw_tokens,
                 "raw_tokens_per_s": round(raw_tps, 1),

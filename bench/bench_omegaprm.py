@@ -6,7 +6,7 @@
 Prints, for each method: samples (solutions + completions) and generated tokens per labelled step, first-error
 agreement with the exact arithmetic first error (by chain length), engine batch fill (mean, p10; per driver call or
 step, and per vLLM engine step for the search stage and the raw replay), generated tokens/s of the search stage
-against one raw `vllm.LLM.generate`-style call with the same requests, the cost per labelled step by chain length
+against one raw `vllm.LLM.generate` of the same requests, the cost per labelled step by chain length
 (2 to 6 steps), and where OmegaPRM's samples went. `--driver requests` runs the request-level driver.
 
 Counting: a labelled step is a distinct (problem, prefix + step) pair; a step labelled in several paths (duplicate
@@ -25,12 +25,21 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from common import base_sampling, demo_config, read_problems, read_table, warm_up, write_problems
+from common import (
+    base_sampling,
+    demo_config,
+    raw_generate,
+    read_problems,
+    read_table,
+    step_fill,
+    step_log,
+    warm_up,
+    write_problems,
+)
 
 from annotators.compare import Labeller, matched_quality, mc_assumption, unique_labelled_steps
 from annotators.exact import arithmetic_expression, first_error_agreement
@@ -127,38 +136,15 @@ def omegaprm_costs(nodes: list[dict]) -> dict:
     }
 
 
-def step_log(config) -> Counter:
-    """The engine's steps so far by sequences in flight (`VLLMEngine.step_sequences`); empty for other engines."""
-    from engines import get_engine
-
-    return Counter(getattr(get_engine(config.policy), "step_sequences", {}))
-
-
-def step_fill(before: Counter, after: Counter, capacity: int) -> dict:
-    """Per-step batch fill between two step logs: sequences in flight at each engine step / capacity."""
-    steps = after - before
-    fills = sorted(f for sequences, count in steps.items() for f in [min(1.0, sequences / capacity)] * count)
-    if not fills:
-        return {}
-    return {"steps": len(fills), "mean": round(sum(fills) / len(fills), 4), "p10": fills[int(0.1 * (len(fills) - 1))]}
-
-
 def raw_ratio(run: Path, requests: list[Request], tokens: int, config) -> dict:
-    from engines import get_engine
-
     stats = json.loads((run / "_work" / "engine_stats.json").read_text())
     search_wall = sum(b["wall_seconds"] for b in stats)
-    engine = get_engine(config.policy)
-    before = step_log(config)
-    started = time.perf_counter()
-    out = engine.generate(requests)
-    raw_wall = time.perf_counter() - started
-    raw_tokens = sum(s.n_tokens for g in out for s in g)
+    raw = raw_generate(config, requests)
     return {
         "search_stage_tokens_per_s": round(tokens / search_wall, 1),
-        "raw_tokens_per_s": round(raw_tokens / raw_wall, 1),
-        "ratio_search_to_raw": round((tokens / search_wall) / (raw_tokens / raw_wall), 3),
-        "raw_step_fill": step_fill(before, step_log(config), config.policy.max_num_seqs),
+        "raw_tokens_per_s": round(raw["tokens"] / raw["wall_s"], 1),
+        "ratio_search_to_raw": round((tokens / search_wall) / (raw["tokens"] / raw["wall_s"]), 3),
+        "raw_step_fill": raw["step_fill"],
     }
 
 

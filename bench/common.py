@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,49 @@ def warm_up(config: Config, problems: int = 64) -> None:
         for i, p in enumerate(generate_problems(problems, seed=987_654))
     ]
     get_engine(config.policy).generate(requests)
+
+
+def raw_generate(config: Config, requests: list[Any]) -> dict[str, Any]:
+    """One `vllm.LLM.generate` over `requests`, as a user would call it: its wall time, generated tokens, and its
+    engine steps by sequences in flight (counted by wrapping the LLMEngine's `step` for this call only)."""
+    import time
+
+    from engines import get_engine
+    from engines.vllm_engine import sampling_params_of
+
+    engine = get_engine(config.policy)
+    llm = engine._llm
+    core = llm.llm_engine
+    capacity = config.policy.max_num_seqs
+    steps: Counter[int] = Counter()
+    step = core.step
+
+    def counted_step() -> Any:
+        steps[min(core.get_num_unfinished_requests(), capacity)] += 1
+        return step()
+
+    core.step = counted_step
+    try:
+        started = time.perf_counter()
+        outputs = llm.generate([r.prompt for r in requests], [sampling_params_of(r) for r in requests], use_tqdm=False)
+        wall = time.perf_counter() - started
+    finally:
+        del core.step
+    tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
+    return {"wall_s": wall, "tokens": tokens, "step_fill": step_fill(Counter(), steps, capacity)}
+
+
+def step_log(config: Config) -> Counter:
+    """The engine's steps so far by sequences in flight (`VLLMEngine.step_sequences`); empty for other engines."""
+    from engines import get_engine
+
+    return Counter(getattr(get_engine(config.policy), "step_sequences", {}))
+
+
+def step_fill(before: Counter, after: Counter, capacity: int) -> dict[str, Any]:
+    """Per-step batch fill between two step logs: sequences in flight at each engine step / capacity."""
+    steps = after - before
+    fills = sorted(f for sequences, count in steps.items() for f in [min(1.0, sequences / capacity)] * count)
+    if not fills:
+        return {}
+    return {"steps": len(fills), "mean": round(sum(fills) / len(fills), 4), "p10": fills[int(0.1 * (len(fills) - 1))]}

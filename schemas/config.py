@@ -155,6 +155,8 @@ class SearchConfig:
     # soon as its round is done | rounds: each engine call answers one round of every live search (engines/driver.py).
     # Same samples either way; OmegaPRM k=8 on 1,000 problems took 3,901 vLLM steps at fill 0.82 by requests against
     # 5,513 at 0.59 by rounds (one raw generate of the same requests: 3,236 at 0.99; bench/bench_omegaprm.py --driver).
+    # On CPU a step costs about its tokens, so tokens/s came out the same; on a GPU a decode step costs about the
+    # same whatever its batch, so fewer, fuller steps are what counts there.
     driver: str = "requests"
     omegaprm: dict[str, Any] = field(default_factory=dict)
 

@@ -184,9 +184,8 @@ class _CachedStream:
         self._stack = stack
         self._inner: Any = None
         self._ready: list[tuple[Hashable, list[Sample]]] = []
-        self._waiting: dict[
-            int, tuple[Hashable, Request, list[Sample | None], int]
-        ] = {}  # id: tag, request, row, runs left
+        # A request with missing samples, by id: its tag, itself, its samples so far, its runs still generating.
+        self._waiting: dict[int, tuple[Hashable, Request, list[Sample | None], int]] = {}
         self._ids = 0
         self._fresh: list[CacheEntry] = []
 

@@ -151,8 +151,8 @@ class VLLMEngine:
     def stream(self) -> Iterator[_VLLMStream]:
         """Requests added to the running batch one by one (`engines.base.RequestStream`).
 
-        The stream holds the engine for its whole life: vLLM is not thread-safe, and a `generate` in between would
-        collect the stream's outputs as its own. Requests still running at the end are aborted.
+        The stream holds the engine for its whole life: vLLM is not thread-safe, and another stream stepping the
+        engine would be handed this one's outputs. Requests still running at the end are aborted.
         """
         with self._lock:
             stream = _VLLMStream(self)

@@ -310,8 +310,9 @@ def render_card(
     if engine.get("model_sha256"):
         out.append(f"| policy weights sha256 | `{engine['model_sha256']}` |")
     if engine.get("generated_tokens") is not None:
+        unit = engine.get("fill_unit", "call")  # step: the request-level driver counts engine steps
         out.append(
-            f"| generated tokens | {engine['generated_tokens']} in {engine.get('engine_calls')} engine {engine.get('fill_unit', 'call')}s |"
+            f"| generated tokens | {engine['generated_tokens']} in {engine.get('engine_calls')} engine {unit}s |"
         )
     lineage = manifest.get("lineage") or {}
     for key, value in sorted(lineage.items()):

@@ -648,15 +648,14 @@ def plot_batch_fill(figures: dict[str, Any]) -> Figure:
     for end in figures["batch_ends"]:
         axes.axvline(end + 0.5, color="#555555", linestyle=":", linewidth=1.2, zorder=3)
     axes.axhline(figures["batch_fill_mean"], color="#333333", linestyle="--", linewidth=1)
+    unit = figures.get("unit", "call")
     axes.set_title(
-        f"{figures['engine_calls']} {figures.get('unit', 'call')}s, fill mean {figures['batch_fill_mean']:.3f} (dashed), "
+        f"{figures['engine_calls']} {unit}s, fill mean {figures['batch_fill_mean']:.3f} (dashed), "
         f"p10 {figures['batch_fill_p10']:.3f}"
     )
     axes.set_xlim(0.5, len(fills) + 0.5)
     axes.set_ylim(0, 1.05)
-    axes.set_xlabel(
-        f"engine {figures.get('unit', 'call')}, in order (dotted lines separate the {figures['batches']} search batches)"
-    )
+    axes.set_xlabel(f"engine {unit}, in order (dotted lines separate the {figures['batches']} search batches)")
     axes.set_ylabel(f"sequences / {figures['batch_capacity']}")
     axes.xaxis.get_major_locator().set_params(integer=True)
     return figure

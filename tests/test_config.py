@@ -31,6 +31,7 @@ def test_hash_changes_with_config_and_is_stable():
         (["search.method=beam"], r"^search\.method: 'beam' is not one of"),
         (["search.num_solutions=0"], r"^search\.num_solutions: must be positive"),
         (["search.sequences_in_flight=-1"], r"^search\.sequences_in_flight: must be a whole number >= 0"),
+        (["search.driver=async"], r"^search\.driver: 'async' is not one of requests, rounds"),
         (["sampling.max_tokens=lots"], r"^sampling\.max_tokens: expected an integer"),
         (["sampling.temperature=-1"], r"^sampling\.temperature: must be >= 0"),
         (["policy.engine=llamacpp"], r"^policy\.engine: 'llamacpp'"),

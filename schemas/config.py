@@ -150,6 +150,8 @@ class SearchConfig:
     # 4 x vLLM's default max_num_seqs: OmegaPRM k=8 on 1,000 problems in batches of 1,024 went from 172 engine calls
     # at fill 0.34 (256 per batch, all at once) to 68 at 0.56, and from 0.86 to 0.97 of raw LLM.generate throughput
     # on CPU (means of 4 and 3 runs; bench/bench_omegaprm.py --problems-per-batch --sequences-in-flight).
+    # With the request-level driver more in flight fills vLLM's steps a little more (k=8: 4,034 steps at 512, 3,901 at
+    # 1,024, 3,765 at 2,048, 3,733 all at once); 1,024 keeps the queue bounded for very large batches.
     sequences_in_flight: int = 1024
     # requests: each request joins the engine's running batch as its search asks for it, and a search moves on as
     # soon as its round is done | rounds: each engine call answers one round of every live search (engines/driver.py).

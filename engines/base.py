@@ -53,6 +53,14 @@ def with_retries(
     raise EngineError(f"{what} failed after {attempts} attempts: {type(last).__name__}: {last}") from last
 
 
+def checked_generate(engine: Engine, requests: Sequence[Request]) -> list[list[Sample]]:
+    """`engine.generate(requests)`, refused unless it answers every request with exactly `request.n` samples."""
+    out = engine.generate(requests)
+    if len(out) != len(requests) or any(len(s) != r.n for s, r in zip(out, requests, strict=False)):
+        raise EngineError("engine returned the wrong number of samples")
+    return out
+
+
 class RequestStream(Protocol):
     """Requests in, answers out as each is done: the request-level form of an engine.
 
@@ -90,9 +98,7 @@ class BatchStream:
         batch = self._queue[:taken]
         if not batch:
             return []
-        samples = self.engine.generate([request for _, request in batch])
-        if len(samples) != len(batch) or any(len(s) != r.n for s, (_, r) in zip(samples, batch, strict=False)):
-            raise EngineError("engine returned the wrong number of samples")
+        samples = checked_generate(self.engine, [request for _, request in batch])
         del self._queue[:taken]
         return [(tag, got) for (tag, _), got in zip(batch, samples, strict=True)]
 

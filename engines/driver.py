@@ -26,7 +26,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.base import Engine, EngineError, open_stream, with_retries
+from engines.base import Engine, EngineError, checked_generate, open_stream, with_retries
 from schemas.records import Request, Sample
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,14 @@ def _call(
     backoff_s: float,
     sleep: Callable[[float], None],
 ) -> list[list[Sample]]:
-    def once() -> list[list[Sample]]:
-        out = engine.generate(requests)
-        if len(out) != len(requests) or any(len(s) != r.n for s, r in zip(out, requests, strict=False)):
-            raise EngineError("engine returned the wrong number of samples")
-        return out
-
     started = time.perf_counter()
-    out = with_retries(once, attempts=attempts, backoff_s=backoff_s, what=f"{engine.name} generate", sleep=sleep)
+    out = with_retries(
+        lambda: checked_generate(engine, requests),
+        attempts=attempts,
+        backoff_s=backoff_s,
+        what=f"{engine.name} generate",
+        sleep=sleep,
+    )
     stats.engine_seconds += time.perf_counter() - started
     stats.calls += 1
     stats.requests += len(requests)

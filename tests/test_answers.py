@@ -3,6 +3,7 @@ grading from worker threads, hostile inputs and truncation policies."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 import time
@@ -259,6 +260,19 @@ def test_grade_from_many_threads_at_once() -> None:
     assert [verdict.correct for verdict in verdicts] == [correct for _, _, correct in cases]
 
 
+def _exit_code(process: multiprocessing.Process, timeout_s: float) -> int | None:
+    """The process's exit code once it is reaped, by this thread or by the pool's manager thread.
+
+    The executor's manager thread also joins its workers; when it reaps one first, this thread's join returns
+    with exitcode None (waitpid: no child) until the manager thread has stored the code, so wait for that.
+    """
+    deadline = time.monotonic() + timeout_s
+    process.join(timeout=timeout_s)
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process.exitcode
+
+
 def test_worker_timeout_kills_the_worker_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
     grade_in_thread("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}")  # a warm worker, so the timeout below hits the task
     stuck_worker = answers._pool
@@ -268,8 +282,7 @@ def test_worker_timeout_kills_the_worker_and_recovers(monkeypatch: pytest.Monkey
     assert grade_in_thread("2^{2^{40}}", "5") == Verdict(None, "grader_timeout", "2^{2^{40}}")
     assert answers._pool is None
     for process in worker_processes:  # killed, not left to finish its 5 s computation
-        process.join(timeout=5)
-        assert process.exitcode == -signal.SIGKILL
+        assert _exit_code(process, timeout_s=5.0) == -signal.SIGKILL
     monkeypatch.setattr(answers, "WORKER_TASK_TIMEOUT_S", 30.0)
     assert grade_in_thread("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}").correct is True
     assert answers._pool is not None and answers._pool is not stuck_worker

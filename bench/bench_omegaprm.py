@@ -162,7 +162,7 @@ def main() -> None:
         "--sequences-in-flight", type=int, default=0, help="search.sequences_in_flight (0: every search at once)"
     )
     parser.add_argument(
-        "--driver", default="rounds", choices=("rounds", "requests"), help="search.driver (engines/driver.py)"
+        "--driver", default="requests", choices=("rounds", "requests"), help="search.driver (engines/driver.py)"
     )
     parser.add_argument(
         "--work", help="folder of the runs; a run already there with the same config is read again, not rerun"

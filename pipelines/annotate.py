@@ -182,6 +182,7 @@ def run(parent_run: str, config: Config, output: str, beam_args: list[str] | Non
     result.wait_until_finish()
     values = counters(result)
     values["read.rows_read"] = parent["counts"]["read"]
+    values["read.beyond_limit"] = parent["counts"].get("beyond_limit", 0)
     lineage = {
         "parent_run": parent_run,
         "parent_config_hash": parent["config_hash"],

@@ -1,7 +1,8 @@
 """`manifest.json`: written last, it marks a finished run and records what the run was and what it produced.
 
-Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, tokens); the
-accounting identities are checked and recorded under `counts.balanced`.
+Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, rows past
+`input.limit`, tokens); the accounting identity (rows read = rows past the limit + read dead letters + problems,
+and every problem labelled or dead-lettered later) is checked and recorded under `counts.balanced`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.config import Config
 from schemas.tables import SCHEMA_VERSION
+from transforms.dead_letters import problem_id_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,9 +90,22 @@ def count_outputs(output: str, evidence_run: str | None = None) -> dict[str, Any
     dead = [json.loads(line) for line in _read_bytes(dead_path).decode().splitlines() if line.strip()]
     steps = sum(len(r["labels"]) for r in paths)
     positives = sum(sum(r["labels"]) for r in paths)
+    labelled = {r["problem_id"] for r in paths + filtered}
+    # A problem dead-lettered after reading (all of it, or each of its paths) and with no row written; a dead
+    # letter whose row names no problem counts as one, so it can only make the counts not add up.
+    unnamed = 0
+    dead_problems: set[str] = set()
+    for letter in dead:
+        if letter["stage"] != "read":
+            problem_id = problem_id_of(letter)
+            if problem_id is None:
+                unnamed += 1
+            elif problem_id not in labelled:
+                dead_problems.add(problem_id)
     return {
         "paths": paths_rows,
-        "problems_labelled": len({r["problem_id"] for r in paths + filtered}),
+        "problems_labelled": len(labelled),
+        "problems_dead_lettered": len(dead_problems) + unnamed,
         "filtered": filtered_rows,
         "filtered_by_reason": dict(sorted(Counter(r["drop_reason"].split(":")[0] for r in filtered).items())),
         "retention_by_source": _retention(paths, filtered),
@@ -171,10 +186,12 @@ def write_manifest(
 ) -> dict[str, Any]:
     counts = count_outputs(output, (lineage or {}).get("parent_run"))
     rows_read = int(counters.get("read.rows_read", 0))
+    beyond_limit = int(counters.get("read.beyond_limit", 0))  # rows past input.limit: not read into problems
     by_stage = counts["dead_letters_by_stage"]
-    problems = rows_read - by_stage.get("read", 0)
-    counts = {"read": rows_read, "problems": problems, **counts}
-    counts["balanced"] = problems == counts["problems_labelled"] + by_stage.get("search", 0) + by_stage.get("label", 0)
+    problems = rows_read - beyond_limit - by_stage.get("read", 0)
+    counts = {"read": rows_read, "beyond_limit": beyond_limit, "problems": problems, **counts}
+    # Every problem read ends labelled (a row in data/ or filtered/) or dead-lettered at a later stage.
+    counts["balanced"] = problems == counts["problems_labelled"] + counts["problems_dead_lettered"]
     # Fill against what the engine runs at once (vLLM's max_num_seqs), not the driver's larger packing limit.
     capacity = min(config.search.max_sequences_per_call, config.policy.max_num_seqs)
     engine = engine_stats(output, capacity) or {"engine_calls": 0, "generated_tokens": 0}

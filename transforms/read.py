@@ -216,37 +216,33 @@ class ReadProblems(beam.PTransform):
             | "Drop duplicates" >> beam.FlatMap(_dedupe).with_outputs(DEAD, main=PROBLEMS)
         )
         problems = deduped[PROBLEMS]
-        dead_parts = [parsed[DEAD], deduped[DEAD]]
         if self.config.limit:
-            limited = problems | "Limit problems" >> _Limit(self.config.limit)
-            problems = limited[PROBLEMS]
-            dead_parts.append(limited[DEAD])
-        dead = tuple(dead_parts) | "Merge read dead letters" >> beam.Flatten()
+            problems = problems | "Limit problems" >> _Limit(self.config.limit)
+        dead = (parsed[DEAD], deduped[DEAD]) | "Merge read dead letters" >> beam.Flatten()
         return {PROBLEMS: problems, DEAD: dead}
 
 
 class _Limit(beam.PTransform):
-    """Keep the `n` problems with the smallest ids (deterministic); the rest are dead letters, not lost."""
+    """Keep the `n` problems with the smallest ids (deterministic); the rest are counted (`read.beyond_limit`,
+    the manifest's `counts.beyond_limit`), not dead-lettered: a limit is a choice, not an error."""
 
     def __init__(self, n: int):
         super().__init__()
         self.n = n
 
-    def expand(self, problems: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, problems: beam.PCollection) -> beam.PCollection:
         cutoff = (
             problems
             | "Ids" >> beam.Map(lambda p: p.problem_id)
             | "Smallest ids" >> beam.combiners.Top.Of(self.n, reverse=True)
             | "Largest kept id" >> beam.Map(lambda ids: ids[-1] if ids else "")
         )
+        beyond = Metrics.counter("read", "beyond_limit")
 
-        def route(problem: Problem, last: str) -> Iterator[Any]:
+        def route(problem: Problem, last: str) -> Iterator[Problem]:
             if problem.problem_id <= last:
                 yield problem
             else:
-                reason = f"skipped: beyond input.limit={self.n}"
-                yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", problem.source, reason, problem.to_dict()))
+                beyond.inc()
 
-        return problems | "Route by limit" >> beam.FlatMap(route, beam.pvalue.AsSingleton(cutoff)).with_outputs(
-            DEAD, main=PROBLEMS
-        )
+        return problems | "Route by limit" >> beam.FlatMap(route, beam.pvalue.AsSingleton(cutoff))

@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 files=(requirements.txt)
 [ "${1:-}" = "--test" ] && files+=(requirements-test.txt)
 python=${PYTHON:-python3}
+# The code sandbox runs generated code only under bubblewrap (docs/security.md); without it the code verifier
+# refuses to start. Installed from Debian's packages when we may; otherwise say so and go on.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap (the code sandbox's isolation)" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "setup: bubblewrap is missing and cannot be installed here (needs root and apt-get);" \
+      "the code verifier will refuse to run (docs/security.md)" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.stepforge-installed
 want=$(cat "${files[@]}" constraints.txt | sha256sum | cut -d' ' -f1)

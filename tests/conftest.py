@@ -32,3 +32,17 @@ def vllm_engine(tiny_model_dir: Path) -> Iterator[object]:
 
     yield get_engine(EngineConfig(engine="vllm", model=str(tiny_model_dir)))
     close_engines()
+
+
+def _sandbox_problem() -> str:
+    from annotators.verifiers.sandbox import isolation_problem
+
+    return isolation_problem()
+
+
+# Code runs only under the full isolation (bubblewrap, installed by scripts/setup.sh as root). Where it cannot be
+# set up, tests that run code skip with the reason; in CI (CI=true) they run and fail instead, loudly.
+needs_sandbox = pytest.mark.skipif(
+    not os.environ.get("CI") and bool(_sandbox_problem()),
+    reason=f"the code sandbox cannot run here: {_sandbox_problem() or 'n/a'}",
+)

@@ -24,6 +24,7 @@ from annotators.verifiers.sandbox import SandboxLimits
 from domains.code import HUMANEVAL_PATH, builtin_tasks, load_humaneval
 from engines.driver import run_searches
 from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed
+from tests.conftest import needs_sandbox
 
 TASKS = {row["problem_id"]: Problem.from_dict(row) for row in builtin_tasks()}
 SQUARES = TASKS["builtin/sum_of_squares"]
@@ -55,6 +56,7 @@ class ScriptedEngine:
 # ------------------------------------------------------------------------------------------------ domain
 
 
+@needs_sandbox
 def test_builtin_tasks_are_problem_dicts_that_pass() -> None:
     rows = builtin_tasks()
     assert 3 <= len(rows) <= 5
@@ -116,6 +118,7 @@ def test_rename_rewrites_later_lines_but_never_parameters() -> None:
 # ------------------------------------------------------------------------------------ PRLCoder mutation labels
 
 
+@needs_sandbox
 def test_mutation_labels_follow_the_recipe_and_are_deterministic() -> None:
     labelled = mutation_labels(SQUARES, SQUARES_LINES, seed=7, workers=2)
     assert labelled.reference_status == "passed" and labelled.variants
@@ -132,6 +135,7 @@ def test_mutation_labels_follow_the_recipe_and_are_deterministic() -> None:
     assert [(v.line_index, v.rule) for v in again.variants] == [(v.line_index, v.rule) for v in labelled.variants]
 
 
+@needs_sandbox
 def test_mutation_labels_need_a_passing_reference() -> None:
     broken = ["    return 0"]
     labelled = mutation_labels(SQUARES, broken)
@@ -141,6 +145,7 @@ def test_mutation_labels_need_a_passing_reference() -> None:
     assert mutation_labels(no_tests, SQUARES_LINES).reason == "the problem has no unit tests"
 
 
+@needs_sandbox
 def test_teacher_variant_search_parses_and_labels_teacher_lines() -> None:
     def teacher(request: Request) -> list[str]:
         if "/mutation/l4" in request.key:
@@ -174,6 +179,7 @@ def test_parse_teacher_line() -> None:
 # ----------------------------------------------------------------------------------------- prefix completions
 
 
+@needs_sandbox
 def test_prefix_completion_search_values_and_seeds() -> None:
     lines = [*SQUARES_LINES[:2], "", *SQUARES_LINES[2:]]  # a blank line shares the prefix before it
     wrong = "    return -1\n"
@@ -202,6 +208,7 @@ def test_prefix_completion_search_values_and_seeds() -> None:
     assert len(labels.statuses[0]) == 4
 
 
+@needs_sandbox
 def test_prefix_completion_search_ignores_error_samples() -> None:
     search = prefix_completion_search(SQUARES, SQUARES_LINES[:1], 2, SamplingParams(), run_seed=0)
     [request] = next(search)
@@ -215,6 +222,7 @@ def test_prefix_completion_search_ignores_error_samples() -> None:
 # --------------------------------------------------------------------------------------------- the verifier
 
 
+@needs_sandbox
 def test_verifier_flags_the_line_where_the_exception_surfaces() -> None:
     steps = ["    total = 0", "    for value in numbers:", "        total += [value][1]", "    return total"]
     verdicts = CodeVerifier().verify(SQUARES, steps)
@@ -222,6 +230,7 @@ def test_verifier_flags_the_line_where_the_exception_surfaces() -> None:
     assert "IndexError" in verdicts[2].reason and first_flagged(verdicts) == 2
 
 
+@needs_sandbox
 def test_verifier_skips_frames_in_the_prompt_helpers() -> None:
     prompt = "def helper(x):\n    return 10 // x\n\n\ndef f(x):\n"
     problem = Problem("h", prompt, "", domain="code", meta={"test": "def check(c):\n    c(1)\n", "entry_point": "f"})
@@ -229,12 +238,14 @@ def test_verifier_skips_frames_in_the_prompt_helpers() -> None:
     assert [v.verdict for v in verdicts] == [None, False] and "ZeroDivisionError" in verdicts[1].reason
 
 
+@needs_sandbox
 def test_verifier_flags_a_syntax_error_line() -> None:
     steps = ["    total = 0", "    for value in numbers", "        total += value", "    return total"]
     verdicts = CodeVerifier().verify(SQUARES, steps)
     assert first_flagged(verdicts) == 1 and "does not compile" in verdicts[1].reason
 
 
+@needs_sandbox
 def test_verifier_says_nothing_without_line_evidence() -> None:
     wrong_value = CodeVerifier().verify(SQUARES, ["    return 10"])
     assert wrong_value == [StepVerdict(None, wrong_value[0].reason)] and "AssertionError" in wrong_value[0].reason
@@ -244,8 +255,9 @@ def test_verifier_says_nothing_without_line_evidence() -> None:
     assert CodeVerifier().verify(no_tests, ["    return 1"])[0].reason == "the problem has no unit tests"
 
 
+@needs_sandbox
 def test_verifier_options_are_sandbox_limits() -> None:
-    assert CodeVerifier({"wall_s": 3, "hide_paths": ["/home"]}).limits == SandboxLimits(wall_s=3, hide_paths=("/home",))
+    assert CodeVerifier({"wall_s": 3, "nproc": 4}).limits == SandboxLimits(wall_s=3, nproc=4)
     with pytest.raises(ValueError, match="unknown code verifier option"):
         CodeVerifier({"walltime": 3})
 
@@ -258,6 +270,7 @@ needs_humaneval = pytest.mark.skipif(
 
 
 @needs_humaneval
+@needs_sandbox
 def test_humaneval_loads_and_canonical_solutions_pass() -> None:
     problems = load_humaneval()
     assert len(problems) == 164 and problems[0]["problem_id"] == "HumanEval/0"
@@ -269,6 +282,7 @@ def test_humaneval_loads_and_canonical_solutions_pass() -> None:
 
 
 @needs_humaneval
+@needs_sandbox
 def test_humaneval_mutation_labels() -> None:
     problem = Problem.from_dict(load_humaneval(limit=1)[0])
     labelled = mutation_labels(problem, code_lines(problem.answer), seed=1, mutations_per_line=1, workers=2)

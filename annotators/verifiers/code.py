@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from annotators.verifiers.base import StepVerdict, as_config
-from annotators.verifiers.sandbox import SandboxLimits, SandboxResult, run_tests
+from annotators.verifiers.sandbox import SandboxLimits, SandboxResult, require_isolation, run_tests
 from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed
 
 __all__ = [
@@ -331,7 +331,7 @@ def _variant_labels(n_lines: int, index: int, result: SandboxResult, lines: Sequ
         changed = StepVerdict(True, "the variant still passes all tests")
     elif result.status == "error":  # the sandbox or the tests broke, not the variant
         changed = StepVerdict(None, f"sandbox error: {result.reason}")
-    else:  # failed, syntax_error, timeout, memory, denied, output_limit, killed: the line broke the program
+    else:  # failed, syntax_error, timeout, memory, output_limit, killed: the line broke the program
         changed = StepVerdict(False, f"the variant fails ({result.status}): {result.reason}")
     labels = []
     for i in range(n_lines):
@@ -578,7 +578,10 @@ class CodeVerifier:
       program as given breaks there. Steps before j are None (the real mistake may sit earlier: a wrong value
       computed above, an unclosed bracket the parser noticed late), steps after j None (not judged);
     - fails without a line in the steps (a wrong result caught by an assert in the tests, an error inside the
-      prompt's own code), time-out, memory, denied operation, sandbox error, no tests -> every step None.
+      prompt's own code), time-out, memory, sandbox error, no tests -> every step None.
+
+    Built only where every isolation layer of the sandbox works: elsewhere the constructor raises
+    `SandboxUnavailable` with the reason, so a run refuses at its start instead of running code with less.
     """
 
     name = "code-exec"
@@ -589,9 +592,8 @@ class CodeVerifier:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown code verifier option(s) {unknown}; known: {sorted(known)}")
-        if "hide_paths" in options:
-            options["hide_paths"] = tuple(options["hide_paths"])  # YAML gives a list
         self.limits = limits or SandboxLimits(**options)
+        require_isolation(self.limits)
 
     def verify(self, problem: Problem, steps: list[str]) -> list[StepVerdict]:
         """One verdict per step (code line)."""

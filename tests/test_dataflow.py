@@ -85,4 +85,5 @@ def test_container_recipe_matches_the_launcher():
     assert f"BEAM_VERSION={beam_pin}" in dockerfile
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
     assert "requirements-gpu.txt" in dockerfile
+    assert re.search(r"apt-get install[^\n]*\bbubblewrap\b", dockerfile)  # the code sandbox's isolation
     assert beam.__version__ == beam_pin

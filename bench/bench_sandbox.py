@@ -22,7 +22,8 @@ from domains.code import HUMANEVAL_PATH, builtin_tasks, load_humaneval
 
 def _run_one(problem: dict[str, Any], limits: SandboxLimits) -> SandboxResult:
     program = problem["question"] + problem["answer"]
-    return run_tests(program, problem["meta"]["test"], problem["meta"]["entry_point"], limits)
+    meta = problem["meta"]
+    return run_tests(program, meta["test"], meta["entry_point"], limits, context=problem["question"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -449,6 +449,19 @@ def test_a_wrong_solution_is_never_labelled_correct(tamper: str) -> None:
 
 
 @needs_sandbox
+def test_shadowing_a_builtin_or_the_prompts_helper_does_not_reach_the_tests() -> None:
+    shadow = "def abs(x):\n    return 0\ndef add(a, b):\n    return 0\n"
+    tests = "def check(candidate):\n    assert abs(candidate(1, 2) - 3) < 1e-9\n"
+    assert run_tests(shadow, tests, "add").status == "failed"
+    prompt = 'def is_valid(x):\n    return x == 3\ndef f(x):\n    """Return x + 1."""\n'
+    redefined = prompt + "    return 7\ndef is_valid(x):\n    return True\n"
+    tests = "def check(candidate):\n    assert is_valid(candidate(2))\n"
+    assert run_tests(redefined, tests, "f", context=prompt).status == "failed"
+    right = prompt + "    return x + 1\n"
+    assert run_tests(right, tests, "f", context=prompt).passed  # the prompt's stub is replaced by the program's f
+
+
+@needs_sandbox
 def test_a_forged_setup_error_does_not_weaken_the_next_run() -> None:
     forged = (
         "import os, json, struct\n"

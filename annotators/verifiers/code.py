@@ -163,12 +163,25 @@ def truncate_completion(text: str, stops: Sequence[str] = HUMANEVAL_STOPS) -> st
     return text[:cut]
 
 
-def _run_all(jobs: Sequence[tuple[str, str, str | None]], limits: SandboxLimits, workers: int) -> list[SandboxResult]:
-    """Run (program, tests, entry point) jobs in the sandbox, in order; threads only wait on subprocesses."""
+def _run_all(
+    problem: Problem, jobs: Sequence[tuple[str, str, str | None]], limits: SandboxLimits, workers: int
+) -> list[SandboxResult]:
+    """Run (program, tests, entry point) jobs of one problem in the sandbox, in order; threads only wait."""
+
+    def run(job: tuple[str, str, str | None]) -> SandboxResult:
+        return _run_one(problem, *job, limits)
+
     if workers <= 1 or len(jobs) <= 1:
-        return [run_tests(p, t, e, limits) for p, t, e in jobs]
+        return [run(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: run_tests(job[0], job[1], job[2], limits), jobs))
+        return list(pool.map(run, jobs))
+
+
+def _run_one(
+    problem: Problem, program: str, tests: str, entry_point: str | None, limits: SandboxLimits
+) -> SandboxResult:
+    """One sandboxed run; the prompt is the trusted context, so a completion cannot redefine what the tests use."""
+    return run_tests(program, tests, entry_point, limits, context=problem.question)
 
 
 # --------------------------------------------------------------------------------------------- rule-based edits
@@ -365,7 +378,7 @@ def mutation_labels(
     if not tests:
         return MutationLabels(problem.problem_id, "error", (), "the problem has no unit tests")
     lines = list(program_lines)
-    reference = run_tests(assemble(problem, lines)[0], tests, entry_point, limits)
+    reference = _run_one(problem, assemble(problem, lines)[0], tests, entry_point, limits)
     if not reference.passed:
         reason = f"the reference program does not pass ({reference.status}: {reference.reason})"
         return MutationLabels(problem.problem_id, reference.status, (), reason)
@@ -381,7 +394,7 @@ def mutation_labels(
             for edit in rng.sample(pool, min(quota, len(pool))):
                 chosen.append((index, edit, _apply_edit(lines, index, edit)))
     jobs = [(assemble(problem, variant)[0], tests, entry_point) for _, _, variant in chosen]
-    results = _run_all(jobs, variant_limits, workers)
+    results = _run_all(problem, jobs, variant_limits, workers)
     variants = tuple(
         LineVariant(
             index,
@@ -468,7 +481,7 @@ def teacher_variant_search(
         if new is not None:
             edit = LineEdit(kind, f"teacher {kind}", new)
             chosen.append((index, edit, _apply_edit(lines, index, edit)))
-    results = _run_all([(assemble(problem, v)[0], tests, entry_point) for _, _, v in chosen], limits, workers)
+    results = _run_all(problem, [(assemble(problem, v)[0], tests, entry_point) for _, _, v in chosen], limits, workers)
     return [
         LineVariant(
             index,
@@ -525,7 +538,7 @@ def prefix_completion_search(
             if sample.finish_reason != "error":
                 jobs.append((prefixes[index] + truncate_completion(sample.text, stops), tests, entry_point))
                 slots.append(index)
-    results = _run_all(jobs, limits, workers) if tests else []
+    results = _run_all(problem, jobs, limits, workers) if tests else []
     by_line: dict[int, list[SandboxResult]] = {index: [] for index in asked}
     for index, result in zip(slots, results, strict=False):
         by_line[index].append(result)
@@ -601,7 +614,7 @@ class CodeVerifier:
         if not tests:
             return [StepVerdict(None, "the problem has no unit tests")] * len(steps)
         program, first = assemble(problem, steps)
-        result = run_tests(program, tests, entry_point, self.limits)
+        result = _run_one(problem, program, tests, entry_point, self.limits)
         if result.passed:
             return [
                 StepVerdict(True, "the program passes all tests")

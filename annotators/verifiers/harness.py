@@ -328,12 +328,12 @@ def main():
     del policy["program"]
     tests = _receive(0)  # only now: the program process never had the tests in its memory
     program = _Program(pid, calls_w, answers_r)
-    verdict(_judge(program, tests["tests"], tests["entry_point"]))
+    verdict(_judge(program, tests["tests"], tests["entry_point"], tests["context"]))
     sys.stdout.flush()
     os._exit(0)
 
 
-def _judge(program, tests, entry_point):
+def _judge(program, tests, entry_point, context):
     """Run the tests against the program process; the verdict as a dict."""
     try:
         hello = program.receive()
@@ -350,19 +350,27 @@ def _judge(program, tests, entry_point):
     if kind != "ready" or type(hello.get("names")) is not list:
         return {"kind": "outcome", "outcome": "exception", "type": "ProgramError", "message": "no program handshake"}
     namespace = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        context_code = _compile_context(context)
+        test_code = compile(tests, "<tests>", "exec")
+        check_code = compile(f"check({entry_point})", "<check>", "exec") if entry_point else None
+        exec(context_code, namespace)  # the problem's own prompt: its helpers are what the tests call by name
+    except BaseException as error:
+        return {"kind": "outcome", "outcome": "test_error", "type": type(error).__name__, "message": str(error)[:500]}
+    # The program's names reach the tests unless they would shadow a builtin or the prompt's own definitions
+    # (a program redefining `abs` or the prompt's helper must not change what the tests compute).
+    protected = (set(namespace) | set(dir(builtins))) - {entry_point}
+    namespace.pop(entry_point, None)  # the prompt's stub: only the program's entry point counts
     for entry in hello["names"]:
         if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str or not entry[0].isidentifier():
             continue
         name, what, value = entry
+        if name in protected:
+            continue
         try:
             namespace[name] = _proxy(program, name) if what == "callable" else decode(value)
         except (ValueError, TypeError, RecursionError):
             continue
-    try:
-        test_code = compile(tests, "<tests>", "exec")
-        check_code = compile(f"check({entry_point})", "<check>", "exec") if entry_point else None
-    except (SyntaxError, ValueError) as error:
-        return {"kind": "outcome", "outcome": "test_error", "type": type(error).__name__, "message": str(error)[:500]}
     try:
         exec(test_code, namespace)  # the tests come with the problem, never from the model
         if check_code is not None:
@@ -375,6 +383,18 @@ def _judge(program, tests, entry_point):
         return {"kind": "outcome", "outcome": "exception", "type": getattr(error, "sandbox_type", type(error).__name__),
                 "message": str(error)[:500], "lines": getattr(error, "sandbox_lines", [])}  # fmt: skip
     return {"kind": "outcome", "outcome": "passed"}
+
+
+def _compile_context(context):
+    """The prompt compiled; a prompt that ends on a bare `def f(x):` header gets a `pass` body to stand alone."""
+    try:
+        return compile(context, "<context>", "exec")
+    except SyntaxError:
+        last = context.rstrip().rsplit("\n", 1)[-1]
+        if not last.rstrip().endswith(":"):
+            raise
+        indent = last[: len(last) - len(last.lstrip())]
+        return compile(context.rstrip() + "\n" + indent + "    pass\n", "<context>", "exec")
 
 
 def _died(program, when):

@@ -130,17 +130,24 @@ def _error(reason: str) -> SandboxResult:
     return SandboxResult(False, "error", None, "", "", 0.0, reason=reason)
 
 
-def run_tests(program: str, tests: str, entry_point: str | None, limits: SandboxLimits | None = None) -> SandboxResult:
-    """Run `program`, then `tests`, then `check(entry_point)` (HumanEval style) in the sandbox."""
+def run_tests(
+    program: str, tests: str, entry_point: str | None, limits: SandboxLimits | None = None, *, context: str = ""
+) -> SandboxResult:
+    """Run `program`, then `tests`, then `check(entry_point)` (HumanEval style) in the sandbox.
+
+    `context` is trusted source that comes with the problem (its prompt): the judge runs it before the tests, and
+    the names it defines are what the tests see under those names, whatever the program redefines.
+    """
     limits = limits or SandboxLimits()
-    if len(program.encode("utf-8", "replace")) + len(tests.encode("utf-8", "replace")) > _MAX_SOURCE_BYTES:
+    sizes = (len(text.encode("utf-8", "replace")) for text in (program, tests, context))
+    if sum(sizes) > _MAX_SOURCE_BYTES:
         return _error("program and tests exceed the size cap")
     if entry_point is not None and not entry_point.isidentifier():
         return _error(f"entry point {entry_point!r} is no name")
     setup = _setup(limits.bwrap, limits.python)
     if isinstance(setup, str):
         return _error(f"sandbox unavailable: {setup}")
-    return _run(program, tests, entry_point, limits, setup)
+    return _run(program, tests, entry_point, context, limits, setup)
 
 
 def run_program(program: str, limits: SandboxLimits | None = None) -> SandboxResult:
@@ -258,7 +265,9 @@ def _frame(message: dict[str, object]) -> bytes:
     return struct.pack("!I", len(body)) + body
 
 
-def _run(program: str, tests: str, entry_point: str | None, limits: SandboxLimits, setup: _Setup) -> SandboxResult:
+def _run(
+    program: str, tests: str, entry_point: str | None, context: str, limits: SandboxLimits, setup: _Setup
+) -> SandboxResult:
     uid = limits.uid_base + secrets.randbelow(limits.uid_span) if os.geteuid() == 0 else None
     verdict_r, verdict_w = os.pipe()
     filter_r, filter_w = os.pipe()
@@ -287,7 +296,7 @@ def _run(program: str, tests: str, entry_point: str | None, limits: SandboxLimit
     if uid is not None:
         rlimits["NPROC"] = (nproc, nproc)  # counts this run's fresh uid only (see docs/security.md otherwise)
     policy = {"verdict_fd": verdict_w, "rlimits": rlimits, "program": program}
-    payload = _frame(policy) + _frame({"tests": tests, "entry_point": entry_point})
+    payload = _frame(policy) + _frame({"tests": tests, "entry_point": entry_point, "context": context})
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -32,6 +32,7 @@ from annotators.verifiers.sandbox import (
 from tests.conftest import needs_sandbox
 
 ADD_TESTS = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
+MAP_TESTS = "def check(candidate):\n    for got in map(candidate, (1, -1), (2, 1)):\n        assert got in (3, 0)\n"
 WRONG_ADD = "def add(a, b):\n    return a - b\n"
 FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
 TIGHT = SandboxLimits(wall_s=1.5, cpu_s=3, memory_mb=128, nproc=4)
@@ -439,11 +440,14 @@ def test_kernel_escape_calls_are_refused() -> None:
         "class Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
         "def add(a, b):\n    return Yes(0)\n",
         "class Yes:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Yes()\n",
+        # an exception that would end the tests' loop early if it were raised as itself in the judge
+        "def add(a, b):\n    raise StopIteration\n",
     ],
 )
 def test_a_wrong_solution_is_never_labelled_correct(tamper: str) -> None:
     program = tamper if "def add" in tamper else WRONG_ADD + tamper
-    result = run_tests(program, ADD_TESTS, "add", SandboxLimits(wall_s=3))
+    tests = MAP_TESTS if "StopIteration" in tamper else ADD_TESTS
+    result = run_tests(program, tests, "add", SandboxLimits(wall_s=3))
     assert not result.passed and result.status != "passed", result
     assert _nothing_left(result)
 

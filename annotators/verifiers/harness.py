@@ -27,6 +27,11 @@ _MAX_DEPTH = 200  # nesting of a value that crosses the pipe
 _EXACT_SCALARS = (type(None), bool, int, float, str)
 
 
+# Exceptions that steer control flow in the judge (a StopIteration out of a proxy called by `map` would end the
+# tests' loop early, as if it had passed): these come back as ProgramError instead.
+_NOT_REBUILT = (SystemExit, KeyboardInterrupt, GeneratorExit, StopIteration, StopAsyncIteration)
+
+
 class ProgramDied(BaseException):
     """The program process ended while the tests waited for it (BaseException: `except Exception` in a test
     must not turn a dead program into a pass)."""
@@ -228,7 +233,7 @@ def _rebuild(answer):
     name = str(answer.get("type", "Exception"))
     message = str(answer.get("message", ""))
     cls = getattr(builtins, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, BaseException)) or cls in (SystemExit, KeyboardInterrupt):
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)) or cls in _NOT_REBUILT:
         error = ProgramError(f"{name}: {message}")
     else:
         try:
@@ -365,7 +370,7 @@ def _judge(program, tests, entry_point, context):
         if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str or not entry[0].isidentifier():
             continue
         name, what, value = entry
-        if name in protected:
+        if name in protected or name.startswith("__"):
             continue
         try:
             namespace[name] = _proxy(program, name) if what == "callable" else decode(value)

@@ -1,5 +1,6 @@
 """Reading problems: field mapping, reference-answer formats and the reasons bad rows are rejected."""
 
+import io
 import json
 
 import apache_beam as beam
@@ -11,7 +12,21 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.config import ConfigError, InputConfig
 from schemas.records import Problem
-from transforms.read import DEAD, PROBLEMS, ReadProblems, check_input, input_format, problem_from_row
+from transforms.read import (
+    DEAD,
+    MAX_ROW_BYTES,
+    PREVIEW_CHARS,
+    PROBLEMS,
+    BadRow,
+    ReadProblems,
+    check_input,
+    dead_letter,
+    input_format,
+    json_too_deep,
+    parse_json_row,
+    problem_from_row,
+    read_lines,
+)
 
 
 def cfg(**kw):
@@ -127,3 +142,178 @@ def test_datasets_folder(tmp_path):
             equal_to(["field 'question' (question) is empty"]),
             label="dead",
         )
+
+
+# ---------------------------------------------------------------- hostile input: no row can stop the run
+
+GOOD_ROWS = [
+    {"question": "How many?", "answer": "He has 2+3=<<2+3=5>>5.\n#### 5", "level": 1},
+    {"question": "Café ½ ∑ 🙂?", "answer": "#### 1,005", "tags": {"a": [1, [2, {"b": None}]]}},
+    {"question": "q3", "answer": "#### 3", "meta_text": "brackets in text: " + "[" * 500},
+    {"question": "q4", "answer": "#### 4", "n": 10**300, "x": 1.5e300},
+]
+
+# (name, line bytes, reason the dead letter must give); each is one line of a JSONL file
+POISONED = [
+    ("deep list", b"[" * 100_000 + b"]" * 100_000, "row too deep: JSON nested deeper than 64 levels"),
+    ("deep question", b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b', "answer": "#### 1"}', "row too deep"),
+    ("unclosed brackets", b'{"question": ' + b"[" * 100_000, "row too deep"),
+    ("deep meta", b'{"question": "q", "answer": "#### 1", "m": ' + b"{" * 5_000 + b"}" * 5_000 + b"}", "row too deep"),
+    ("invalid UTF-8", b'{"question": "caf\xe9", "answer": "#### 1"}', "invalid UTF-8: bytes e9 22 2c 20 at offset 17"),
+    ("UTF-8 of a surrogate", b'{"question": "\xed\xa0\x80", "answer": "#### 1"}', "invalid UTF-8"),
+    ("escaped lone surrogate", b'{"question": "a\\ud800", "answer": "#### 1"}', "invalid Unicode: field 'question'"),
+    ("lone surrogate in meta", b'{"question": "q", "answer": "#### 1", "x": "\\udfff"}', "invalid Unicode: a column"),
+    ("escaped NUL", b'{"question": "a\\u0000b", "answer": "#### 1"}', "holds a NUL character"),
+    ("raw NUL", b'{"question": "a\x00b", "answer": "#### 1"}', "invalid JSON: Invalid control character"),
+    ("NUL line", b"\x00" * 10, "invalid JSON"),
+    ("huge float", b'{"question": "q", "answer": 1e999999}', "field 'answer' (answer) is inf, not a finite number"),
+    ("NaN", b'{"question": "q", "answer": NaN}', "is nan, not a finite number"),
+    ("100000-digit integer", b'{"question": "q", "answer": ' + b"7" * 100_000 + b"}", "an integer longer than"),
+    ("non-object: list", b"[1, 2]", "row is a list, not an object"),
+    ("non-object: string", b'"just text"', "row is a str, not an object"),
+    ("non-object: null", b"null", "row is a NoneType, not an object"),
+    ("truncated JSON", b'{"question": "q", "answer": "#', "invalid JSON: Unterminated string"),
+    ("question is an object", b'{"question": {"text": "q"}, "answer": "#### 1"}', "has type dict"),
+    ("domain is a list", b'{"question": "q", "answer": "#### 1", "domain": ["math"]}', "field 'domain' has type list"),
+]
+
+
+def read_row(line: bytes, config: InputConfig | None = None):
+    """What the reader makes of one JSONL line: a Problem or the dead letter's reason."""
+    try:
+        row = parse_json_row(line)
+    except BadRow as error:
+        return str(error)
+    return problem_from_row(row, config or cfg(), "f.jsonl:1")
+
+
+@pytest.mark.parametrize(("name", "line", "reason"), POISONED, ids=[p[0] for p in POISONED])
+def test_poisoned_line_gives_a_reason(name, line, reason):
+    result = read_row(line)
+    assert isinstance(result, str) and reason in result, result
+
+
+def test_id_field_must_be_a_scalar():
+    line = b'{"uid": ' + b"[" * 60 + b"]" * 60 + b', "question": "q", "answer": "#### 1"}'
+    assert read_row(line, cfg(id_field="uid")) == "id field 'uid' has type list, expected a string or a number"
+    assert read_row(b'{"uid": 7, "question": "q", "answer": "#### 1"}', cfg(id_field="uid")).problem_id == "7"
+
+
+def test_depth_is_measured_without_parsing():
+    assert not json_too_deep("[" * 64 + "]" * 64) and json_too_deep("[" * 65 + "]" * 65)
+    assert json_too_deep("{" * 65)  # unclosed brackets count: json.loads would recurse into them
+    assert not json_too_deep('["' + "[" * 1_000 + '"]')  # inside a string they do not
+    assert not json_too_deep('["\\"' + "[" * 1_000 + '"]')  # nor after an escaped quote
+    assert json_too_deep('["\\\\"' + ", [" * 65 + "]" * 65 + "]")  # an escaped backslash ends the string
+
+
+def test_dead_letter_never_raises_and_is_valid_unicode():
+    deep: list = []
+    for _ in range(5_000):
+        deep = [deep]
+    letter = dead_letter("read", "f:1", "reason \ud800", {"rows": deep, 1: "mixed keys", "a": "b"})
+    assert letter["row"].startswith("<dict that cannot be serialised")
+    assert letter["reason"] == "reason \\ud800"
+    letter = dead_letter("read", "f:1", "r", {2: "x", "b": "\udfff"})  # keys that do not sort
+    assert letter["row"] == '{"2": "x", "b": "\\udfff"}'  # still JSON for the same value, and encodable
+    for value in letter.values():
+        value.encode("utf-8")
+
+
+def test_read_lines_keeps_memory_bounded():
+    data = b"a\n" + b"x" * 5_000_000 + b"\r\nb\n\n" + b"y" * 11
+    lines = list(read_lines(io.BytesIO(data), max_bytes=10))
+    assert [(number, size) for number, _, size in lines] == [(1, 1), (2, 5_000_001), (3, 1), (4, 0), (5, 11)]
+    assert lines[1][1] == b"x" * PREVIEW_CHARS and lines[4][1] == b"y" * 11  # cut to a preview, not kept whole
+
+
+def write_jsonl(path, lines: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def run_read(config: InputConfig, out_dir) -> tuple[list[str], list[dict]]:
+    """Problems (as canonical JSON, sorted) and dead letters of one ReadProblems run on the local runner."""
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = p | ReadProblems(config)
+        problems = out[PROBLEMS] | "P" >> beam.Map(lambda pr: json.dumps(pr.to_dict(), sort_keys=True))
+        problems | "Write P" >> beam.io.WriteToText(str(out_dir / "problems"), shard_name_template="")
+        dead = out[DEAD] | "D" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+        dead | "Write D" >> beam.io.WriteToText(str(out_dir / "dead"), shard_name_template="")
+    problems = sorted((out_dir / "problems").read_text(encoding="utf-8").splitlines())
+    dead = [json.loads(line) for line in (out_dir / "dead").read_text(encoding="utf-8").splitlines()]
+    return problems, dead
+
+
+def test_fault_injection_every_poisoned_row_is_a_dead_letter(tmp_path):
+    oversized = b'{"question": "' + b"q" * MAX_ROW_BYTES + b'", "answer": "#### 1"}'
+    poisoned = [*POISONED, ("oversized line", oversized, f"row too large: {len(oversized)} bytes > {MAX_ROW_BYTES}")]
+    lines: list[bytes] = []
+    expected: dict[int, str] = {}
+    for index, (_, line, reason) in enumerate(poisoned):
+        good = GOOD_ROWS[index % len(GOOD_ROWS)]
+        good = {**good, "question": f"{good['question']} #{index}"}
+        lines += [json.dumps(good, ensure_ascii=False).encode("utf-8"), line]
+        expected[len(lines)] = reason
+    clean_lines = [line for number, line in enumerate(lines, start=1) if number not in expected]
+    # the same file name in two folders: a problem's source is the file name, so good rows must match exactly
+    write_jsonl(tmp_path / "clean" / "in.jsonl", clean_lines)
+    write_jsonl(tmp_path / "poisoned" / "in.jsonl", lines)
+
+    clean_problems, clean_dead = run_read(cfg(path=str(tmp_path / "clean" / "in.jsonl")), tmp_path / "c")
+    problems, dead = run_read(cfg(path=str(tmp_path / "poisoned" / "in.jsonl")), tmp_path / "p")
+
+    assert clean_dead == [] and len(clean_problems) == len(clean_lines)
+    assert problems == clean_problems  # byte-identical problems, in canonical JSON
+    assert {d["stage"] for d in dead} == {"read"}
+    got = {int(d["source"].rsplit(":", 1)[1]): d for d in dead}
+    assert sorted(got) == sorted(expected)
+    for number, reason in expected.items():
+        assert reason in got[number]["reason"], (number, got[number]["reason"])
+        assert got[number]["source"] == f"{tmp_path / 'poisoned' / 'in.jsonl'}:{number}"
+    oversized_letter = got[max(expected)]
+    assert len(oversized_letter["row"]) < 2 * PREVIEW_CHARS  # a preview, not 8 MiB
+    assert got[next(n for n, r in expected.items() if r.startswith("invalid UTF-8: bytes e9"))]["row"] == (
+        '{"question": "caf\\xe9", "answer": "#### 1"}'  # the line as read, the bad byte written out
+    )
+
+
+def test_parquet_rows_that_arrow_cannot_convert_are_dead_letters(tmp_path):
+    # `view` skips Arrow's UTF-8 validation, as a hostile or broken writer would
+    question = pa.array([b"q0", b"\xff\xfe", b"q2"], type=pa.binary()).view(pa.string())
+    nested: object = 1
+    for _ in range(40):
+        nested = [nested]
+    table = pa.table(
+        {
+            "question": question,
+            "answer": ["1", "2", "3"],
+            "struct": [{"x": [1, 2], "y": {"z": "w"}}] * 3,
+            "map": pa.array([[(1, "a")]] * 3, type=pa.map_(pa.int32(), pa.string())),
+            "binary": [b"\x00\x01"] * 3,
+            "nested": [nested] * 3,
+        }
+    )
+    path = tmp_path / "odd.parquet"
+    pq.write_table(table, path)
+    problems, dead = run_read(cfg(path=str(path), answer_format="plain"), tmp_path / "out")
+    assert [json.loads(p)["question"] for p in problems] == ["q0", "q2"]
+    meta = json.loads(problems[0])["meta"]
+    assert meta["struct"] == {"x": [1, 2], "y": {"z": "w"}} and meta["map"] == [[1, "a"]]
+    assert meta["binary"] == "b'\\x00\\x01'" and json.loads(problems[0])["source"] == "odd.parquet"
+    assert [(d["source"].rsplit("/", 1)[1], d["reason"].split(":")[0]) for d in dead] == [
+        ("odd.parquet#1", "unreadable Parquet row")
+    ]
+
+
+def test_parquet_row_too_deep_or_too_large_is_a_dead_letter():
+    nested: object = 1
+    for _ in range(70):
+        nested = [nested]
+    row = {"question": "q", "answer": "1", "nested": nested}
+    assert problem_from_row(row, cfg(answer_format="plain"), "f.parquet#0") == (
+        "row too deep: other columns nest deeper than 64 levels"
+    )
+    row = {"question": "q", "answer": "1", "blob": "x" * 100}
+    reason = problem_from_row(row, cfg(answer_format="plain"), "f.parquet#0", max_row_bytes=50)
+    assert reason == "row too large: other columns take 112 bytes > 50 (the reader's row size limit)"

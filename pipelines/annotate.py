@@ -26,6 +26,7 @@ from schemas.config import Config, ConfigError, config_from_dict
 from schemas.records import Completion, Problem, Solution
 from transforms import label as L
 from transforms.augment import AugmentRows
+from transforms.dead_letters import at_stage, contain, problem_id_of
 from transforms.read import DEAD
 from transforms.write import WriteDeadLetters
 
@@ -83,11 +84,20 @@ def _problem(row: dict[str, Any]) -> Problem:
     return Problem.from_dict({**row, "meta": json.loads(row["meta"] or "{}")})
 
 
-def _evidence(item: tuple[str, dict[str, list[dict[str, Any]]]], config: Config) -> Iterator[ProblemEvidence]:
-    """One problem's stored evidence, as the search would have handed it to the label stage."""
+def _rebuild(item: tuple[str, dict[str, list[dict[str, Any]]]], config: Config) -> Iterator[Any]:
+    """One problem's evidence rebuilt (or its label-stage dead letter); a problem the parent run dead-lettered
+    before its evidence was written keeps the parent's dead letters, since nothing here can recompute them."""
     _, groups = item
     if not groups["problems"]:
+        for letter in groups["dead_letters"]:
+            yield beam.pvalue.TaggedOutput(DEAD, letter)
         return
+    stored = groups["problems"][0]
+    yield from contain("label", lambda: _evidence(groups, config), str(stored.get("source") or ""), stored)
+
+
+def _evidence(groups: dict[str, list[dict[str, Any]]], config: Config) -> Iterator[ProblemEvidence]:
+    """One problem's stored evidence, as the search would have handed it to the label stage."""
     problem = _problem(groups["problems"][0])
     rule = LabelRule(config.label.hard_rule, config.label.threshold)
     if config.search.method == "omegaprm":
@@ -122,38 +132,55 @@ def _evidence(item: tuple[str, dict[str, list[dict[str, Any]]]], config: Config)
         for path_id, critiques in by_path.items():
             if path_id in steps:
                 texts = [c["text"] for c in sorted(critiques, key=lambda c: c["critique_index"])]
-                evidence.critiques[path_id] = evidence_from_critiques(texts, steps[path_id], config.judge.parser)
+                with at_stage("judge"):
+                    evidence.critiques[path_id] = evidence_from_critiques(texts, steps[path_id], config.judge.parser)
     yield evidence
 
 
 def build(pipeline: beam.Pipeline, parent_run: str, config: Config, output: str) -> None:
     tables_in = ["problems", "solutions", "completions", "critiques", "omegaprm_paths", "omegaprm_nodes"]
     grouped = {name: _read(pipeline, parent_run, name, name) for name in tables_in}
-    evidence = (
+    # The parent's read dead letters carry over; later ones carry over for problems without stored evidence.
+    parent_dead = FileSystems.join(parent_run, "dead_letters", "dead_letters.jsonl")
+    parent_letters = (
+        pipeline
+        | "Parent dead letters" >> beam.Create([parent_dead])
+        | "Read parent dead letters" >> beam.FlatMap(_read_dead_letters)
+        | "Split parent dead letters" >> beam.Partition(lambda letter, _: int(letter["stage"] != "read"), 2)
+    )
+    grouped["dead_letters"] = parent_letters[1] | "Key parent dead letters" >> beam.Map(
+        lambda letter: (problem_id_of(letter) or "", letter)
+    )
+    rebuilt = (
         grouped
         | "Join evidence by problem" >> beam.CoGroupByKey()
-        | "Rebuild evidence" >> beam.FlatMap(_evidence, config)
+        | "Rebuild evidence" >> beam.FlatMap(_rebuild, config).with_outputs(DEAD, main="evidence")
     )
-    labelled = evidence | "Label" >> L.LabelEvidence(config)
+    labelled = rebuilt["evidence"] | "Label" >> L.LabelEvidence(config)
     augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
     schema = output_schema(config)
     shards = shard_writer(config, output)
 
-    _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
+    written = [augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")]
     filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
-    _ = filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])
+    written.append(filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"]))
     if config.annotators:
-        _ = labelled[L.VERDICTS] | "Write verdicts" >> shards(
-            "evidence/verdicts", tables.VERDICTS, lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}"
+        written.append(
+            labelled[L.VERDICTS]
+            | "Write verdicts"
+            >> shards(
+                "evidence/verdicts",
+                tables.VERDICTS,
+                lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}",
+            )
         )
-    # The parent's read and search dead letters carry over; label-stage ones are recomputed.
-    parent_dead = FileSystems.join(parent_run, "dead_letters", "dead_letters.jsonl")
-    carried = (
-        pipeline
-        | "Parent dead letters" >> beam.Create([parent_dead])
-        | "Read parent dead letters" >> beam.FlatMap(_read_dead_letters)
-    )
-    dead = (carried, labelled[DEAD]) | "Merge dead letters" >> beam.Flatten()
+    dead = (
+        parent_letters[0],
+        rebuilt[DEAD],
+        labelled[DEAD],
+        augmented[DEAD],
+        *(w[DEAD] for w in written),
+    ) | "Merge dead letters" >> beam.Flatten()
     _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
 
 
@@ -161,9 +188,7 @@ def _read_dead_letters(path: str) -> Iterator[dict[str, str]]:
     with FileSystems.open(path) as handle:
         for line in handle.read().decode().splitlines():
             if line.strip():
-                row = json.loads(line)
-                if row["stage"] in ("read", "search"):
-                    yield row
+                yield json.loads(line)
 
 
 def run(parent_run: str, config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:

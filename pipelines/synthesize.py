@@ -92,9 +92,9 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
 
     shards = shard_writer(config, output)
 
-    _ = augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")
+    written = [augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")]
     filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
-    _ = filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])
+    written.append(filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"]))
     for tag, folder, table_schema, key in EVIDENCE_TABLES:
         if tag in (L.NODES, L.SEARCH_PATHS) and config.search.method != "omegaprm":
             continue
@@ -106,8 +106,14 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
             continue
         if tag == L.VERDICTS and not config.annotators:
             continue
-        _ = labelled[tag] | f"Write {folder}" >> shards(f"evidence/{folder}", table_schema, key)
-    dead = (read[DEAD], searched[DEAD], labelled[DEAD]) | "Merge dead letters" >> beam.Flatten()
+        written.append(labelled[tag] | f"Write {folder}" >> shards(f"evidence/{folder}", table_schema, key))
+    dead = (
+        read[DEAD],
+        searched[DEAD],
+        labelled[DEAD],
+        augmented[DEAD],
+        *(w[DEAD] for w in written),
+    ) | "Merge dead letters" >> beam.Flatten()
     _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
     _ = (
         searched[STATS]

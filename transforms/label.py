@@ -19,6 +19,7 @@ from annotators.labelling import ProblemEvidence, attach_judge, attach_progress,
 from annotators.omegaprm import no_path_reason, nodes_to_rows
 from schemas.config import Config
 from schemas.tables import SCHEMA_VERSION
+from transforms.dead_letters import at_stage, contain
 from transforms.read import DEAD, dead_letter
 
 PATHS = "paths"
@@ -70,6 +71,18 @@ class _Label(beam.DoFn):
 
     def process(self, evidence: ProblemEvidence) -> Iterator[Any]:
         problem = evidence.problem
+        # The evidence is written even when labelling fails: a relabel from it can label the problem later.
+        stored = contain("label", lambda: self._evidence_rows(evidence), problem.source, problem.to_dict())
+        yield from stored
+        if stored.dead is not None:
+            return
+        labelled = contain("label", lambda: self._labelled(evidence), problem.source, problem.to_dict())
+        yield from labelled
+        if labelled.dead is None:
+            self._count(labelled.outputs)
+
+    def _evidence_rows(self, evidence: ProblemEvidence) -> Iterator[Any]:
+        problem = evidence.problem
         yield beam.pvalue.TaggedOutput(
             PROBLEMS, {**problem.to_dict(), "meta": json.dumps(problem.meta, sort_keys=True)}
         )
@@ -90,6 +103,10 @@ class _Label(beam.DoFn):
                     {"problem_id": problem.problem_id, "path_id": row_id, "critique_index": index, "text": text,
                      "parsed": parsed, "parser": critique.parser},
                 )  # fmt: skip
+
+    def _labelled(self, evidence: ProblemEvidence) -> Iterator[Any]:
+        """Verify, label and filter the problem's paths: kept rows, filtered rows, verdicts, or its dead letter."""
+        problem = evidence.problem
         if not evidence.rows:
             if evidence.method == "omegaprm":
                 reason = no_path_reason(evidence.root_mc)
@@ -99,22 +116,32 @@ class _Label(beam.DoFn):
             return
         rows = [self._annotate(evidence, dict(row)) for row in evidence.rows]
         yield from self._verdict_rows(problem.problem_id, rows)
-        kept, dropped = filter_rows(rows, self.consensus) if self.consensus else (rows, [])
+        with at_stage("filter"):
+            kept, dropped = filter_rows(rows, self.consensus) if self.consensus else (rows, [])
         for row in dropped:
-            self.dropped.inc()
             yield beam.pvalue.TaggedOutput(FILTERED, self._finish(row))
         for row in kept:
-            self.paths.inc()
-            positives = sum(row["labels"])
-            self.positive.inc(positives)
-            self.negative.inc(len(row["labels"]) - positives)
             yield self._finish(row)
+
+    def _count(self, outputs: list[Any]) -> None:
+        """Counters of a problem labelled to the end (a dead-lettered one counts nothing)."""
+        for output in outputs:
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                if output.tag == FILTERED:
+                    self.dropped.inc()
+                continue
+            self.paths.inc()
+            positives = sum(output["labels"])
+            self.positive.inc(positives)
+            self.negative.inc(len(output["labels"]) - positives)
 
     def _annotate(self, evidence: ProblemEvidence, row: dict[str, Any]) -> dict[str, Any]:
         for name, verifier in self.verifiers.items():
-            attach_verdicts(row, name, verifier.verify(evidence.problem, list(row["completions"])))
+            with at_stage("verify"):
+                attach_verdicts(row, name, verifier.verify(evidence.problem, list(row["completions"])))
         if self.config.judge.enabled:
-            attach_judge(row, evidence.critiques.get(row["id"]))
+            with at_stage("judge"):
+                attach_judge(row, evidence.critiques.get(row["id"]))
         if self.config.progress.enabled:
             root = evidence.root_mc if evidence.root_mc is not None else root_mc(evidence.rows)
             attach_progress(row, root, self.config.progress.pav_k, self.config.progress.rpe_epsilon)

@@ -28,6 +28,7 @@ from engines.cache import CachedEngine, CacheEntry
 from engines.driver import DriverStats, run_searches
 from schemas.config import Config, ConfigError, SamplingConfig
 from schemas.records import Problem, Request, SamplingParams
+from transforms.dead_letters import bounded, contain, failure_reason
 from transforms.progress import PROGRESS
 from transforms.read import DEAD, dead_letter
 
@@ -203,7 +204,8 @@ class _SearchBatch(beam.DoFn):
             self.judge_engine = shared_engine(judge_engine, self.config.resources.share_engine_across_processes)
             self.judge_renderer = PromptRenderer(judge_engine)
 
-    def _searches(self, problems: list[Problem]) -> list[Any]:
+    def _search_factory(self) -> Callable[[Problem], Any]:
+        """What starts one problem's search: its prompt rendered, its coroutine tagged with its problem id."""
         seed = self.config.run.seed
         if self.config.search.method == "omegaprm":
             omega = omegaprm_config(self.config)
@@ -213,14 +215,16 @@ class _SearchBatch(beam.DoFn):
 
                 tokenizer = self.renderer.tokenizer
                 offsets = lambda text: token_offsets(tokenizer, text)  # noqa: E731
-            searches = [
-                omegaprm_search(p, self.renderer.render(p.question), omega, seed, token_offsets=offsets)
-                for p in problems
-            ]
+
+            def start(p: Problem) -> Any:
+                return omegaprm_search(p, self.renderer.render(p.question), omega, seed, token_offsets=offsets)
         else:
             mc = mc_search_config(self.config)
-            searches = [math_shepherd_search(p, self.renderer.render(p.question), mc, seed) for p in problems]
-        return [tag_requests(search, p.problem_id) for search, p in zip(searches, problems, strict=True)]
+
+            def start(p: Problem) -> Any:
+                return math_shepherd_search(p, self.renderer.render(p.question), mc, seed)
+
+        return lambda p: tag_requests(start(p), p.problem_id)
 
     def _drive(
         self, searches: list[Any], engine: Any, on_done: Callable[[int], None] | None = None
@@ -250,24 +254,56 @@ class _SearchBatch(beam.DoFn):
         def searched(_: int) -> None:  # per problem as its search ends: a batch of OmegaPRM searches takes minutes
             PROGRESS.update("search", 1, total=total or None, unit="problems")
 
-        outcomes, stats = self._drive(self._searches(problems), engine, searched)
+        # A problem whose prompt or search cannot even start is a dead letter; the batch goes on without it.
+        start = self._search_factory()
+        live: list[Problem] = []
+        searches: list[Any] = []
+        for problem in problems:
+            begun = contain("search", lambda p=problem: [start(p)], problem.source, problem.to_dict())
+            if begun.dead is not None:
+                self.problems_done.inc()
+                self.failed.inc()
+                searched(0)
+                yield from begun
+                continue
+            live.append(problem)
+            searches.extend(begun.outputs)
+        outcomes, stats = self._drive(searches, engine, searched)
         self.cache_hits.inc(engine.hits)
         self.cache_misses.inc(engine.misses)
         rule = LabelRule(self.config.label.hard_rule, self.config.label.threshold)
         evidences: list[ProblemEvidence] = []
         omegaprm: Counter[str] = Counter()  # what the OmegaPRM searches did, summed for the manifest
-        for problem, outcome in zip(problems, outcomes, strict=True):
+        for problem, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome.result, OmegaPRMResult):
                 omegaprm.update(asdict(outcome.result.counters))
             self.problems_done.inc()
             if outcome.error is not None:
                 self.failed.inc()
                 yield beam.pvalue.TaggedOutput(
-                    DEAD, dead_letter("search", problem.source, outcome.error, problem.to_dict())
+                    DEAD, dead_letter("search", problem.source, bounded(outcome.error), problem.to_dict())
                 )
                 continue
-            evidences.append(evidence_of(problem, outcome.result, rule))
-        judge_stats = self._judge(evidences) if self.config.judge.enabled else DriverStats()
+            # The base labels (MC or OmegaPRM paths) are the label stage's, made here from the fresh result.
+            made = contain(
+                "label",
+                lambda p=problem, o=outcome: [evidence_of(p, o.result, rule)],
+                problem.source,
+                problem.to_dict(),
+            )
+            if made.dead is not None:
+                self.failed.inc()
+                yield from made
+                continue
+            evidences.extend(made.outputs)
+        judge_stats = DriverStats()
+        if self.config.judge.enabled:
+            judge_stats, failures = self._judge(evidences)
+            for ev in evidences:
+                if ev.problem.problem_id in failures:
+                    self.failed.inc()
+                    yield beam.pvalue.TaggedOutput(DEAD, failures[ev.problem.problem_id])
+            evidences = [ev for ev in evidences if ev.problem.problem_id not in failures]
         yield from evidences
         self.tokens.inc(stats.generated_tokens)
         self.sequences.inc(stats.sequences)
@@ -295,32 +331,59 @@ class _SearchBatch(beam.DoFn):
             },
         )
 
-    def _judge(self, evidences: list[ProblemEvidence]) -> DriverStats:
-        """m critiques of every labelled path, merged into judge-engine calls; unanswered paths get no verdict."""
+    def _judge(self, evidences: list[ProblemEvidence]) -> tuple[DriverStats, dict[str, dict[str, str]]]:
+        """m critiques of every labelled path, merged into judge-engine calls; unanswered paths get no verdict.
+
+        A path whose critique prompt or parsing raises makes its problem a judge-stage dead letter (returned by
+        problem id); an engine that does not answer is not the problem's fault, so that path only has no verdict.
+        """
         judge = self.config.judge
         jobs = [(ev, row) for ev in evidences for row in ev.rows]
         searches = [
-            judge_search(
-                ev.problem.problem_id,
-                ev.problem.question,
-                row["completions"],
-                judge.samples,
-                sampling_params(judge.sampling),
-                self.config.run.seed,
-                self.judge_renderer.render_user,
-                parser=judge.parser,
-                key=f"judge/{row['id']}",
-                template=judge.template or CRITIQUE_TEMPLATE,
+            raised_as_result(
+                judge_search(
+                    ev.problem.problem_id,
+                    ev.problem.question,
+                    row["completions"],
+                    judge.samples,
+                    sampling_params(judge.sampling),
+                    self.config.run.seed,
+                    self.judge_renderer.render_user,
+                    parser=judge.parser,
+                    key=f"judge/{row['id']}",
+                    template=judge.template or CRITIQUE_TEMPLATE,
+                )
             )
             for ev, row in jobs
         ]
         outcomes, stats = self._drive(searches, self.judge_engine)
+        failures: dict[str, dict[str, str]] = {}
         for (ev, row), outcome in zip(jobs, outcomes, strict=True):
-            if outcome.error is None:
+            problem = ev.problem
+            if isinstance(outcome.result, Raised):
+                if problem.problem_id not in failures:
+                    reason = failure_reason("judge", outcome.result.error)
+                    failures[problem.problem_id] = dead_letter("judge", problem.source, reason, problem.to_dict())
+            elif outcome.error is None:
                 ev.critiques[row["id"]] = outcome.result
                 self.unparseable.inc(outcome.result.n_unparseable)
         self.judge_tokens.inc(stats.generated_tokens)
-        return stats
+        return stats, failures
+
+
+@dataclasses.dataclass
+class Raised:
+    """The result of a coroutine that raised: its own error, told apart from an engine that failed it."""
+
+    error: BaseException
+
+
+def raised_as_result(search: Any) -> Any:
+    """`search`, with an exception of its own (not the engine's) returned as `Raised` instead of raised."""
+    try:
+        return (yield from search)
+    except Exception as error:  # noqa: BLE001 - reported by the caller as the element's dead letter
+        return Raised(error)
 
 
 class SearchProblems(beam.PTransform):

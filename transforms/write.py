@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.dead_letters import contain, contain_group
 from transforms.progress import PROGRESS
+from transforms.read import DEAD
 
 
 def shard_of(key: str, num_shards: int) -> int:
@@ -76,26 +78,45 @@ class WriteShards(beam.PTransform):
         self.compression = compression
         self.row_group_size = row_group_size
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        n = self.num_shards
-        key = self.key
-        keyed = rows | "Key rows by shard" >> beam.Map(lambda row: (shard_of(key(row), n), row))
-        empty = rows.pipeline | "Every shard" >> beam.Create([(s, None) for s in range(n)])
-        return (
-            (keyed, empty)
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        """{"written": one record per shard file, dead_letters: rows that could not be written}."""
+        keyed = rows | "Key rows by shard" >> beam.FlatMap(self._keyed).with_outputs(DEAD, main="keyed")
+        empty = rows.pipeline | "Every shard" >> beam.Create([(s, None) for s in range(self.num_shards)])
+        written = (
+            (keyed["keyed"], empty)
             | "Merge shard markers" >> beam.Flatten()
             | "Group shards" >> beam.GroupByKey()
-            | "Write shard" >> beam.Map(self._write)
+            | "Write shard" >> beam.FlatMap(self._write).with_outputs(DEAD, main="written")
         )
+        dead = (keyed[DEAD], written[DEAD]) | "Merge write dead letters" >> beam.Flatten()
+        return {"written": written["written"], DEAD: dead}
 
-    def _write(self, item: tuple[int, list[dict[str, Any] | None]]) -> dict[str, Any]:
+    def _keyed(self, row: dict[str, Any]) -> Iterator[Any]:
+        yield from contain("write", lambda: [(shard_of(self.key(row), self.num_shards), row)], *_source_row(row))
+
+    def _bytes(self, rows: list[dict[str, Any]]) -> bytes:
+        return table_bytes(rows, self.schema, self.compression, self.row_group_size)
+
+    def _write(self, item: tuple[int, list[dict[str, Any] | None]]) -> Iterator[Any]:
         shard, group = item
-        rows = sorted((r for r in group if r is not None), key=lambda r: (self.key(r), json.dumps(r, sort_keys=True)))
+        rows = sorted(
+            (r for r in group if r is not None),
+            key=lambda r: (self.key(r), json.dumps(r, sort_keys=True, default=str)),
+        )
+        # A row that does not fit the schema is a dead letter; the shard is written with the others.
+        payload, written, dead = contain_group("write", rows, self._bytes, lambda r: self._bytes([r]), _source_row)
+        for letter in dead:
+            yield beam.pvalue.TaggedOutput(DEAD, letter)
         path = shard_name(self.directory, self.prefix, shard, self.num_shards)
-        _atomic_write(path, table_bytes(rows, self.schema, self.compression, self.row_group_size))
+        _atomic_write(path, payload if payload is not None else self._bytes([]))
         if self.prefix == "train":
-            PROGRESS.update("rows written", len(rows), unit="rows")
-        return {"path": path, "rows": len(rows)}
+            PROGRESS.update("rows written", len(written), unit="rows")
+        yield {"path": path, "rows": len(written)}
+
+
+def _source_row(row: dict[str, Any]) -> tuple[str, Any]:
+    """(source, row) of a row's dead letter: labelled paths name their source, evidence rows do not."""
+    return str(row.get("source") or "") if isinstance(row, dict) else "", row
 
 
 def dead_letter_sort_key(row: dict[str, str]) -> tuple[str, ...]:

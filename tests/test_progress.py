@@ -30,3 +30,20 @@ def test_open_ended_stage_and_logging_when_not_a_terminal(caplog):
         progress.update("completions", 64)
     assert progress.line("completions").startswith("completions  128 samples")
     assert len(caplog.records) == 2 and progress.stream.getvalue() == ""
+
+
+def test_the_first_line_shows_no_rate_and_later_ones_count_from_the_first_event(monkeypatch):
+    import transforms.progress as progress_module
+
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    progress = Progress(stream=io.StringIO(), interval_s=0)
+    progress.update("completions", 4, unit="samples")  # done before the clock started: no rate over ~0 s
+    assert progress.line("completions") == "completions  4 samples ?/s 0s"
+    progress.update("search", 5, total=20, unit="problems")
+    assert progress.line("search").endswith("5/20 problems ?/s ETA ?")
+    clock[0] += 2.0
+    progress.update("completions", 6)
+    assert progress.line("completions") == "completions  10 samples 3.0/s 2s"  # the 6 done since the first event
+    progress.update("search", 5)
+    assert progress.line("search").endswith("10/20 problems 2.5/s ETA 4s")

@@ -15,6 +15,8 @@ import time
 log = logging.getLogger("stepforge.progress")
 
 _WIDTH = 24
+# A rate over less time than this says more about the clock than about the work (the first event: 4e9/s).
+MIN_RATE_SECONDS = 1.0
 
 
 class Progress:
@@ -31,25 +33,35 @@ class Progress:
             return
         with self.lock:
             now = time.monotonic()
-            state = self.stages.setdefault(stage, {"done": 0, "total": None, "start": now, "unit": unit})
+            # The clock starts at the first event, so its items were done before it: the rate counts the rest.
+            state = self.stages.setdefault(stage, {"done": 0, "total": None, "start": now, "unit": unit, "first": done})
             state["done"] += done
             if total is not None:
                 state["total"] = total
             self._show(stage, now)
 
+    def rate(self, stage: str, now: float | None = None) -> float | None:
+        """Items per second since the stage's first event, or None before `MIN_RATE_SECONDS` have passed."""
+        state = self.stages[stage]
+        now = time.monotonic() if now is None else now
+        elapsed = now - state["start"]
+        if elapsed < MIN_RATE_SECONDS:
+            return None
+        return (state["done"] - state.get("first", 0)) / elapsed
+
     def line(self, stage: str, now: float | None = None) -> str:
         state = self.stages[stage]
         now = time.monotonic() if now is None else now
-        elapsed = max(now - state["start"], 1e-9)
-        rate = state["done"] / elapsed
+        elapsed = max(now - state["start"], 0.0)
+        rate = self.rate(stage, now)
+        rate_text = "?/s" if rate is None else f"{rate:.1f}/s"
         total = state["total"]
         if total:
             filled = min(_WIDTH, int(_WIDTH * state["done"] / total))
             bar = "#" * filled + "-" * (_WIDTH - filled)
-            eta = (total - state["done"]) / rate if rate > 0 else float("inf")
-            eta_text = f"ETA {eta:.0f}s" if eta != float("inf") else "ETA ?"
-            return f"{stage:<12} [{bar}] {state['done']}/{total} {state['unit']} {rate:.1f}/s {eta_text}"
-        return f"{stage:<12} {state['done']} {state['unit']} {rate:.1f}/s {elapsed:.0f}s"
+            eta_text = f"ETA {(total - state['done']) / rate:.0f}s" if rate else "ETA ?"
+            return f"{stage:<12} [{bar}] {state['done']}/{total} {state['unit']} {rate_text} {eta_text}"
+        return f"{stage:<12} {state['done']} {state['unit']} {rate_text} {elapsed:.0f}s"
 
     def _show(self, stage: str, now: float) -> None:
         text = self.line(stage, now)

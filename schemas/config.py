@@ -137,7 +137,7 @@ class AnswersConfig:
 
 @dataclass
 class SearchConfig:
-    method: str = "mc"  # mc (Math-Shepherd per-step MC) | omegaprm | sample (solutions only)
+    method: str = "mc"  # mc (Math-Shepherd per-step MC) | omegaprm
     num_solutions: int = 4  # N policy samples per problem
     completions_per_step: int = 8  # k rollouts per prefix (Math-Shepherd N = 8)
     prefilter: bool = False  # skip problems whose N solutions are all right or all wrong
@@ -163,7 +163,15 @@ class SearchConfig:
     omegaprm: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.method", self.method, {"mc", "omegaprm", "sample"})
+        if self.method == "sample":
+            # Solutions alone give a label to no step but the last; MC would fill the rest with made-up zeros.
+            raise ConfigError(
+                f"{key}.method: 'sample' (solutions only) is refused: plain sampling grades only each solution's "
+                "final answer, so no step but the last would have a label (the verifiers and the judge leave steps "
+                "they cannot check unlabelled); use mc or omegaprm, or label existing solutions with "
+                "`run.py verify RUN --annotators ...`"
+            )
+        _choice(f"{key}.method", self.method, {"mc", "omegaprm"})
         _choice(f"{key}.driver", self.driver, {"rounds", "requests"})
         for name in ("num_solutions", "completions_per_step", "problems_per_batch", "max_sequences_per_call"):
             _positive(f"{key}.{name}", getattr(self, name))

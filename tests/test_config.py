@@ -28,7 +28,8 @@ def test_hash_changes_with_config_and_is_stable():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["search.method=beam"], r"^search\.method: 'beam' is not one of"),
+        (["search.method=beam"], r"^search\.method: 'beam' is not one of mc, omegaprm$"),
+        (["search.method=sample"], r"^search\.method: 'sample' \(solutions only\) is refused: .* use mc or omegaprm"),
         (["search.num_solutions=0"], r"^search\.num_solutions: must be positive"),
         (["search.sequences_in_flight=-1"], r"^search\.sequences_in_flight: must be a whole number >= 0"),
         (["search.driver=async"], r"^search\.driver: 'async' is not one of requests, rounds"),

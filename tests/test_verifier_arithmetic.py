@@ -283,6 +283,46 @@ def test_hostile_inputs_finish_quickly_all_together() -> None:
     assert time.perf_counter() - start < 15
 
 
+def test_values_past_a_float_are_checked_exactly_and_reported_without_float() -> None:
+    # (2^64)^17 = 2^1088 is within max_bits, so it is checked; its reason used to call float() and overflow
+    problem = Problem(problem_id="p", question="", answer="")
+    verdicts = ArithmeticVerifier().verify(
+        problem, ["(2^64)^17 / 3 = 1", "(2^64)^17 = (2^17)^64", "-(10^20)^20 / 7 = 0"]
+    )
+    assert verdicts[0] == StepVerdict(False, "(2^64)^17 / 3 = 1 but (2^64)^17 / 3 = ≈1.105386e+327")
+    assert verdicts[1].verdict is True
+    assert verdicts[2].verdict is False and verdicts[2].reason.endswith("= ≈-1.428571e+399")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("(2^64)^64 / 3 = 1", "value above 4096 bits"),
+        ("2^65 = 5", "exponent is not an integer within ±64"),
+        ("9^9^9 / 3 = 1", "exponent is not an integer within ±64"),
+        ("1" * 31 + " / 3 = 1", "number longer than 30 digits"),
+    ],
+)
+def test_values_beyond_the_limits_are_not_checked(text: str, reason: str) -> None:
+    result = check_step(text)
+    assert result.verdict is None and reason in result.reason
+
+
+def test_no_exception_leaves_the_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    import annotators.verifiers.arithmetic as arithmetic
+
+    assert check_step(None) == StepVerdict(None, "not checked: the step is a NoneType, not text")  # type: ignore[arg-type]
+
+    def broken(text: str, limits: ArithmeticLimits | None = None) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(arithmetic, "extract_claims", broken)
+    verdicts = ArithmeticVerifier().verify(Problem(problem_id="p", question="", answer=""), ["1 + 1 = 2"])
+    assert verdicts == [
+        StepVerdict(None, "not checked: verifier error RecursionError: maximum recursion depth exceeded")
+    ]
+
+
 # ---------------------------------------------------------------- real data (shared/data)
 
 needs_processbench = pytest.mark.skipif(

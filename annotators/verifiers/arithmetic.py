@@ -42,11 +42,14 @@ Safety and limits (DESIGN.md "Safety": model output is data)
     `max_digits`, exponents that are not integers within ±`max_exponent`, values above `max_bits`, sides longer
     than `max_side_tokens` or nested deeper than `max_depth` leave a claim unchecked (reason recorded). A step
     longer than `max_chars`, with more than `max_tokens` tokens or more than `max_ops` evaluation operations
-    gets verdict None with the reason. Every normalisation pass is a linear-time regex.
+    gets verdict None with the reason. Every normalisation pass is a linear-time regex. A value that is checked
+    but has more than 200 bits is shown in a reason as a 7-digit approximation computed with integers (float()
+    overflows past ~1e308). `check_step` never raises: a non-text step or any failure is verdict None.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
@@ -755,7 +758,20 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None) -> ClaimSc
 
 
 def check_step(text: str, limits: ArithmeticLimits | None = None) -> StepVerdict:
-    """Verdict for one step: False if a claim fails, True if ≥1 claim was checked and all hold, else None."""
+    """Verdict for one step: False if a claim fails, True if ≥1 claim was checked and all hold, else None.
+
+    Never raises: a step that is not text, or any failure of the checker on it, is verdict None with the reason.
+    """
+    if not isinstance(text, str):
+        return StepVerdict(None, f"not checked: the step is a {type(text).__name__}, not text")
+    try:
+        return _check_step(text, limits)
+    except Exception as error:  # noqa: BLE001 - a checker bug on one step must not abort every row (DESIGN.md "Safety")
+        message = " ".join(str(error).split())[:200]
+        return StepVerdict(None, f"not checked: verifier error {type(error).__name__}: {message}")
+
+
+def _check_step(text: str, limits: ArithmeticLimits | None) -> StepVerdict:
     scan = extract_claims(text, limits)
     if scan.aborted:
         return StepVerdict(None, f"not checked: {scan.aborted}")
@@ -792,7 +808,14 @@ class ArithmeticVerifier:
 # ---------------------------------------------------------------- formatting
 
 
+# Values with more bits are shown as a 7-digit approximation: their exact digits would swamp the reason, and
+# float() overflows above ~1e308 (a claim like `(2^64)^17 / 3 = 1` is within max_bits but not within a float).
+_MAX_EXACT_BITS = 200
+
+
 def _fmt(value: Fraction) -> str:
+    if max(abs(value.numerator).bit_length(), value.denominator.bit_length()) > _MAX_EXACT_BITS:
+        return f"≈{_approx(value)}"
     if value.denominator == 1:
         return str(value.numerator)
     den, twos, fives = value.denominator, 0, 0
@@ -806,3 +829,24 @@ def _fmt(value: Fraction) -> str:
         sign = "-" if value < 0 else ""
         return f"{sign}{scaled // 10**places}.{scaled % 10**places:0{places}d}"
     return f"{value.numerator}/{value.denominator} (≈{float(value):.6g})"
+
+
+def _approx(value: Fraction, digits: int = 7) -> str:
+    """`value` in scientific notation with `digits` significant digits (truncated), in integer arithmetic only."""
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    num, den = abs(value.numerator), value.denominator
+    exponent = int((num.bit_length() - den.bit_length()) * math.log10(2))  # within one of the true exponent
+    low, high = 10 ** (digits - 1), 10**digits
+    while True:
+        shift = digits - 1 - exponent
+        mantissa = num * 10**shift // den if shift >= 0 else num // (den * 10**-shift)
+        if mantissa >= high:
+            exponent += 1
+        elif mantissa < low:
+            exponent -= 1
+        else:
+            break
+    text = f"{mantissa // low}.{mantissa % low:0{digits - 1}d}".rstrip("0").rstrip(".")
+    return f"{sign}{text}e{exponent:+d}"

@@ -55,6 +55,10 @@ __all__ = [
 
 LABELS = ("PROVED", "DISPROVED", "UNKNOWN")
 MAX_FORMULA_CHARS = 2_000
+# A step is its citations, an arrow and a formula; longer text is refused before any regex sees it.
+MAX_STEP_CHARS = 4_000
+# Depth of the formula tree (brackets, ¬, quantifiers and each & / v / -> of a chain): the tree is walked
+# recursively (free variables, rendering, the Z3 encoding), so "⊤&⊤&..." 999 long must be refused, not recursed.
 MAX_DEPTH = 60
 
 # Formula AST, plain hashable tuples:
@@ -194,13 +198,33 @@ class _Parser:
 
 def parse_formula(text: str) -> Formula:
     """Parse one closed formula in the syntax above; raises LogicSyntaxError (never evaluates anything)."""
+    if not isinstance(text, str):
+        raise LogicSyntaxError(f"a formula is text, not a {type(text).__name__}")
     if len(text) > MAX_FORMULA_CHARS:
         raise LogicSyntaxError(f"formula longer than {MAX_FORMULA_CHARS} characters")
     formula = _Parser(_tokenize(text)).parse()
+    if _tree_depth(formula) > MAX_DEPTH:
+        raise LogicSyntaxError(f"formula nested deeper than {MAX_DEPTH} (each & / v / -> of a chain is a level)")
     free = free_variables(formula)
     if free:
         raise LogicSyntaxError(f"free variable(s) {sorted(free)} not bound by a quantifier")
     return formula
+
+
+def _tree_depth(formula: Formula) -> int:
+    """Depth of a formula tree, walked with an explicit stack (the tree may be deeper than the recursion limit)."""
+    deepest, stack = 0, [(formula, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        kind = node[0]
+        if kind == "not":
+            stack.append((node[1], depth + 1))
+        elif kind in ("all", "ex"):
+            stack.append((node[2], depth + 1))
+        elif kind in ("and", "or", "imp"):
+            stack += [(node[1], depth + 1), (node[2], depth + 1)]
+    return deepest
 
 
 def free_variables(formula: Formula, bound: frozenset[str] = frozenset()) -> set[str]:
@@ -257,12 +281,15 @@ def negate(formula: Formula) -> Formula:
 
 # ---------------------------------------------------------------- proof steps
 
+# Applied to the stripped step, so no pattern has a `\s*` run on each side of an optional piece at the end (the
+# old `.+?\s*;?\s*$` backtracked cubically over a step padded with spaces); every `\s*` here sits between two
+# fixed tokens and is tried once per start.
 _REF = r"(?:fact\d+|int\d+)"
-_STEP_RE = re.compile(rf"^\s*(?P<premises>void|{_REF}(?:\s*&\s*{_REF})*)\s*->\s*(?P<conclusion>.+?)\s*;?\s*$", re.S)
-_INT_RE = re.compile(r"^(?P<name>int\d+)\s*:\s*(?P<formula>.+)$", re.S)
+_STEP_RE = re.compile(rf"(?P<premises>void|{_REF}(?:\s*&\s*{_REF})*)\s*->(?P<conclusion>.*)", re.S)
+_INT_RE = re.compile(r"(?P<name>int\d+)\s*:(?P<formula>.*)", re.S)
 _VERDICT_RE = re.compile(
-    r"^\s*(?:__(?P<a>PROVED|DISPROVED|UNKNOWN)__|(?:the final answer is|\$?proof_label\$?\s*:)\s*(?P<b>PROVED|DISPROVED|UNKNOWN))"
-    r"\s*[.;]?\s*$",
+    r"(?:__(?P<a>PROVED|DISPROVED|UNKNOWN)__|(?:the final answer is|\$?proof_label\$?\s*:)\s*(?P<b>PROVED|DISPROVED|UNKNOWN))"
+    r"(?:\s*[.;])?",
     re.I,
 )
 
@@ -279,23 +306,36 @@ class ProofStep:
 
 
 def parse_step(text: str) -> ProofStep:
-    """Parse a proof step; raises LogicSyntaxError with the reason."""
-    verdict = _VERDICT_RE.match(text)
+    """Parse a proof step; raises LogicSyntaxError with the reason (a step over MAX_STEP_CHARS is not parsed)."""
+    if not isinstance(text, str):
+        raise LogicSyntaxError(f"a proof step is text, not a {type(text).__name__}")
+    if len(text) > MAX_STEP_CHARS:
+        raise LogicSyntaxError(f"step longer than {MAX_STEP_CHARS} characters ({len(text)})")
+    text = text.strip()
+    verdict = _VERDICT_RE.fullmatch(text)
     if verdict:
         return ProofStep(verdict=(verdict.group("a") or verdict.group("b")).upper())
-    m = _STEP_RE.match(text)
-    if not m:
-        raise LogicSyntaxError(f"not a proof step: {text.strip()[:80]!r}")
+    m = _STEP_RE.fullmatch(text)
+    conclusion = _strip_terminator(m.group("conclusion")) if m else ""
+    if not conclusion:
+        raise LogicSyntaxError(f"not a proof step: {text[:80]!r}")
     premises = tuple(p.strip() for p in m.group("premises").split("&") if p.strip() != "void")
-    conclusion = m.group("conclusion").strip()
-    if re.fullmatch(r"hypothesis", conclusion):
+    if conclusion == "hypothesis":
         return ProofStep(premises, "hypothesis")
-    if re.fullmatch(r"[¬~]\s*hypothesis", conclusion):
+    if conclusion[0] in "¬~" and conclusion[1:].lstrip() == "hypothesis":
         return ProofStep(premises, "¬hypothesis")
-    named = _INT_RE.match(conclusion)
+    named = _INT_RE.fullmatch(conclusion)
     name = named.group("name") if named else None
     formula = parse_formula(named.group("formula") if named else conclusion)
     return ProofStep(premises, "formula", name, formula)
+
+
+def _strip_terminator(conclusion: str) -> str:
+    """The conclusion without surrounding space and one trailing `;` (what `.+?\\s*;?\\s*$` used to leave)."""
+    conclusion = conclusion.strip()
+    if conclusion.endswith(";") and len(conclusion) > 1:
+        conclusion = conclusion[:-1].rstrip()
+    return conclusion
 
 
 # ---------------------------------------------------------------- generator

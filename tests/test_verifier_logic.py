@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotators.verifiers.base import first_flagged
+from annotators.verifiers.base import StepVerdict, first_flagged
 from annotators.verifiers.logic import LogicVerifier
 from domains.logic import (
     LABELS,
@@ -218,6 +218,85 @@ def test_constant_named_like_a_variable_is_not_captured(verifier: LogicVerifier)
     facts = [{"name": "fact1", "formula": "(x): {A}x"}, {"name": "fact2", "formula": "¬{B}{x}"}]
     assert [v.verdict for v in verifier.verify(problem("{A}{x}", facts), ["fact1 -> hypothesis"])] == [True]
     assert [v.verdict for v in verifier.verify(problem("{B}{x}", facts), ["fact1 -> hypothesis"])] == [False]
+
+
+# ---------------------------------------------------------------- hostile steps and problems
+
+
+def test_long_operator_chains_are_refused_not_recursed(verifier: LogicVerifier) -> None:
+    # 999 levels in 1,999 characters: under the length cap, and past the recursion limit for the tree walks
+    for chain in ("⊤&" * 999 + "⊤", "⊤v" * 999 + "⊤", "¬" * 999 + "⊤"):
+        with pytest.raises(LogicSyntaxError, match="deeper than 60"):
+            parse_formula(chain)
+        result = verifier.verify(problem(), ["fact2 -> int1: " + chain])[0]
+        assert result.verdict is None and "deeper than 60" in result.reason
+    chained_fact = verifier.verify(problem(facts={"fact1": "⊤&" * 999 + "⊤"}), ["fact1 -> int1: ⊤"])[0]
+    assert chained_fact.verdict is None and "fact1 did not parse: formula nested deeper than 60" in chained_fact.reason
+    assert parse_formula("{A}&" * 59 + "{A}")[0] == "and"  # a 60-level chain still parses
+
+
+def test_a_step_over_the_length_cap_is_refused_before_any_regex(verifier: LogicVerifier) -> None:
+    padded = "fact2 -> int1: {A}{a}" + " " * 20_000 + "x"
+    assert verifier.verify(problem(), [padded])[0] == StepVerdict(
+        None, "unparseable step: step longer than 4000 characters (20022)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # under the cap; the old `.+?\s*;?\s*$` took ~20 s on 2,000 spaces and minutes on these
+        ("fact2 -> int1: {A}{a}" + " " * 3_900 + "x", "formula longer than 2000"),
+        ("fact2 -> {A}{a}" + " " * 900 + ";" + " " * 900 + "x", "unexpected"),
+        ("__PROVED__" + " " * 3_900 + "x", "not a proof step"),
+        ("$proof_label$:" + " " * 3_900 + "PROVEDx", "not a proof step"),
+        ("fact1" + " &" * 1_900 + " x", "not a proof step"),
+    ],
+)
+def test_padded_steps_parse_in_linear_time(text: str, message: str) -> None:
+    with pytest.raises(LogicSyntaxError, match=message):
+        parse_step(text)
+
+
+def test_step_terminators_are_read_as_before() -> None:
+    assert parse_step("  fact2 & fact1 -> hypothesis ; ").conclusion == "hypothesis"
+    assert parse_step("int1 -> ~ hypothesis;").conclusion == "¬hypothesis"
+    assert parse_step("__PROVED__ .").verdict == "PROVED"
+    assert parse_step("int1 -> int2: {A}{a} ;").formula == parse_formula("{A}{a}")
+    for text in ("fact1 -> ;", "fact1 ->", "fact1 -> int2: {A}{a};;"):
+        with pytest.raises(LogicSyntaxError):
+            parse_step(text)
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ({"premises": ["fact1: {A}"], "hypothesis": "{A}"}, "cannot check: premise 0 is not a {'name'"),
+        ({"premises": 5, "hypothesis": "{A}"}, "cannot check: meta['premises'] is a int"),
+        ({"premises": {3: "{A}"}, "hypothesis": "{A}"}, "cannot check: a premise name is not a string"),
+        ({"premises": {"fact1": ["{A}"]}, "hypothesis": "{A}"}, "fact1 did not parse: it is a list, not a formula"),
+        ({"premises": {"fact1": "{A}"}, "hypothesis": [[["{A}"]]]}, "hypothesis did not parse: it is a list"),
+    ],
+)
+def test_malformed_problems_give_none_for_every_step(verifier: LogicVerifier, meta: dict, reason: str) -> None:
+    bad = Problem(problem_id="t", question="", answer="", domain="logic", meta=meta)
+    results = verifier.verify(bad, ["fact1 -> hypothesis", "__PROVED__"])
+    assert [r.verdict for r in results] == [None, None]
+    assert reason in results[0].reason
+
+
+def test_no_exception_leaves_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = LogicVerifier()
+    assert broken.verify(problem(), [None])[0].reason == "unparseable step: a proof step is text, not a NoneType"  # type: ignore[list-item]
+
+    def fail(formulas: list) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(broken, "_check", fail)
+    results = broken.verify(problem(), ["fact2 & fact1 -> int1: {B}{a}", "int1 -> hypothesis", "fact2 -> int2: {A}{a}"])
+    assert [r.verdict for r in results] == [None, None, None]
+    assert results[0].reason == "verifier error RecursionError: maximum recursion depth exceeded"
+    assert results[1].reason == "cites int1: int1 could not be checked"
 
 
 # ---------------------------------------------------------------- generator

@@ -9,7 +9,9 @@ matches what the facts decide about the hypothesis: PROVED iff facts ⊨ hypothe
 
 Verdict None (with the reason) for a step that does not parse, cites a formula that does not parse, or whose
 check the solver gives up on (per-check timeout, `timeout_ms`). Citing a fact that does not exist, or an
-intermediate that no earlier step derived, is a wrong step (False).
+intermediate that no earlier step derived, is a wrong step (False). `verify` never raises: malformed premises make
+every step None ("cannot check: ..."), and any failure while checking a step makes that step None with the error.
+Steps over `MAX_STEP_CHARS`, formulas over `MAX_FORMULA_CHARS` or deeper than `MAX_DEPTH` do not parse.
 
 The syntax and the problem format are in `domains/logic.py`; problems carry `meta["premises"]` (a list of
 `{"name": "fact1", "formula": ...}` or a `{name: formula}` dict) and `meta["hypothesis"]`.
@@ -24,7 +26,7 @@ from typing import Any
 import z3
 
 from annotators.verifiers.base import StepVerdict, as_config
-from domains.logic import Formula, LogicSyntaxError, negate, parse_formula, parse_step
+from domains.logic import MAX_STEP_CHARS, Formula, LogicSyntaxError, negate, parse_formula, parse_step
 from schemas.records import Problem
 
 __all__ = ["LogicVerifier", "LogicVerifierConfig"]
@@ -76,10 +78,15 @@ class LogicVerifier:
     # ------------------------------------------------------------ public API
 
     def verify(self, problem: Problem, steps: list[str]) -> list[StepVerdict]:
-        premises = _premises(problem.meta)
-        hypothesis = _parse_or_reason(str(problem.meta.get("hypothesis", "")), "hypothesis")
+        """One verdict per step; never raises (a malformed problem or a failing check is verdict None)."""
+        meta = problem.meta if isinstance(problem.meta, dict) else {}
+        try:
+            premises = _premises(meta)
+        except _MalformedProblem as exc:
+            return [StepVerdict(None, f"cannot check: {exc}") for _ in steps]
+        hypothesis = _parse_or_reason(meta.get("hypothesis", ""), "hypothesis")
         intermediates: dict[str, Formula | _Unparsed] = {}
-        return [self._verify_step(step, premises, hypothesis, intermediates) for step in steps]
+        return [self._verify_step_safely(step, premises, hypothesis, intermediates) for step in steps]
 
     def entails(self, premises: list[Formula], conclusion: Formula) -> bool | None:
         """premises ⊨ conclusion (UNSAT of premises ∧ ¬conclusion); None if the solver gave up."""
@@ -87,6 +94,22 @@ class LogicVerifier:
         return None if result == _UNKNOWN else result == _UNSAT
 
     # ------------------------------------------------------------ steps
+
+    def _verify_step_safely(
+        self,
+        text: str,
+        premises: dict[str, Formula | _Unparsed],
+        hypothesis: Formula | _Unparsed,
+        intermediates: dict[str, Formula | _Unparsed],
+    ) -> StepVerdict:
+        try:
+            return self._verify_step(text, premises, hypothesis, intermediates)
+        except Exception as exc:  # noqa: BLE001 - one step's failure (Z3, a bug) must not stop the other steps or the run
+            name = _intermediate_name(text)
+            if name:
+                intermediates[name] = _Unparsed(f"{name} could not be checked")
+            message = " ".join(str(exc).split())[:200]
+            return StepVerdict(None, f"verifier error {type(exc).__name__}: {message}")
 
     def _verify_step(
         self,
@@ -99,8 +122,8 @@ class LogicVerifier:
             step = parse_step(text)
         except LogicSyntaxError as exc:
             # keep the name defined so later citations report the cause, not "no earlier step derived"
-            name = text.split("->", 1)[-1].split(":", 1)[0].strip()
-            if name.startswith("int") and name[3:].isdigit():
+            name = _intermediate_name(text)
+            if name:
                 intermediates[name] = _Unparsed(f"{name} did not parse: {exc}")
             return StepVerdict(None, f"unparseable step: {exc}")
         if step.verdict is not None:
@@ -232,7 +255,21 @@ class LogicVerifier:
         return self._symbol("const", name, lambda: z3.Const(f"c_{name}", self._object))
 
 
-def _parse_or_reason(text: str, what: str) -> Formula | _Unparsed:
+class _MalformedProblem(ValueError):
+    """The problem's premises are not in the format of domains/logic.py; no step can be checked against them."""
+
+
+def _intermediate_name(text: Any) -> str | None:
+    """The `intN` a step defines, read loosely from a step that does not parse (bounded: steps can be huge)."""
+    if not isinstance(text, str):
+        return None
+    name = text[:MAX_STEP_CHARS].split("->", 1)[-1].split(":", 1)[0].strip()
+    return name if name.startswith("int") and name[3:].isdigit() else None
+
+
+def _parse_or_reason(text: Any, what: str) -> Formula | _Unparsed:
+    if not isinstance(text, str):
+        return _Unparsed(f"{what} did not parse: it is a {type(text).__name__}, not a formula")
     try:
         return parse_formula(text)
     except LogicSyntaxError as exc:
@@ -241,5 +278,17 @@ def _parse_or_reason(text: str, what: str) -> Formula | _Unparsed:
 
 def _premises(meta: dict[str, Any]) -> dict[str, Formula | _Unparsed]:
     raw = meta.get("premises") or []
-    pairs = raw.items() if isinstance(raw, dict) else ((p["name"], p["formula"]) for p in raw)
-    return {str(name): _parse_or_reason(str(text), str(name)) for name, text in pairs}
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        pairs = []
+        for index, premise in enumerate(raw):
+            if not (isinstance(premise, dict) and "name" in premise and "formula" in premise):
+                raise _MalformedProblem(f"premise {index} is not a {{'name': ..., 'formula': ...}} object")
+            pairs.append((premise["name"], premise["formula"]))
+    else:
+        raise _MalformedProblem(f"meta['premises'] is a {type(raw).__name__}, not a list or an object")
+    names = [name for name, _ in pairs]
+    if any(not isinstance(name, str) for name in names):
+        raise _MalformedProblem("a premise name is not a string")
+    return {name: _parse_or_reason(text, name) for name, text in pairs}

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from annotators.steps import DEFAULT_MAX_STEPS, SPLITTERS, prefix, split_steps
+from annotators.steps import DEFAULT_MAX_STEPS, MAX_TEXT_CHARS, SPLITTERS, prefix, split_steps
 
 TINY = " Step 1: 9*9=81 Step 2: 81+24=105 Answer: 105"
 
@@ -201,3 +201,22 @@ def test_large_hostile_text_is_linear() -> None:
     steps, ends = split_steps(text)
     assert len(steps) == DEFAULT_MAX_STEPS
     assert_lossless(text, steps, ends)
+
+
+@pytest.mark.parametrize("splitter", ["auto", "step_markers"])
+def test_marker_followed_by_spaces_is_linear(splitter: str) -> None:
+    # `[ \t]*(?:\*\*)?[ \t]*` took ~3 s on 20,000 spaces and would take minutes on these ~100 KB
+    text = "Step 1" + " " * 99_000 + "x Step 2: y Step 3 **: z"
+    steps, ends = split_steps(text, splitter)
+    assert steps == [text[: text.index(" Step 2")].strip(), "Step 2: y", "Step 3 **: z"]
+    assert_lossless(text, steps, ends)
+
+
+def test_text_over_the_cap_is_not_split() -> None:
+    text = "Step 1: 2+2=4\n\n" * (MAX_TEXT_CHARS // 15 + 1)
+    assert len(text) > MAX_TEXT_CHARS
+    for splitter in SPLITTERS:
+        assert split_steps(text, splitter, pattern="\n" if splitter == "regex" else None) == ([], [])
+    assert len(split_steps(text[:MAX_TEXT_CHARS])[0]) == DEFAULT_MAX_STEPS
+    with pytest.raises(ValueError, match="needs a separator pattern"):
+        split_steps(text, "regex")  # a wrong configuration is still an error, whatever the text

@@ -11,6 +11,9 @@ Two parsers:
   first ``}``, so ``\\boxed{\\text{2}}`` parses to ``None``.
 - ``robust``: the last brace-matched box, with ``\\text{}``-style wrappers, ``$`` and a leading "paragraph"
   stripped. Report its figures separately from the reference ones.
+
+Both run in linear time and parse nothing longer than ``MAX_CRITIQUE_CHARS`` (such a critique parses to None, counted
+as unparseable); neither raises on any input.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from schemas.records import Request, Sample, SamplingParams, derive_seed
 
 __all__ = [
     "CRITIQUE_TEMPLATE",
+    "MAX_CRITIQUE_CHARS",
     "PARSERS",
     "JudgeEvidence",
     "build_judge_prompt",
@@ -61,6 +65,8 @@ CRITIQUE_TEMPLATE = (
     "Please put your final answer (i.e., the index) in \\boxed{{}}."
 )
 
+# A longer critique is not parsed (None): a judge's max_tokens keeps real ones far below it, and it bounds the work.
+MAX_CRITIQUE_CHARS = 1_000_000
 _REFERENCE_BOX = re.compile(r"\\boxed\{([^}]*)\}")  # ProcessBench run_eval.py extract_answer (annotators.md §1.1)
 _BRACE_TOKEN = re.compile(r"\\boxed\{|\{|\}")
 _MAX_INDEX_CHARS = 256  # a box longer than this holds prose, not an index; also bounds the peeling loop
@@ -94,7 +100,7 @@ def _to_int(text: str) -> int | None:
 
 def extract_reference(text: str) -> str | None:
     """ProcessBench's ``extract_answer``: the stripped content of the last ``\\boxed{...}`` without a ``}``."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > MAX_CRITIQUE_CHARS:
         return None
     # Nothing after the last "}" can match; cutting it keeps findall's result and makes it linear on text
     # like "\\boxed{" * n, where every failed attempt would rescan to the end.
@@ -141,7 +147,7 @@ def _normalise_index(content: str) -> str:
 
 def parse_robust(text: str) -> int | None:
     """The robust parser: last brace-matched box, wrappers stripped, then a plain ASCII integer or None."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > MAX_CRITIQUE_CHARS:
         return None
     content = _last_closed_box(text)
     if content is None or len(content) > _MAX_INDEX_CHARS:

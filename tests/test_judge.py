@@ -11,6 +11,7 @@ import pytest
 from annotators.evaluation import load_processbench
 from annotators.judge import (
     CRITIQUE_TEMPLATE,
+    MAX_CRITIQUE_CHARS,
     JudgeEvidence,
     build_judge_prompt,
     evidence_from_critiques,
@@ -95,6 +96,23 @@ def test_parsers_never_crash_on_non_strings() -> None:
     for value in (None, 3, b"\\boxed{1}", ["\\boxed{1}"]):
         assert parse_reference(value) is None  # type: ignore[arg-type]
         assert parse_robust(value) is None  # type: ignore[arg-type]
+
+
+def test_critique_over_the_cap_is_not_parsed() -> None:
+    long = " " * MAX_CRITIQUE_CHARS + "\\boxed{2}"
+    assert parse_reference(long) is None and parse_robust(long) is None
+    assert parse_reference(long[-MAX_CRITIQUE_CHARS:]) == 2 and parse_robust(long[-MAX_CRITIQUE_CHARS:]) == 2
+    evidence = evidence_from_critiques([long, "\\boxed{1}"], n_steps=3, parser="robust")
+    assert evidence.parsed == [None, 1] and evidence.n_unparseable == 1
+
+
+def test_parsers_never_raise_on_random_brace_soup() -> None:
+    pieces = ["\\boxed{", "\\text{", "{", "}", "$", "paragraph", "\\_", "-", "1", "9" * 5000, " ", "\u2212", "\\"]
+    rng = random.Random(7)
+    for _ in range(2_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        for parse in (parse_reference, parse_robust):
+            assert parse(text) is None or isinstance(parse(text), int)
 
 
 def test_vote_majority_and_ties() -> None:

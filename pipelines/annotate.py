@@ -8,6 +8,7 @@ evidence's is refused, since that evidence could not have come from it (DESIGN.m
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,8 @@ JUDGE_KEYS = ("engine", "samples", "sampling", "template")
 
 def load_parent(run: str) -> dict[str, Any]:
     path = FileSystems.join(run, "manifest.json")
+    if "://" not in run and not os.path.isdir(run):
+        raise ConfigError(f"--from {run}: no such run folder")
     if not FileSystems.exists(path):
         raise ConfigError(f"--from {run}: no manifest.json, so it is not a finished run")
     with FileSystems.open(path) as handle:

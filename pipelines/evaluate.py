@@ -202,7 +202,9 @@ def cmd_evaluate(args: argparse.Namespace, beam_args: list[str] | None = None) -
     if args.benchmark == "exact":
         if not args.run:
             raise ConfigError("--run: the exact benchmark scores a finished run on the arithmetic domain")
-        report = evaluate_run(Path(args.run))
+        from pipelines.manifest import finished_run
+
+        report = evaluate_run(finished_run(args.run, "--run"))
     else:
         path = Path(args.data) if args.data else DEFAULT_DATA[args.benchmark]
         if not path.exists():

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.config import Config
+from schemas.config import Config, ConfigError
 from schemas.tables import SCHEMA_VERSION
 from transforms.dead_letters import problem_id_of
 
@@ -52,6 +52,16 @@ def model_fingerprint(model: str) -> str | None:
                     digest.update(path.read_bytes())
             return digest.hexdigest()
     return None
+
+
+def finished_run(run: str | Path, option: str) -> Path:
+    """`run` as a local finished run folder, or a ConfigError naming `option` and what is missing there."""
+    folder = Path(run)
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {run}: no such run folder")
+    if not (folder / "manifest.json").is_file():
+        raise ConfigError(f"{option} {run}: no manifest.json there, so it is not a finished run")
+    return folder
 
 
 def _read_bytes(path: str) -> bytes:

@@ -19,7 +19,8 @@ from annotators.labelling import attach_verdicts, make_verifier
 from annotators.mc import path_id
 from schemas import tables
 from schemas.records import Problem
-from transforms.write import _atomic_write, table_bytes
+from transforms.dead_letters import contain
+from transforms.write import _atomic_write, dead_letter_sort_key, table_bytes
 
 
 def _row(problem: dict[str, Any], steps: list[str], labels: list[bool], source: str, **extra: Any) -> dict[str, Any]:
@@ -93,12 +94,35 @@ def run_rows(run: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return out
 
 
-def verify_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]], verifiers: list[str]) -> dict[str, Any]:
+def _verdict_columns(problem: dict[str, Any], row: dict[str, Any], built: dict[str, Any]) -> dict[str, Any]:
+    """Every verifier's `<name>_labels`/`<name>_reasons` for one row (the row itself is left as it is)."""
+    columns: dict[str, Any] = {"completions": list(row["completions"])}
+    for name, verifier in built.items():
+        attach_verdicts(columns, name, verifier.verify(Problem.from_dict(problem), list(row["completions"])))
+    del columns["completions"]
+    return columns
+
+
+def verify_rows(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    verifiers: list[str],
+    dead_letters: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Add each verifier's columns to every row and score first-error agreement against the row's labels.
+
+    A row whose verification raises gets no column and no score; with `dead_letters`, its dead letter (stage
+    `verify`, with the reason) is appended there, and the other rows go on.
+    """
     built = {name: make_verifier(name, {}) for name in verifiers}
     scores: dict[str, list[int]] = {name: [0, 0] for name in verifiers}
     for problem, row in pairs:
-        for name, verifier in built.items():
-            attach_verdicts(row, name, verifier.verify(Problem.from_dict(problem), list(row["completions"])))
+        checked = contain("verify", lambda p=problem, r=row: [_verdict_columns(p, r, built)], row["source"], row)
+        if checked.dead is not None:
+            if dead_letters is not None:
+                dead_letters.append(checked.dead)
+            continue
+        row.update(checked.outputs[0])
+        for name in built:
             flagged = next((i for i, v in enumerate(row[f"{name}_labels"]) if v is False), -1)
             scores[name][0] += int(flagged == row["first_error_index"])
             scores[name][1] += 1
@@ -120,10 +144,25 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str] | None = None) -> 
     elif args.source == "code":
         pairs = code_rows(args.n, args.seed)
     else:
-        pairs = run_rows(Path(args.source))
-    scores = verify_rows(pairs, verifiers)
-    report = {"command": "verify", "source": args.source, "rows": len(pairs), "verifiers": scores}
-    write(Path(args.output), [row for _, row in pairs], verifiers, report)
+        from pipelines.manifest import finished_run
+
+        pairs = run_rows(finished_run(args.source, "verify"))
+    dead: list[dict[str, str]] = []
+    scores = verify_rows(pairs, verifiers, dead)
+    dead_ids = {json.loads(letter["row"])["id"] for letter in dead}
+    kept = [row for _, row in pairs if row["id"] not in dead_ids]
+    report = {
+        "command": "verify",
+        "source": args.source,
+        "rows": len(pairs),
+        "dead_lettered": len(dead),
+        "balanced": len(pairs) == len(kept) + len(dead),
+        "verifiers": scores,
+    }
+    write(Path(args.output), kept, verifiers, report)
+    dead.sort(key=dead_letter_sort_key)
+    payload = "".join(json.dumps(d, sort_keys=True, ensure_ascii=False) + "\n" for d in dead).encode()
+    _atomic_write(str(Path(args.output) / "dead_letters" / "dead_letters.jsonl"), payload)
     print(json.dumps(report, indent=2, sort_keys=True))
     return 0
 

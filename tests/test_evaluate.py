@@ -94,3 +94,28 @@ def test_processbench_gsm8k_with_the_arithmetic_verifier():
     assert report["n"] == 400 and scores["n_err"] == 207 and scores["n_cor"] == 193
     assert scores["acc_cor"] >= 0.95 and scores["acc_err"] >= 0.05  # measured: 1.0 and 0.106
     assert not math.isnan(scores["f1"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--benchmark", "exact", "--run", "{missing}"], "--run {missing}: no such run folder"),
+        (["evaluate", "--benchmark", "exact", "--run", "{empty}"], "--run {empty}: no manifest.json there"),
+        (["verify", "{missing}", "--output", "{out}"], "verify {missing}: no such run folder"),
+        (["annotate", "--from", "{missing}", "--config", "configs/demo.yaml"], "--from {missing}: no such run folder"),
+        (["report", "{missing}"], "{missing}/manifest.json: no manifest"),
+        (["export", "{missing}", "--format", "trl"], "no data shards at {missing}/data"),
+        (["publish", "{missing}", "--repo", "org/name", "--dry-run"], "{missing}: no manifest.json"),
+    ],
+)
+def test_commands_refuse_a_missing_run_folder_by_name(argv, message, tmp_path, capsys):
+    import run
+
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "nothing", "empty": tmp_path / "empty", "out": tmp_path / "out"}
+    argv = [a.format(**paths) for a in argv]
+    argv = [str(Path(__file__).resolve().parents[1] / a) if a.startswith("configs/") else a for a in argv]
+    assert run.main(argv) == 2
+    captured = capsys.readouterr()
+    assert message.format(**paths) in captured.out + captured.err
+    assert not (tmp_path / "out").exists(), "nothing is written for a run that is not there"

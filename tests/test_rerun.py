@@ -112,8 +112,11 @@ def test_relabel_refuses_configs_that_need_generation(problems, parent):
     ]:
         with pytest.raises(ConfigError, match=message):
             annotate.run(str(root / "parent"), config(problems, *overrides), str(root / "never"))
-    with pytest.raises(ConfigError, match="not a finished run"):
+    with pytest.raises(ConfigError, match="nowhere: no such run folder"):
         annotate.run(str(root / "nowhere"), config(problems), str(root / "never"))
+    (root / "unfinished").mkdir()
+    with pytest.raises(ConfigError, match="not a finished run"):
+        annotate.run(str(root / "unfinished"), config(problems), str(root / "never"))
 
 
 def test_a_doubled_budget_generates_only_the_new_samples(problems, parent):

@@ -115,7 +115,9 @@ def export_run(
 
     Options: `separator`, `on_separator` (trl); `soft`, `null_mc`, `placeholder` (openrlhf); `placeholder`
     (math-shepherd). Shard i of N becomes output shard i of N, rows in the same order; skipped rows and every
-    rule application are counted (`rows_skipped`, `rules`). Stale `train-*` files of an earlier export with a
+    rule application are counted (`rows_skipped`, `rules`). A row whose conversion raises is left out and written
+    to `dead_letters.jsonl` beside the files with its reason (`rows_dead_lettered`); with
+    `on_separator="error"` a format refusal stops the export instead, as asked. Stale `train-*` files of an earlier export with a
     different shard count are removed so a folder glob never mixes exports.
     """
     resolved = _resolve_options(fmt, options)
@@ -126,23 +128,39 @@ def export_run(
     suffix, schema, reader = EXPORT_FORMATS[fmt]
     out_dir = Path(output) if output is not None else run / "exports" / fmt
     convert = _converter(fmt, resolved)
+    strict = resolved.get("on_separator") == "error"  # the user asked for a refusal of the export, not a skip
     rules: Counter = Counter()
     written: list[dict[str, Any]] = []
+    dead: list[dict[str, str]] = []
     rows_in = rows_out = steps_out = 0
     for i, shard in enumerate(shards):
         rows = pq.read_table(shard).to_pylist()
         converted = []
         for row in rows:
-            result = convert(row, rules)
+            row_rules: Counter = Counter()  # counted only when the row converts
+            try:
+                result = convert(row, row_rules)
+                steps = _step_count(fmt, result) if result is not None else 0
+            except formats.FormatError as error:
+                if strict:
+                    raise
+                dead.append(_export_dead_letter(row, error))
+                continue
+            except Exception as error:  # noqa: BLE001 - one row that cannot convert is a dead letter, not the end
+                dead.append(_export_dead_letter(row, error))
+                continue
+            rules.update(row_rules)
             if result is not None:
                 converted.append(result)
-                steps_out += _step_count(fmt, result)
+                steps_out += steps
         name = f"train-{i:05d}-of-{len(shards):05d}{suffix}"
         payload = _jsonl_bytes(converted) if schema is None else _parquet_bytes(converted, schema)
         _atomic_write(out_dir / name, payload)
         written.append({"source": shard.name, "file": name, "rows_in": len(rows), "rows_out": len(converted)})
         rows_in += len(rows)
         rows_out += len(converted)
+    dead.sort(key=lambda d: tuple(d[f] for f in DEAD_LETTERS.names))
+    _atomic_write(out_dir / "dead_letters.jsonl", _jsonl_bytes(dead))
     keep = {w["file"] for w in written}
     for stale in out_dir.glob(f"train-*-of-*{suffix}"):
         if stale.name not in keep:
@@ -162,9 +180,10 @@ def export_run(
         "rows_in": rows_in,
         "rows_out": rows_out,
         "rows_skipped": sum(skipped.values()),
+        "rows_dead_lettered": len(dead),
         "steps_out": steps_out,
         "rules": dict(sorted(rules.items())),
-        "balanced": rows_in == rows_out + sum(skipped.values()),
+        "balanced": rows_in == rows_out + sum(skipped.values()) + len(dead),
     }
     if fmt == "trl":
         summary["trainer_config"] = {"step_separator": resolved["separator"]}
@@ -177,6 +196,13 @@ def export_run(
         }
     _atomic_write(out_dir / "export.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary
+
+
+def _export_dead_letter(row: dict[str, Any], error: BaseException) -> dict[str, str]:
+    from transforms.dead_letters import failure_reason
+    from transforms.read import dead_letter
+
+    return dead_letter("export", str(row.get("source") or ""), failure_reason("export", error), row)
 
 
 # ---------------------------------------------------------------- import

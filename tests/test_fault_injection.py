@@ -241,3 +241,54 @@ def test_relabel_stage_faults_are_dead_letters(clean, poisoned_relabel):
 def test_relabel_stage_faults_leave_every_other_row_unchanged(clean, poisoned_relabel):
     run, _, ids = poisoned_relabel
     assert_rest_unchanged(clean[0] / "clean", run, set(ids.values()), ["data", "filtered", "evidence/verdicts"])
+
+
+def test_verify_command_dead_letters_a_row_whose_verification_raises(clean, tmp_path, monkeypatch, capsys):
+    import run
+    from annotators.verifiers.arithmetic import ArithmeticVerifier
+
+    root, _, _, labelled = clean
+    verify = ArithmeticVerifier.verify
+
+    def poisoned_verify(self, problem, steps):
+        if problem.problem_id == labelled[0]:
+            raise MemoryError("poisoned verifier")
+        return verify(self, problem, steps)
+
+    monkeypatch.setattr(ArithmeticVerifier, "verify", poisoned_verify)
+    assert run.main(["verify", str(root / "clean"), "--output", str(tmp_path / "v")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    paths = rows(root / "clean", "data")
+    poisoned = [r for r in paths if r["problem_id"] == labelled[0]]
+    assert report["rows"] == len(paths) and report["dead_lettered"] == len(poisoned) > 0 and report["balanced"]
+    assert report["verifiers"]["arithmetic"]["n"] == len(paths) - len(poisoned)
+    dead = letters(tmp_path / "v")
+    assert {(d["stage"], d["reason"]) for d in dead} == {("verify", "verify failed: MemoryError: poisoned verifier")}
+    kept = rows(tmp_path / "v", "data")
+    assert sorted(r["id"] for r in kept) == sorted(r["id"] for r in paths if r["problem_id"] != labelled[0])
+    assert all(len(r["arithmetic_labels"]) == len(r["completions"]) for r in kept)
+
+
+def test_export_dead_letters_a_row_whose_conversion_raises(clean, tmp_path, monkeypatch):
+    from pipelines.export import export_run
+    from schemas import formats
+
+    root, _, _, labelled = clean
+    to_trl = formats.to_trl
+
+    def poisoned_to_trl(row, *args, **kwargs):
+        if row["problem_id"] == labelled[1]:
+            raise TypeError("poisoned converter")
+        return to_trl(row, *args, **kwargs)
+
+    clean_export = export_run(root / "clean", "trl", tmp_path / "clean")
+    monkeypatch.setattr(formats, "to_trl", poisoned_to_trl)
+    summary = export_run(root / "clean", "trl", tmp_path / "poisoned")
+    poisoned = [r for r in rows(root / "clean", "data") if r["problem_id"] == labelled[1]]
+    assert summary["rows_dead_lettered"] == len(poisoned) > 0 and summary["balanced"] is True
+    assert summary["rows_out"] == clean_export["rows_out"] - len(poisoned)
+    dead = [json.loads(x) for x in (tmp_path / "poisoned" / "dead_letters.jsonl").read_text().splitlines()]
+    assert {(d["stage"], d["reason"]) for d in dead} == {("export", "export failed: TypeError: poisoned converter")}
+    prompts = {r["prompt"] for r in poisoned}
+    assert rows(tmp_path / "poisoned", ".") == [r for r in rows(tmp_path / "clean", ".") if r["prompt"] not in prompts]
+    assert (tmp_path / "clean" / "dead_letters.jsonl").read_text() == ""

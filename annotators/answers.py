@@ -8,8 +8,10 @@
   `correct is None` means "could not decide" (timeouts, unparseable gold), never a silent False.
 * `judge_text(text, finish_reason, gold)`: extract + grade, with a policy for truncated generations.
 
-Model output is data (DESIGN.md, "Safety"): nothing here calls eval/sympify/parse_expr on it. Math-Verify
-parses it with its own timeouts, which use signal.alarm and therefore only work in the main thread; from any
+Model output is data (DESIGN.md, "Safety"): nothing here calls eval/sympify/parse_expr on it. Extraction reads only
+the last MAX_EXTRACT_CHARS of a generation, with linear-time patterns and no recursion. Math-Verify gets only
+answers within MAX_ANSWER_CHARS (gold: MAX_GOLD_CHARS) and MAX_NESTING levels of brackets, and parses them with its
+own timeouts, which use signal.alarm and therefore only work in the main thread; from any
 other thread the comparison runs in a persistent single-worker process (spawned, so its tasks run in that
 process's main thread) behind an overall timeout; a worker that overruns it is killed and replaced. As with any
 spawn-based multiprocessing, the program's entry point must be import-safe (`if __name__ == "__main__":`).
@@ -33,6 +35,9 @@ MAX_EXTRACT_CHARS = 20_000
 # A longer candidate is not a final answer but rambling; it is graded wrong without parsing it.
 MAX_ANSWER_CHARS = 1_000
 MAX_GOLD_CHARS = 10_000
+# Brackets ({[( ) nested deeper than this are not handed to Math-Verify: its LaTeX parser doubles its time per level
+# of bare braces past ~8 (11 levels took 3 s, 16 hit the 5 s timeout), and no final answer nests this deep.
+MAX_NESTING = 8
 # Bounds of the rational fast path; anything larger is "not parseable here" and goes on to Math-Verify.
 MAX_DIGITS = 1_000
 MAX_EXPONENT = 1_000
@@ -265,6 +270,21 @@ def _normalize_text(answer: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Math-Verify, gold first (algorithms.md §4: "argument order matters")
 
+_BRACKET = re.compile(r"[{}()\[\]]")
+
+
+def _nesting(answer: str) -> int:
+    """How deep brackets of any kind nest in `answer` (escaped ones count too: the bound only needs to be safe)."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(answer):
+        if match.group() in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 
 
@@ -379,10 +399,12 @@ def _math_verify(gold: str, candidate: str) -> tuple[bool | None, str]:
 def grade(candidate: str | None, gold: str) -> Verdict:
     """Whether `candidate` equals `gold` (algorithms.md §4, steps 3-4).
 
-    Reasons: missing_answer, answer_too_long, missing_gold, gold_too_long, exact_match, rational_equal,
-    rational_mismatch, normalized_match, math_verify_equal, math_verify_unequal, candidate_unparseable,
-    gold_unparseable, grader_timeout, grader_error, grader_unavailable. Two plain numbers that differ are final
-    (rational_mismatch) without asking Math-Verify, whose float rounding could call 0.333333 equal to 1/3.
+    Reasons: missing_answer, answer_too_long, answer_too_deep, missing_gold, gold_too_long, gold_too_deep,
+    exact_match, rational_equal, rational_mismatch, normalized_match, math_verify_equal, math_verify_unequal,
+    candidate_unparseable, gold_unparseable, grader_timeout, grader_error, grader_unavailable. Two plain numbers
+    that differ are final (rational_mismatch) without asking Math-Verify, whose float rounding could call 0.333333
+    equal to 1/3. Math-Verify only sees answers within MAX_ANSWER_CHARS / MAX_GOLD_CHARS and MAX_NESTING; like a
+    too-long one, a too-deep candidate is wrong and a too-deep gold undecided.
     """
     if candidate is None or not candidate.strip():
         return Verdict(False, "missing_answer", None)
@@ -403,6 +425,10 @@ def grade(candidate: str | None, gold: str) -> Verdict:
         return Verdict(False, "rational_mismatch", candidate)
     if _normalize_text(candidate) == _normalize_text(gold):
         return Verdict(True, "normalized_match", candidate)
+    if _nesting(gold) > MAX_NESTING:
+        return Verdict(None, "gold_too_deep", candidate)
+    if _nesting(candidate) > MAX_NESTING:
+        return Verdict(False, "answer_too_deep", candidate)
     correct, reason = _math_verify(gold, candidate)
     return Verdict(correct, reason, candidate)
 

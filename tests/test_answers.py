@@ -185,6 +185,60 @@ def test_grade_missing_or_huge_gold_is_undecided() -> None:
     assert grade("5", "9" * 20_000) == Verdict(None, "gold_too_long", "5")
 
 
+@pytest.fixture
+def math_verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record what would be handed to Math-Verify instead of running it."""
+    calls: list[tuple[str, str]] = []
+
+    def record(gold: str, candidate: str) -> tuple[bool | None, str]:
+        calls.append((gold, candidate))
+        return None, "recorded"
+
+    monkeypatch.setattr(answers, "_math_verify", record)
+    return calls
+
+
+def test_deep_answers_never_reach_math_verify(math_verify_calls: list[tuple[str, str]]) -> None:
+    # 450 nested braces ran Math-Verify into its 5 s timeout; now the depth is measured first
+    deep = "{" * 450 + "1" + "}" * 450
+    assert grade(deep[:999], "2") == Verdict(False, "answer_too_deep", deep[:999])
+    assert grade("2", "\\frac{" * 9 + "1" + "}{2}" * 9) == Verdict(None, "gold_too_deep", "2")
+    assert grade("x^{" * 5000 + "1", "2").reason == "answer_too_long"
+    assert math_verify_calls == []
+    at_cap = "(" * answers.MAX_NESTING + "x" + ")" * answers.MAX_NESTING
+    assert grade(at_cap, "2").reason == "recorded" and math_verify_calls == [("2", at_cap)]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("x" * 5_000_000 + "\\boxed{" + "\\sqrt{2}" * 200 + "}", "answer_too_long"),  # a 1,800-character box
+        ("The answer is " + "\\sqrt{2}+" * 150 + "1", "answer_too_long"),
+        ("\\boxed{" * 50_000 + "\\sqrt{2}" + "}" * 50_000, "missing_answer"),  # only the tail is searched
+        ("#### " + "\\left(" * 40 + "\\pi" + "\\right)" * 40, "answer_too_deep"),
+        ("Answer: " + "1e999999 " * 1_000, "answer_too_long"),
+        ("The answer is " + "\\sqrt{2}+" * 50 + "1", "recorded"),  # within every bound: Math-Verify decides
+    ],
+)
+def test_math_verify_only_gets_bounded_text(math_verify_calls: list[tuple[str, str]], text: str, reason: str) -> None:
+    assert judge_text(text, "stop", "\\frac{\\sqrt{2}}{2}").reason == reason
+    for _gold, candidate in math_verify_calls:
+        assert len(candidate) <= answers.MAX_ANSWER_CHARS and answers._nesting(candidate) <= answers.MAX_NESTING
+    assert len(math_verify_calls) == (reason == "recorded")
+
+
+def test_reference_answer_from_hostile_references_is_bounded() -> None:
+    # only the tail is searched: here it holds no "####" any more
+    assert parse_reference_answer("#### " + "1,000" * 20_000, "gsm8k") is None
+    assert parse_reference_answer("#### " + "1,000" * 3_000, "gsm8k") == "1,000" * 2_999 + "1000"
+    assert parse_reference_answer("\\boxed{" * 100_000, "math") is None
+    assert (
+        parse_reference_answer("\\boxed{" + "{" * 9_000 + "7" + "}" * 9_000 + "}", "math")
+        == "{" * 9_000 + "7" + "}" * 9_000
+    )
+    assert parse_reference_answer("x" * 100_000 + "\n#### 12", "auto") == "12"
+
+
 def test_rational_parser_bounds() -> None:
     assert answers._rational_values("9" * answers.MAX_DIGITS) == frozenset({Fraction(int("9" * answers.MAX_DIGITS))})
     assert answers._rational_values("9" * (answers.MAX_DIGITS + 1)) is None

@@ -46,9 +46,11 @@ def print_summary(manifest: dict, output: str) -> None:
     lines = [
         "",
         "StepForge run summary",
-        f"  problems:        {counts['problems']} read ok of {counts['read']} rows "
-        f"({counts['dead_lettered']} dead-lettered: {json.dumps(counts['dead_letters_by_reason'])})",
-        f"  labelled:        {counts['problems_labelled']} problems, {counts['paths']} paths",
+        f"  problems:        {counts['problems']} read ok of {counts['read']} rows"
+        + (f", {counts['beyond_limit']} past input.limit" if counts.get("beyond_limit") else "")
+        + f" ({counts['dead_lettered']} dead letters: {json.dumps(counts['dead_letters_by_reason'])})",
+        f"  labelled:        {counts['problems_labelled']} problems, {counts['paths']} paths"
+        f" ({counts.get('problems_dead_lettered', 0)} problems dead-lettered after reading)",
         f"  solutions:       {counts['solutions']}",
         f"  steps:           {counts['steps']} ({counts['steps_positive']} positive, {counts['steps_negative']} negative)",
         f"  completions:     {counts['completions']} MC completion rows; "

@@ -261,7 +261,9 @@ def render_card(
             omegaprm.get("positive_paths_contradicted"),
         ),
         ("paths filtered out", counts.get("filtered")),
-        ("dead-lettered input rows", counts.get("dead_lettered")),
+        ("input rows past input.limit (not read)", counts.get("beyond_limit") or None),
+        ("dead letters", counts.get("dead_lettered")),
+        ("problems dead-lettered after reading", counts.get("problems_dead_lettered")),
         ("counts add up", counts.get("balanced")),
     ]
     out += [f"| {name} | {value} |" for name, value in rows if value is not None]

@@ -176,6 +176,7 @@ def test_the_clean_run_counts_rows_past_the_limit_without_dead_letters(clean):
     assert counts["read"] == 9 and counts["beyond_limit"] == 1 and counts["problems"] == 8
     assert letters(root / "clean") == [] and counts["dead_lettered"] == 0
     assert counts["balanced"] is True
+    assert "| input rows past input.limit (not read) | 1 |" in (root / "clean" / "README.md").read_text()
 
 
 def _new_letters(root: Path, poisoned: Path) -> dict[str, list[dict]]:
@@ -210,6 +211,17 @@ def test_search_stage_faults_are_dead_letters(clean, poisoned_search):
 def test_search_stage_faults_leave_every_other_row_unchanged(clean, poisoned_search):
     run, _, ids = poisoned_search
     assert_rest_unchanged(clean[0] / "clean", run, set(ids.values()), [*TABLES, "evidence/verdicts"])
+
+
+def test_a_relabel_keeps_the_dead_letters_of_problems_without_evidence(clean, poisoned_search):
+    from pipelines import annotate
+
+    root, config, _, _ = clean
+    run, _, ids = poisoned_search
+    manifest = annotate.run(str(run), config, str(root / "relabel-of-poisoned"))
+    assert letters(root / "relabel-of-poisoned") == letters(run)  # nothing here can recompute them
+    assert rows(root / "relabel-of-poisoned", "data") == rows(run, "data")
+    assert manifest["counts"]["balanced"] is True and manifest["counts"]["problems_dead_lettered"] == len(ids)
 
 
 def test_relabel_stage_faults_are_dead_letters(clean, poisoned_relabel):

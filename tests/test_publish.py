@@ -498,7 +498,7 @@ def test_card_front_matter_points_at_the_shards_and_numbers_equal_the_manifest(t
     assert table["positive share"] == f"{counts['steps_positive'] / counts['steps']:.4f}"
     assert table["labelled paths (rows)"] == str(counts["paths"])
     assert table["solutions sampled"] == str(counts["solutions"])
-    assert table["dead-lettered input rows"] == str(counts["dead_lettered"])
+    assert table["dead letters"] == str(counts["dead_lettered"])
     assert table["config hash"] == f"`{CONFIG_HASH}`"
     assert table["code version"] == "`abc1234-dirty`" and table["schema version"] == "`1`"
     assert 'Dead letters by reason: `{"JSONDecodeError": 1}`' in text
@@ -805,7 +805,7 @@ def test_publish_a_real_demo_run(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
     text = write_dataset_card(run).read_text()
     table = card_table(text)
     assert table["steps"] == str(manifest["counts"]["steps"])
-    assert table["dead-lettered input rows"] == str(manifest["counts"]["dead_lettered"])
+    assert table["dead letters"] == str(manifest["counts"]["dead_lettered"])
 
     result = publish(run, REPO, token=TOKEN, endpoint=hub.url)
     assert hub.repos[REPO].tags == {default_version(manifest): result["commit_oid"]}

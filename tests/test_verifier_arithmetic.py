@@ -308,6 +308,14 @@ def test_values_beyond_the_limits_are_not_checked(text: str, reason: str) -> Non
     assert result.verdict is None and reason in result.reason
 
 
+def test_degree_sign_followed_by_spaces_is_linear() -> None:
+    # `\^\s*\{?\s*\\circ` backtracked quadratically: ~1 s at the default 20,000 characters, ~30 s at these 100,000
+    limits = ArithmeticLimits(max_chars=100_000, max_tokens=100_000)
+    assert check_step("^" + " " * 99_000 + "x", limits) == StepVerdict(None, "no arithmetic claim found")
+    assert check_step("^" + "\\\\" * 49_000, limits) == StepVerdict(None, "no arithmetic claim found")
+    assert verdict("90^{ \\circ } - 30^\\circ = 60^\\circ") is True
+
+
 def test_no_exception_leaves_the_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
     import annotators.verifiers.arithmetic as arithmetic
 

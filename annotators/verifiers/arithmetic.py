@@ -143,7 +143,8 @@ _SUBS: list[tuple[re.Pattern[str], str]] = [
     # not equalities: inequalities, congruences, arrows
     (re.compile(r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)\b"), " ; "),
     (re.compile(r"[≠≤≥≡⇒→⟹]|<=|>=|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
-    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°"), " degrees "),
+    # `\s*(?:\{\s*)?`, not `\s*\{?\s*`: two space runs around an optional brace backtrack quadratically on "^" + spaces
+    (re.compile(r"\^\s*(?:\{\s*)?\\circ\s*\}?|°"), " degrees "),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\?\$"), " "),
     (re.compile(r"\\[,;:! ]|\\q?quad\b|~|&"), " "),

@@ -466,6 +466,55 @@ def test_shadowing_a_builtin_or_the_prompts_helper_does_not_reach_the_tests() ->
 
 
 @needs_sandbox
+def test_the_judge_is_out_of_reach_as_pid_1() -> None:
+    # pid 1 is the non-dumpable judge: its memory cannot be written (a writable init would run code past every
+    # limit and outlive the run), and signals from inside the namespace do not reach it.
+    probe = (
+        "import os, signal\n"
+        "for name in ('mem', 'syscall', 'fd/0'):\n"
+        "    try:\n"
+        "        open(f'/proc/1/{name}', 'r+b' if name == 'mem' else 'rb')\n"
+        "    except PermissionError:\n"
+        "        continue\n"
+        "    raise AssertionError(f'/proc/1/{name} is open to the program')\n"
+        "for signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGINT):\n"
+        "    os.kill(1, signum)\n"
+        "def add(a, b):\n"
+        "    return a + b\n"
+    )
+    result = run_tests(probe, ADD_TESTS, "add", SandboxLimits(wall_s=5))
+    assert result.passed, result
+    assert _nothing_left(result)
+
+
+@needs_sandbox
+def test_dev_is_read_only() -> None:
+    result = run_program("open('/dev/filler', 'wb').write(b'x' * 4096)\n")
+    assert result.status == "failed" and result.error_type == "OSError" and "Read-only" in result.reason, result
+
+
+@needs_sandbox
+def test_a_wrong_program_cannot_turn_its_failure_into_a_sandbox_error() -> None:
+    # `error` means the sandbox or the tests broke, which the code verifier does not count against the line.
+    prompt = "from typing import List\nimport collections\n"
+    for attack in (
+        "import os, signal, threading\nthreading.Timer(0.002, lambda: os.kill(os.getppid(), signal.SIGINT)).start()\n",
+        "import os, resource\nresource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (0, 0))\n",
+        "import os, resource\nresource.prlimit(1, resource.RLIMIT_AS, (1 << 20, 1 << 20))\n",
+    ):
+        program = prompt + attack + "import time\ntime.sleep(0.05)\n" + WRONG_ADD
+        result = run_tests(program, ADD_TESTS, "add", SandboxLimits(wall_s=5), context=prompt)
+        assert result.status == "failed", (attack, result)
+
+
+@needs_sandbox
+def test_program_text_in_the_reason_is_valid_utf8() -> None:
+    result = run_tests("def add(a, b):\n    raise ValueError(chr(0xDC80))\n", ADD_TESTS, "add")
+    assert result.status == "failed"
+    result.reason.encode("utf-8")  # a lone surrogate would raise here, and in the Parquet writer
+
+
+@needs_sandbox
 def test_a_forged_setup_error_does_not_weaken_the_next_run() -> None:
     forged = (
         "import os, json, struct\n"

@@ -2,9 +2,10 @@
 
 Two processes, so that the verdict rests on nothing the program can reach:
 
-    judge    this file's `main`, started by bwrap. It reads the policy and the program, sets the rlimits, makes
-             itself non-dumpable (no other process of the sandbox uid can read or write its memory or fds),
-             forks the program process, and only then reads the tests. It runs the tests and writes the
+    judge    this file's `main`, started by bwrap as pid 1 of the sandbox (signals from inside cannot end it). It
+             reads the policy, the program and the prompt, sets the rlimits, makes itself non-dumpable (no other
+             process of the sandbox uid can read or write its memory or fds), runs the prompt, forks the program
+             process, and only then reads the tests. It runs the tests and writes the
              verdict to the verdict fd, which the program process never holds.
     program  the forked child: closes stdin, the verdict fd and the judge's pipe ends, runs the program, and
              answers calls. The tests see the program's functions as proxies: arguments and results cross the
@@ -19,6 +20,7 @@ import builtins
 import json
 import os
 import resource
+import signal
 import struct
 import sys
 
@@ -298,6 +300,7 @@ def main():
             pass
 
     try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # pid 1 ignores the rest; Python's own SIGINT handler would not
         _set_limits(policy["rlimits"])
         _make_undumpable()
         verdict({"kind": "isolation", "seen": _self_check()})
@@ -305,6 +308,13 @@ def main():
     except Exception as error:
         verdict({"kind": "setup_error", "message": repr(error)[:300]})
         os._exit(70)
+    # The prompt runs before the program process exists, so nothing the program does can disturb it.
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        exec(_compile_context(policy["context"]), namespace)  # the problem's own prompt, never model text
+    except BaseException as error:
+        verdict({"kind": "outcome", "outcome": "test_error", "type": type(error).__name__, "message": str(error)[:500]})
+        os._exit(0)
     calls_r, calls_w = os.pipe()
     answers_r, answers_w = os.pipe()
     sys.stdout.flush()
@@ -314,6 +324,7 @@ def main():
         # The program process holds nothing of the judge's: not the payload, the verdict fd or its pipe ends.
         for fd in (0, verdict_fd, calls_w, answers_r):
             os.close(fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
@@ -333,12 +344,12 @@ def main():
     del policy["program"]
     tests = _receive(0)  # only now: the program process never had the tests in its memory
     program = _Program(pid, calls_w, answers_r)
-    verdict(_judge(program, tests["tests"], tests["entry_point"], tests["context"]))
+    verdict(_judge(program, tests["tests"], tests["entry_point"], namespace))
     sys.stdout.flush()
     os._exit(0)
 
 
-def _judge(program, tests, entry_point, context):
+def _judge(program, tests, entry_point, namespace):
     """Run the tests against the program process; the verdict as a dict."""
     try:
         hello = program.receive()
@@ -349,18 +360,15 @@ def _judge(program, tests, entry_point, context):
     kind = hello.get("kind")
     if kind in ("syntax_error", "exception"):
         outcome = "syntax_error" if kind == "syntax_error" else "exception"
-        lines = [x for x in hello.get("lines", []) if type(x) is int]
+        lines = [x for x in hello.get("lines", []) if type(x) is int][:100]
         return {"kind": "outcome", "outcome": outcome, "type": str(hello.get("type", ""))[:100],
                 "message": str(hello.get("message", ""))[:500], "lines": lines}  # fmt: skip
     if kind != "ready" or type(hello.get("names")) is not list:
         return {"kind": "outcome", "outcome": "exception", "type": "ProgramError", "message": "no program handshake"}
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        context_code = _compile_context(context)
         test_code = compile(tests, "<tests>", "exec")
         check_code = compile(f"check({entry_point})", "<check>", "exec") if entry_point else None
-        exec(context_code, namespace)  # the problem's own prompt: its helpers are what the tests call by name
-    except BaseException as error:
+    except (SyntaxError, ValueError) as error:
         return {"kind": "outcome", "outcome": "test_error", "type": type(error).__name__, "message": str(error)[:500]}
     # The program's names reach the tests unless they would shadow a builtin or the prompt's own definitions
     # (a program redefining `abs` or the prompt's helper must not change what the tests compute).

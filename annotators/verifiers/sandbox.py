@@ -73,8 +73,8 @@ _SANDBOX_UID = 65534  # "nobody" inside the user namespace
 # All the judge may find in its environment: bwrap's --chdir and the interpreter's locale coercion (PEP 538).
 _ALLOWED_ENV = {"PWD": "/tmp", "LC_CTYPE": "C.UTF-8"}
 _HARNESS_SOURCE = (Path(__file__).with_name("harness.py")).read_text()
-# Processes of the run's uid before the program's own: bwrap, its pid-1 init, the judge.
-_OWN_PROCESSES = 3
+# Processes of the run's uid before the program's own: bwrap and the judge (pid 1 inside).
+_OWN_PROCESSES = 2
 
 
 class SandboxUnavailable(RuntimeError):
@@ -276,13 +276,13 @@ def _run(
     tmpfs = str(limits.tmpfs_mb << 20)
     command = [
         setup.bwrap,
-        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--unshare-user", "--unshare-pid", "--as-pid-1", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--disable-userns", "--uid", str(_SANDBOX_UID), "--gid", str(_SANDBOX_UID), "--hostname", "sandbox",
         "--die-with-parent", "--new-session", "--clearenv", "--seccomp", str(filter_r),
         *setup.mounts,
         "--proc", "/proc", "--dev", "/dev",
         "--size", tmpfs, "--tmpfs", "/tmp", "--size", tmpfs, "--tmpfs", "/dev/shm",
-        "--remount-ro", "/", "--chdir", "/tmp",
+        "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/tmp",
         setup.python, "-I", "-S", "-c", _HARNESS_SOURCE,
     ]  # fmt: skip
     nproc = limits.nproc + _OWN_PROCESSES
@@ -295,8 +295,8 @@ def _run(
     }
     if uid is not None:
         rlimits["NPROC"] = (nproc, nproc)  # counts this run's fresh uid only (see docs/security.md otherwise)
-    policy = {"verdict_fd": verdict_w, "rlimits": rlimits, "program": program}
-    payload = _frame(policy) + _frame({"tests": tests, "entry_point": entry_point, "context": context})
+    policy = {"verdict_fd": verdict_w, "rlimits": rlimits, "program": program, "context": context}
+    payload = _frame(policy) + _frame({"tests": tests, "entry_point": entry_point})
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -385,7 +385,7 @@ def _collect(
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """Kill bwrap's process group; its pid-1 init dies with it (die-with-parent) and takes the namespace along."""
+    """Kill bwrap's process group; the judge, pid 1 inside, dies with it (die-with-parent) and ends the namespace."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the session leader's pid is the group id
     except (ProcessLookupError, PermissionError):
@@ -418,6 +418,11 @@ def _messages(raw: bytes) -> list[dict[str, object]]:
         messages.append(message)
         view = view[4 + size :]
     return messages
+
+
+def _clean(text: str) -> str:
+    """Text the program chose, made valid UTF-8 (a lone surrogate would break the Parquet writer downstream)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _isolation_mismatch(seen: object) -> str:
@@ -469,9 +474,9 @@ def _classify(
             stdout,
             stderr,
             round(wall_s, 4),
-            reason,
+            _clean(reason),
             isolation,
-            error_type,
+            _clean(error_type),
             lines[-1] if lines else None,
             lines,
         )

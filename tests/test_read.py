@@ -197,6 +197,9 @@ def test_id_field_must_be_a_scalar():
     line = b'{"uid": ' + b"[" * 60 + b"]" * 60 + b', "question": "q", "answer": "#### 1"}'
     assert read_row(line, cfg(id_field="uid")) == "id field 'uid' has type list, expected a string or a number"
     assert read_row(b'{"uid": 7, "question": "q", "answer": "#### 1"}', cfg(id_field="uid")).problem_id == "7"
+    assert read_row(b'{"uid": -1e999, "question": "q", "answer": "#### 1"}', cfg(id_field="uid")) == (
+        "id field 'uid' is -inf, not a finite number"
+    )
 
 
 def test_depth_is_measured_without_parsing():

@@ -251,11 +251,13 @@ def _problem(row: Any, config: InputConfig, source: str, max_row_bytes: int) -> 
         raise BadRow(f"no reference answer found in field {fields['answer']!r} (answer_format={config.answer_format})")
     if config.id_field:
         raw_id = row.get(config.id_field)
-        if raw_id is None or isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, float)):
-            if raw_id is not None:
-                kind = type(raw_id).__name__
-                raise BadRow(f"id field {config.id_field!r} has type {kind}, expected a string or a number")
+        if raw_id is None:
             raise BadRow(f"missing id field {config.id_field!r}")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, float)):
+            kind = type(raw_id).__name__
+            raise BadRow(f"id field {config.id_field!r} has type {kind}, expected a string or a number")
+        if isinstance(raw_id, float) and not math.isfinite(raw_id):
+            raise BadRow(f"id field {config.id_field!r} is {raw_id}, not a finite number")
         problem_id = str(raw_id)
         if problem_id.strip() == "":
             raise BadRow(f"missing id field {config.id_field!r}")

@@ -508,6 +508,33 @@ def test_a_wrong_program_cannot_turn_its_failure_into_a_sandbox_error() -> None:
 
 
 @needs_sandbox
+def test_an_oversized_program_fails_and_oversized_tests_are_an_error() -> None:
+    padded = WRONG_ADD + "#" + "x" * (sandbox._MAX_SOURCE_BYTES + 10) + "\n"
+    assert run_tests(padded, ADD_TESTS, "add").status == "failed"
+    assert run_tests(WRONG_ADD, ADD_TESTS + "#" + "x" * sandbox._MAX_SOURCE_BYTES, "add").status == "error"
+
+
+@needs_sandbox
+def test_a_forged_handshake_cannot_crash_the_judge() -> None:
+    # The program holds its answers pipe while it runs: it can send a handshake of its own making.
+    forged = (
+        "import os, json, struct\n"
+        "def add(a, b):\n    return a - b\n"
+        "for value in ({'c': [10**400, 0]}, {'c': ['x', 0]}, {'d': [[[1], 2]]}, {'q': 1}):\n"
+        "    body = json.dumps({'kind': 'ready', 'names': [['zz', 'value', value]]}).encode()\n"
+        "    for fd in os.listdir('/proc/self/fd'):\n"
+        "        try:\n"
+        "            os.write(int(fd), struct.pack('!I', len(body)) + body)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "os._exit(0)\n"
+    )
+    result = run_tests(forged, ADD_TESTS, "add")
+    assert result.status == "failed" and "without a verdict" not in result.reason, result
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+@needs_sandbox
 def test_program_text_in_the_reason_is_valid_utf8() -> None:
     result = run_tests("def add(a, b):\n    raise ValueError(chr(0xDC80))\n", ADD_TESTS, "add")
     assert result.status == "failed"

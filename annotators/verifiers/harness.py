@@ -27,6 +27,8 @@ import sys
 _MAX_MESSAGE = 32 << 20  # one call's arguments or result
 _MAX_DEPTH = 200  # nesting of a value that crosses the pipe
 _EXACT_SCALARS = (type(None), bool, int, float, str)
+# What a malformed or hostile message can raise while it is read or decoded in the judge.
+_UNREADABLE = (ValueError, TypeError, OverflowError, RecursionError, MemoryError)
 
 
 # Exceptions that steer control flow in the judge (a StopIteration out of a proxy called by `map` would end the
@@ -109,8 +111,8 @@ def decode(tree, depth=0):
         return {decode(k, depth + 1): decode(v, depth + 1) for k, v in (_pair(p) for p in body)}
     if tag == "b" and type(body) is str:
         return bytes.fromhex(body)
-    if tag == "c" and type(body) is list and len(body) == 2:
-        return complex(float(body[0]), float(body[1]))
+    if tag == "c" and type(body) is list and len(body) == 2 and all(type(x) is float for x in body):
+        return complex(body[0], body[1])
     raise ValueError("malformed value")
 
 
@@ -194,7 +196,7 @@ class _Program:
     def receive(self):
         try:
             answer = _receive(self.answers_r)
-        except (ValueError, OSError, RecursionError):
+        except (OSError, *_UNREADABLE):
             answer = "malformed"
         if answer is None:
             raise ProgramDied()
@@ -215,7 +217,7 @@ class _Program:
         if answer.get("kind") == "return":
             try:
                 return decode(answer.get("value"))
-            except (ValueError, TypeError, RecursionError):
+            except _UNREADABLE:
                 raise ProgramError(f"{name}() returned an unreadable value") from None
         raise _rebuild(answer)
 
@@ -350,7 +352,14 @@ def main():
 
 
 def _judge(program, tests, entry_point, namespace):
-    """Run the tests against the program process; the verdict as a dict."""
+    """Run the tests against the program process; the verdict as a dict, whatever the program sent."""
+    try:
+        return _run_tests(program, tests, entry_point, namespace)
+    except BaseException as error:  # a judge that ends without a verdict would hide what went wrong
+        return {"kind": "outcome", "outcome": "exception", "type": "ProgramError", "message": repr(error)[:500]}
+
+
+def _run_tests(program, tests, entry_point, namespace):
     try:
         hello = program.receive()
     except ProgramDied:
@@ -382,7 +391,7 @@ def _judge(program, tests, entry_point, namespace):
             continue
         try:
             namespace[name] = _proxy(program, name) if what == "callable" else decode(value)
-        except (ValueError, TypeError, RecursionError):
+        except _UNREADABLE:
             continue
     try:
         exec(test_code, namespace)  # the tests come with the problem, never from the model

@@ -139,9 +139,11 @@ def run_tests(
     the names it defines are what the tests see under those names, whatever the program redefines.
     """
     limits = limits or SandboxLimits()
-    sizes = (len(text.encode("utf-8", "replace")) for text in (program, tests, context))
-    if sum(sizes) > _MAX_SOURCE_BYTES:
-        return _error("program and tests exceed the size cap")
+    if len(tests.encode("utf-8", "replace")) + len(context.encode("utf-8", "replace")) > _MAX_SOURCE_BYTES:
+        return _error("the tests and the prompt exceed the size cap")
+    if len(program.encode("utf-8", "replace")) > _MAX_SOURCE_BYTES:
+        # the program's own doing, so it counts against it (an `error` would not)
+        return SandboxResult(False, "failed", None, "", "", 0.0, reason="the program exceeds the size cap")
     if entry_point is not None and not entry_point.isidentifier():
         return _error(f"entry point {entry_point!r} is no name")
     setup = _setup(limits.bwrap, limits.python)

@@ -418,7 +418,7 @@ def _dedupe(item: tuple[str, list[tuple[Problem, str]]]) -> Iterator[Any]:
     group = sorted(group, key=lambda pair: pair[1])
     yield group[0][0]
     for problem, source in group[1:]:
-        reason = f"duplicate problem_id {problem.problem_id} (first seen at {group[0][1]})"
+        reason = f"duplicate problem_id: {problem.problem_id} (first seen at {group[0][1]})"  # one group in counts
         yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, reason, problem.to_dict()))
 
 

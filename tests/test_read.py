@@ -113,6 +113,18 @@ def test_jsonl_pipeline_routes_every_row(tmp_path):
         )
 
 
+def test_duplicates_keep_the_first_row_by_line_number(tmp_path):
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": "a" if n in (2, 10) else f"r{n}", "question": f"q{n}", "answer": f"#### {n}"} for n in range(1, 12)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = p | ReadProblems(cfg(path=str(path), id_field="id"))
+        kept = out[PROBLEMS] | beam.Filter(lambda pr: pr.problem_id == "a") | beam.Map(lambda pr: pr.question)
+        assert_that(kept, equal_to(["q2"]), label="kept")
+        reasons = out[DEAD] | beam.Map(lambda d: (d["source"].rsplit("/", 1)[1], d["reason"].rsplit("/", 1)[1]))
+        assert_that(reasons, equal_to([("in.jsonl:10", "in.jsonl:2)")]), label="dead")
+
+
 def test_parquet_and_limit(tmp_path):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist([{"q": f"q{i}", "a": str(i)} for i in range(6)]), path)

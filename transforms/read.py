@@ -169,14 +169,19 @@ def _oversized(line: bytes, size: int, max_bytes: int) -> tuple[str, str]:
     )
 
 
-def _source_name(source: str) -> str:
-    """The file or dataset a row came from, without its position (`f.jsonl:3`, `f.parquet#3`, `ds[train]#3`)."""
+def _source_position(source: str) -> tuple[str, int]:
+    """(file or dataset, row position) of a source such as `f.jsonl:3`, `f.parquet#3` or `ds[train]#3`."""
     for mark in (":", "#"):
         base, found, position = source.rpartition(mark)
         if found and position.isdigit():
-            source = base
-            break
-    return os.path.basename(source.rstrip("/")) or source
+            return base, int(position)
+    return source, -1
+
+
+def _source_name(source: str) -> str:
+    """The file or dataset a row came from, without its folder or position."""
+    base, _ = _source_position(source)
+    return os.path.basename(base.rstrip("/")) or base
 
 
 def _text_field(value: Any, column: str, name: str) -> str:
@@ -415,7 +420,7 @@ def check_input(config: InputConfig) -> None:
 def _dedupe(item: tuple[str, list[tuple[Problem, str]]]) -> Iterator[Any]:
     """Keep the first row of each problem id (by source position); the others are dead letters."""
     _, group = item
-    group = sorted(group, key=lambda pair: pair[1])
+    group = sorted(group, key=lambda pair: _source_position(pair[1]))  # line 2 before line 10
     yield group[0][0]
     for problem, source in group[1:]:
         reason = f"duplicate problem_id: {problem.problem_id} (first seen at {group[0][1]})"  # one group in counts

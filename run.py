@@ -96,10 +96,15 @@ def cmd_annotate(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
-def write_demo_problems(path: Path, n: int, seed: int) -> None:
-    """Generated arithmetic problems plus two planted bad rows, so the demo shows its dead letters too."""
-    from domains.arithmetic import generate_problems
+# The demo's domains: problem generator module and preset (`--domain`).
+DEMO_DOMAINS = {"arithmetic": ("domains.arithmetic", "demo.yaml"), "chains": ("domains.chains", "chains_mc.yaml")}
 
+
+def write_demo_problems(path: Path, n: int, seed: int, domain: str = "arithmetic") -> None:
+    """Generated problems plus two planted bad rows, so the demo shows its dead letters too."""
+    import importlib
+
+    generate_problems = importlib.import_module(DEMO_DOMAINS[domain][0]).generate_problems
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(p, sort_keys=True) for p in generate_problems(n, seed)]
     lines.append('{"problem_id": "bad-json", "question": "Q: 1+2=?", ')  # planted: invalid JSON
@@ -112,9 +117,9 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     root = Path(args.output).resolve()
     problems = root / "input" / "problems.jsonl"
-    write_demo_problems(problems, args.problems, args.seed)
+    write_demo_problems(problems, args.problems, args.seed, args.domain)
     overrides = [f"input.path={problems}", *args.set]
-    config = load_config(REPO_ROOT / "configs" / "demo.yaml", overrides)
+    config = load_config(REPO_ROOT / "configs" / DEMO_DOMAINS[args.domain][1], overrides)
     output = run_dir(str(root), config)
     log.info("demo: %d generated problems in %s, tiny model %s", args.problems, problems, config.policy.model)
     manifest = synthesize.run(config, output, beam_args, cache=str(root / "_cache"))
@@ -149,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--problems", type=int, default=48, help="how many problems to generate")
     demo.add_argument("--seed", type=int, default=0, help="problem generator seed")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    demo.add_argument(
+        "--domain",
+        choices=sorted(DEMO_DOMAINS),
+        default="arithmetic",
+        help="arithmetic (tiny-arith, configs/demo.yaml) or chains (tiny-chain, configs/chains_mc.yaml)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     from pipelines.evaluate import add_evaluate_commands

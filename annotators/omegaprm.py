@@ -9,7 +9,13 @@ The paper's algorithm, not openr's version (algorithms.md §1.2 lists what openr
 - a binary search over the rollout locates the first error: MC > 0 (MC = 1 included) goes right, MC = 0 left.
   Its upper end is the full wrong solution, a terminal state with MC = 0 that is never sampled;
 - identical prefixes are estimated once (a prefix cache, so the tree is a DAG);
-- the rollout budget is checked before every request, inside the binary search too: it is never exceeded.
+- a probe whose answer the measured states already imply is not sampled: one extending a prefix measured at MC = 0
+  is 0, one inside a prefix measured at MC > 0 is > 0 (counted as `probes_implied_zero`/`_positive`; soundness in
+  docs/omegaprm.md, "Implied probes"). An implied probe is a decision, not a measurement: it leaves no node in the
+  tree and no MC value in a row; the selection lists it, and a row whose step ends at one says so in
+  `meta.implied_steps`;
+- the rollout budget is checked before every request, inside the binary search too: it is never exceeded. The
+  default, `auto`, is sized from the root's longest rollout so that the search limit ends the search first.
 
 Each round of the coroutine yields the requests of ONE step of the search (the pre-filter, the root estimate or one
 binary-search probe: one `Request` with n = k); the driver (`engines.driver.run_searches`) merges the rounds of
@@ -23,13 +29,14 @@ What the result holds:
     give one row; `meta["searches"]` counts them). Steps run from the question through the first-error step;
     labels are True before it and False on it (every step inside a positive edge is True, algorithms.md §3.6);
     `mc_values`/`n_correct`/`n_rollouts` are set where the prefix through that step was measured and None
-    elsewhere (never invented). A terminal first-error step carries its graded answer (0.0, 0 of 1), as
-    `annotators.mc.label_paths` does for the last step;
+    elsewhere (never invented, nor implied). A terminal first-error step carries its graded answer (0.0, 0 of 1),
+    as `annotators.mc.label_paths` does for the last step;
   * with `positive_paths=True`, also one all-True path per distinct correct rollout of a measured state, unless it
     passes through a prefix measured at MC = 0: a True label there would contradict that estimate (one rollout
     that got through against k that did not), and on the tiny model such rollouts are mostly lucky answers after
     a wrong step (`bench/bench_omegaprm.py`); they are counted, not emitted.
-- `selections`: the (state, rollout) picked by each search with its Q, U and outcome, in order.
+- `selections`: the (state, rollout) picked by each search with its Q, U and outcome, its sampled or cached probes
+  and its implied ones, in order.
 
 Rollouts that stopped on the length limit are scored by `truncation_policy`; unparseable or missing answers count
 as wrong (the denominator stays k). Only complete wrong solutions (finish_reason "stop", an extracted final answer)
@@ -75,7 +82,11 @@ TokenOffsets = Callable[[str], list[int]]  # text -> char offsets of token bound
 class OmegaPRMConfig:
     """The knobs of one OmegaPRM search; defaults are the paper's (algorithms.md §1.1, "Hyperparameters").
 
-    `rollout_budget` caps every completion of a question, pre-filter samples included (None = no cap).
+    `rollout_budget` caps every completion of a question, pre-filter samples included: an int is that many, None
+    is no cap, and "auto" (the default) is what `search_limit` searches can need at most on this question,
+    `auto_rollout_budget`, sized once the root is estimated from the longest solution sampled from the root
+    (docs/omegaprm.md, "Rollout budget"). A fixed number ends long searches early: at k = 8 and 32 steps a search
+    costs up to 5 probes of 8, so 400 pays for about 10 searches where the paper's search limit is 100.
     `cut="step"` cuts at the splitter's step boundaries; `cut="token"` cuts at token midpoints and stops splitting
     a segment shorter than mean_solution_tokens / `segment_divisor` tokens (MENG's reading of the paper's §4.2).
     `sampling.seed` is ignored: every request gets its own seed.
@@ -87,7 +98,7 @@ class OmegaPRMConfig:
     length_scale: float = 500.0
     c_puct: float = 0.125
     search_limit: int = 100
-    rollout_budget: int | None = 400
+    rollout_budget: int | str | None = "auto"
     prefilter_samples: int = 0  # 0 = off; the paper screens with 32 full solutions
     cut: str = "step"
     segment_divisor: int = 16
@@ -117,12 +128,12 @@ class OmegaPRMConfig:
             "must be 0 (off) or >= 2 (a single sample cannot be both right and wrong)",
             self.prefilter_samples,
         )
-        if self.rollout_budget is not None:
+        if self.rollout_budget is not None and self.rollout_budget != "auto":
             need = self.prefilter_samples + self.k
             _check(
                 _is_int(self.rollout_budget) and self.rollout_budget >= need,
                 "rollout_budget",
-                f"must be >= prefilter_samples + k = {need} (or None)",
+                f"must be 'auto', None or an integer >= prefilter_samples + k = {need}",
                 self.rollout_budget,
             )
         _check(self.cut in CUTS, "cut", f"must be one of {CUTS}", self.cut)
@@ -161,6 +172,10 @@ class OmegaPRMCounters:
     searches_without_error: int = 0  # the rollout's end turned out to be reachable (MC > 0): nothing to label
     estimates: int = 0  # prefixes MC-estimated by sampling (root included)
     cache_hits: int = 0  # probes answered by the prefix cache
+    # Probes decided without sampling by what the cache implies (docs/omegaprm.md, "Implied probes"): the probe
+    # extends a prefix measured at MC = 0 (so it is 0), or lies inside one measured at MC > 0 (so it is > 0).
+    probes_implied_zero: int = 0
+    probes_implied_positive: int = 0
     terminal_states: int = 0  # full wrong solutions turned into MC = 0 states without sampling
     prefilter_correct: int = 0
     positive_paths_contradicted: int = 0  # correct rollouts not emitted: they pass a prefix measured at MC = 0
@@ -175,6 +190,7 @@ class OmegaPRMResult:
     counters: OmegaPRMCounters
     root_mc: float | None = None
     min_segment_tokens: float | None = None  # token cut only
+    rollout_budget: int | None = None  # the budget that applied (an "auto" budget as sized); None = no cap
     nodes: list[dict[str, Any]] = field(default_factory=list)
     paths: list[dict[str, Any]] = field(default_factory=list)
     selections: list[dict[str, Any]] = field(default_factory=list)
@@ -218,6 +234,22 @@ NODES_SCHEMA = pa.schema(
         ("rollouts", pa.list_(_ROLLOUT_TYPE)),
     ]
 )
+
+
+def probes_per_search(units: int, splittable: Callable[[int], bool] = lambda n: n >= 2) -> int:
+    """The most probes one binary search over `units` cut units can make: ceil(log2 units) when every segment of
+    two or more units is split (step cut); `splittable(n)` says whether a segment of n units is split."""
+    probes = 0
+    while splittable(units):
+        units -= units // 2  # the worst side of the midpoint
+        probes += 1
+    return probes
+
+
+def auto_rollout_budget(k: int, search_limit: int, prefilter_samples: int, max_probes: int) -> int:
+    """`rollout_budget: auto`: the pre-filter, the root estimate, and `search_limit` searches of `max_probes`
+    probes of k rollouts each, so that the search limit, not the budget, ends the question's search."""
+    return prefilter_samples + k + search_limit * max_probes * k
 
 
 def no_path_reason(root_mc: float | None) -> str:
@@ -376,6 +408,9 @@ class _Search:
         self.prefilter: list[_Rollout] = []
         self.paths: dict[tuple[str, ...], dict[str, Any]] = {}
         self.min_segment: float = 1.0
+        # An "auto" budget is sized after the root estimate; until then only the pre-filter and the root are asked,
+        # which the config guarantees any budget covers.
+        self.budget: int | None = None if config.rollout_budget == "auto" else config.rollout_budget
         self.status = ""
 
     # -- the main loop (algorithms.md §1.1.1) ---------------------------------------------------------------
@@ -398,6 +433,8 @@ class _Search:
         assert root is not None  # the config guarantees the budget covers pre-filter + root
         if config.cut == "token":
             self.min_segment = self._min_segment_tokens(root)
+        if config.rollout_budget == "auto":
+            self.budget = self._auto_budget(root)
         if root.mc in (0.0, 1.0):
             # No candidate can exist; end instead of resampling (MENG "root_no_candidates").
             return self._result("root_all_correct" if root.mc == 1.0 else "root_all_wrong")
@@ -443,7 +480,8 @@ class _Search:
                 "tree_size": len(self.nodes),
                 "outcome": "",
                 "first_error_node_id": None,
-                "probes": [],  # node ids probed by this binary search, in order
+                "probes": [],  # node ids probed by this binary search, in order (sampled or cached)
+                "implied": [],  # probes decided without sampling: {"cut", "prefix", "value", "by_node_id"}
             }
         )
         return node, index
@@ -463,39 +501,92 @@ class _Search:
         rollout = state.rollouts[index]
         record = self.selections[-1]
         seg = self._segment(rollout.text)
-        high_node = self._terminal(state, rollout, seg)
+        full = state.prefix + rollout.text
+        high_node: _Node | None = self._terminal(state, rollout, seg)  # None while the upper bound is implied
         low, high = 0, seg.last
-        low_node = state
-        chain = [0]  # cut indices of the states that went right (MC > 0)
+        # The deepest measured state the search went right to, and its cut: the parent of the next probe's node.
+        # It trails `low` when `low` was implied (implied probes leave no node: the tree holds measurements only).
+        low_node, low_cut = state, 0
+        chain = [0]  # cut indices of the measured states that went right (MC > 0)
+        implied: dict[int, dict[str, Any]] = {}  # cut -> how its probe was decided without sampling
         while self._splittable(low, high):
             middle = (low + high) // 2
-            prefix = state.prefix + rollout.text[: seg.bounds[middle]]
+            prefix = full[: len(state.prefix) + seg.bounds[middle]]
             node = self.cache.get(prefix)
             if node is None:
-                node = yield from self._estimate(prefix, parent=low_node, segmentation=seg, span=(low, middle))
+                bounds = (full[: len(state.prefix) + seg.bounds[low]], full[: len(state.prefix) + seg.bounds[high]])
+                decided = self._implied(prefix, *bounds)
+                if decided is not None:
+                    implied[middle] = decided
+                    record["implied"].append({"cut": middle, "prefix": prefix, **decided})
+                    if decided["value"] == "positive":
+                        self.counters.probes_implied_positive += 1
+                        low = middle
+                    else:
+                        self.counters.probes_implied_zero += 1
+                        high, high_node = middle, None
+                    continue
+                node = yield from self._estimate(prefix, parent=low_node, segmentation=seg, span=(low_cut, middle))
                 if node is None:  # the next probe would exceed the rollout budget
                     record["outcome"] = "incomplete"
                     self.counters.searches_incomplete += 1
                     return False
             else:
                 self.counters.cache_hits += 1
-                self._link(low_node, node, single_step=not self._splittable(low, middle))
+                self._link(low_node, node, single_step=not self._splittable(low_cut, middle))
             record["probes"].append(node.node_id)
             if node.mc > 0:  # MC = 1 goes right as well (algorithms.md §1.1 step 8)
-                low, low_node = middle, node
+                low, low_node, low_cut = middle, node, middle
                 chain.append(middle)
             else:
                 high, high_node = middle, node
-        self._link(low_node, high_node, single_step=True)
-        if high_node.mc > 0:
-            # The "wrong" end is reachable (e.g. the same text was probed as another rollout's prefix): no error.
-            record["outcome"] = "no_error"
-            self.counters.searches_without_error += 1
-            return True
+        if high_node is not None:
+            self._link(low_node, high_node, single_step=not self._splittable(low_cut, high))
+            if high_node.mc > 0:
+                # The "wrong" end is reachable (e.g. the same text was probed as another rollout's prefix): no error.
+                record["outcome"] = "no_error"
+                self.counters.searches_without_error += 1
+                return True
         record["outcome"] = "first_error"
-        record["first_error_node_id"] = high_node.node_id
-        self._emit_negative(state, index, seg, chain + [high], low_node, high_node)
+        record["first_error_node_id"] = None if high_node is None else high_node.node_id
+        high_prefix = full[: len(state.prefix) + seg.bounds[high]]
+        # A token-cut path's steps end at the measured states it went through; an implied lower bound is kept only
+        # because it starts the first-error segment. A step-cut path has every step in between either way.
+        cuts = chain + ([low] if low != low_cut else []) + [high]
+        last_correct = low_node if low_cut == low else None
+        self._emit_negative(state, index, seg, cuts, last_correct, high_node, high_prefix, implied)
         return True
+
+    def _implied(self, probe: str, low_prefix: str, high_prefix: str) -> dict[str, Any] | None:
+        """What the measured states imply about `probe`, which lies between the search's bounds (docs/omegaprm.md,
+        "Implied probes"), or None when they imply nothing and it must be sampled.
+
+        Positive: a state measured at MC > 0 extends the probe, on this rollout or off it, but not past the upper
+        bound (some rollout reached the gold answer through the probe's text, so the probe can reach it; past the
+        bound it would contradict the bound's own MC = 0). Zero: the probe extends a state measured at
+        MC = 0, past the lower bound (every continuation of the probe continues that state, which reached the answer
+        in none of its k rollouts: the binary search's own reading of an MC = 0 probe). Only sampled (monte_carlo)
+        states are evidence: a terminal state's 0 grades its final answer, and text after a wrong answer can still
+        reach the gold one. A positive is a witness and the zero an estimate, so where both apply, positive wins.
+        """
+        positive: _Node | None = None
+        zero: _Node | None = None
+        for node in self.nodes:
+            if node.mc_source != "monte_carlo":
+                continue
+            if node.mc > 0:
+                beyond = len(node.prefix) > len(high_prefix) and node.prefix.startswith(high_prefix)
+                if len(node.prefix) > len(probe) and node.prefix.startswith(probe) and not beyond:
+                    if positive is None or len(node.prefix) < len(positive.prefix):
+                        positive = node  # the nearest witness
+            elif len(low_prefix) < len(node.prefix) < len(probe) and probe.startswith(node.prefix):
+                if zero is None or len(node.prefix) > len(zero.prefix):
+                    zero = node  # the nearest measured zero
+        if positive is not None:
+            return {"value": "positive", "by_node_id": positive.node_id}
+        if zero is not None:
+            return {"value": "zero", "by_node_id": zero.node_id}
+        return None
 
     def _splittable(self, low: int, high: int) -> bool:
         if high - low < 2:
@@ -519,6 +610,13 @@ class _Search:
         assert self.token_offsets is not None
         inner = sorted({o for o in self.token_offsets(text) if 0 < o < len(text)})
         return [0, *inner, len(text)]
+
+    def _auto_budget(self, root: _Node) -> int:
+        # M = cut units of the longest solution sampled from the root; a search makes at most ~log2 M probes.
+        units = max(self._segment(r.text).last for r in self.prefilter + root.rollouts)
+        max_probes = probes_per_search(units, lambda n: self._splittable(0, n))
+        c = self.config
+        return auto_rollout_budget(c.k, c.search_limit, c.prefilter_samples, max_probes)
 
     def _min_segment_tokens(self, root: _Node) -> float:
         texts = [r.text for r in self.prefilter + root.rollouts]
@@ -618,8 +716,7 @@ class _Search:
     # -- requests and grading --------------------------------------------------------------------------------
 
     def _affordable(self, n: int) -> bool:
-        budget = self.config.rollout_budget
-        return budget is None or self.counters.completions + n <= budget
+        return self.budget is None or self.counters.completions + n <= self.budget
 
     def _request(self, key: str, prefix: str, n: int) -> Request:
         seed = derive_seed(self.run_seed, self.problem.problem_id, key)  # one seed per request (DESIGN.md "Seeds")
@@ -691,26 +788,42 @@ class _Search:
         }
 
     def _emit_negative(
-        self, state: _Node, index: int, seg: _Segmentation, cuts: list[int], low: _Node, high: _Node
+        self,
+        state: _Node,
+        index: int,
+        seg: _Segmentation,
+        cuts: list[int],
+        low: _Node | None,
+        high: _Node | None,
+        high_prefix: str,
+        implied: dict[int, dict[str, Any]],
     ) -> None:
+        """The first-error path; `low`/`high` are the measured states around the error, None where the search's
+        bound there was implied (its step then has no MC value; `meta.implied_steps` says what implied it)."""
         rollout = state.rollouts[index]
         steps = state.steps + seg.pieces(cuts)
         key = tuple(steps)
         if key in self.paths:  # another search found the same first error: one row, counted
             self.paths[key]["meta"]["searches"] += 1
             return
-        step_ends = state.step_ends + [len(state.prefix) + e for e in seg.ends(cuts)]
-        terminal = high.mc_source == "terminal_answer"
+        ends = seg.ends(cuts)
+        step_ends = state.step_ends + [len(state.prefix) + e for e in ends]
+        implied_steps = [
+            {"step_index": len(state.steps) + ends.index(seg.bounds[cut]), **implied[cut]}
+            for cut in cuts
+            if cut in implied
+        ]
+        terminal = high is not None and high.mc_source == "terminal_answer"
         labels = [True] * (len(steps) - 1) + [False]  # every step before the first error is True (§3.6)
         self.paths[key] = self._path_row(
             steps,
-            high.prefix,
+            high_prefix,
             step_ends,
             labels,
             {
                 "truncated_after_first_error": not terminal,  # steps after the first error were dropped
                 "is_terminal": terminal,
-                "final_answer": high.final_answer if terminal else None,
+                "final_answer": high.final_answer if terminal and high is not None else None,
                 "outcome_correct": False if terminal else None,
                 "meta": {
                     "kind": "first_error",
@@ -719,8 +832,9 @@ class _Search:
                     "selected_node_id": state.node_id,
                     "rollout_index": index,
                     "rollout_seed": rollout.seed,
-                    "last_correct_node_id": low.node_id,
-                    "first_error_node_id": high.node_id,
+                    "last_correct_node_id": None if low is None else low.node_id,
+                    "first_error_node_id": None if high is None else high.node_id,
+                    "implied_steps": implied_steps,
                     "cut": self.config.cut,
                 },
             },
@@ -781,6 +895,7 @@ class _Search:
             counters=self.counters,
             root_mc=self.nodes[0].mc if self.nodes else None,
             min_segment_tokens=self.min_segment if self.config.cut == "token" and self.nodes else None,
+            rollout_budget=self.budget,
             nodes=[self._node_row(node) for node in self.nodes],
             paths=paths,
             selections=self.selections,

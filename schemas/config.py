@@ -177,6 +177,13 @@ class SearchConfig:
             _positive(f"{key}.{name}", getattr(self, name))
         if self.sequences_in_flight < 0:  # `build` has already checked that it is an integer
             raise ConfigError(f"{key}.sequences_in_flight: must be a whole number >= 0 (0: start every search at once)")
+        # The rest of search.omegaprm is checked by annotators.omegaprm.OmegaPRMConfig when the pipeline is built.
+        budget = self.omegaprm.get("rollout_budget", "auto")
+        if not (budget is None or budget == "auto" or (type(budget) is int and budget > 0)):
+            raise ConfigError(
+                f"{key}.omegaprm.rollout_budget: must be a whole number of completions per question, auto (what "
+                f"search_limit searches can need, sized from the root's longest rollout) or null (no cap), got {budget!r}"
+            )
 
 
 @dataclass

@@ -24,8 +24,10 @@ from annotators.omegaprm import (
     NODES_SCHEMA,
     OmegaPRMConfig,
     OmegaPRMResult,
+    auto_rollout_budget,
     nodes_to_rows,
     omegaprm_search,
+    probes_per_search,
 )
 from annotators.steps import split_steps
 from domains.arithmetic import canonical_steps, evaluate, exact_first_error, format_step, gold_solution, question_for
@@ -162,6 +164,8 @@ def test_config_validation_names_the_field() -> None:
         ({"prefilter_samples": 1}, "prefilter_samples"),
         ({"k": 8, "rollout_budget": 7}, "rollout_budget"),
         ({"prefilter_samples": 32, "rollout_budget": 39}, "rollout_budget"),
+        ({"rollout_budget": "automatic"}, "rollout_budget"),
+        ({"rollout_budget": True}, "rollout_budget"),
         ({"cut": "char"}, "cut"),
         ({"segment_divisor": 0}, "segment_divisor"),
         ({"truncation_policy": "ignore"}, "truncation_policy"),
@@ -193,9 +197,10 @@ def test_binary_search_lands_on_the_planted_first_error() -> None:
             assert path["completions"] == steps[: first_error + 1]
             assert path["first_error_index"] == first_error
             assert path["labels"] == [True] * first_error + [False]
-            # A binary search: at most ceil(log2 M) probes for a rollout of M steps (algorithms.md §5).
+            # A binary search: at most ceil(log2 M) probes for a rollout of M steps, sampled, cached or implied.
             rollout_steps = len(steps) - len(result.nodes[selection["node_id"]]["steps"])
-            assert len(selection["probes"]) <= math.ceil(math.log2(rollout_steps))
+            probes = len(selection["probes"]) + len(selection["implied"])
+            assert probes <= math.ceil(math.log2(rollout_steps)) == probes_per_search(rollout_steps)
             found += 1
         assert found == len(result.selections)
         # Errors at several positions were searched and found (the pool holds wrong rollouts of all kinds).
@@ -337,10 +342,12 @@ def test_identical_prefixes_are_estimated_once() -> None:
 @pytest.mark.parametrize("prefilter", [0, 4])
 def test_budgets_are_never_exceeded(prefilter: int) -> None:
     stopped_inside = 0
+    expression = "5+6-2+8-3+9-4+7"  # 7 steps: searches of 3 probes, which the budget can cut short
     for budget in range(prefilter + 8, 130, 8):
-        policy = ScriptedPolicy([EXPRESSION], quota=False, verbose_wrong=True)
+        policy = ScriptedPolicy([expression], quota=False, verbose_wrong=True)
         config = OmegaPRMConfig(rollout_budget=budget, prefilter_samples=prefilter)
-        result = run(config, policy)
+        result = run(config, policy, expression)
+        assert result.rollout_budget == budget
         assert policy.samples <= budget
         assert result.counters.completions == policy.samples
         assert result.counters.generated_tokens == sum(
@@ -414,13 +421,15 @@ class Overrides:
     name = "overrides"
     model = "scripted-arith"
 
-    def __init__(self, policy: ScriptedPolicy, table: dict[str, dict[int, str]], fill: dict[str, str]) -> None:
-        self.policy, self.table, self.fill = policy, table, fill
+    def __init__(
+        self, policy: ScriptedPolicy, table: dict[str, dict[int, str]], fill: dict[str, str], prompt: str = PROMPT
+    ) -> None:
+        self.policy, self.table, self.fill, self.prompt = policy, table, fill, prompt
 
     def generate(self, requests: list[Request]) -> list[list[Sample]]:
         out = []
         for request in requests:
-            prefix = request.prompt[len(PROMPT) :]
+            prefix = request.prompt[len(self.prompt) :]
             if prefix in self.fill:
                 self.policy.requests.append(request)
                 samples = [Sample(self.fill[prefix], "stop", 1, seed=i) for i in range(request.n)]
@@ -474,24 +483,38 @@ def test_token_cut_lands_inside_the_first_wrong_step() -> None:
     gold = gold_solution(EXPRESSION)
     tau = result.min_segment_tokens
     assert tau is not None and tau >= 1
+    implied_lows = 0
     for path in result.paths:
-        low = result.nodes[path["meta"]["last_correct_node_id"]]
         high = result.nodes[path["meta"]["first_error_node_id"]]
-        assert gold.startswith(low["prefix"]) and not gold.startswith(high["prefix"])
-        segment = high["prefix"][len(low["prefix"]) :]
-        assert len(token_offsets(segment)) < max(2, tau)  # a minimal segment
-        assert path["completions"][-1] == segment.strip() and path["labels"][-1] is False
-        assert all(v is not None for v in path["mc_values"])  # every token-cut step ends at a measured state
+        assert not gold.startswith(high["prefix"])
+        assert len(token_offsets(path["completions"][-1])) < max(2, tau)  # a minimal segment
+        assert path["labels"][-1] is False and high["prefix"].endswith(path["completions"][-1])
+        # Every token-cut step ends at a measured state, but a lower bound a witness implied (no node, no value).
+        implied = {s["step_index"]: s for s in path["meta"]["implied_steps"]}
+        for t, value in enumerate(path["mc_values"]):
+            assert (value is None) == (t in implied)
+        if path["meta"]["last_correct_node_id"] is None:
+            (witness,) = implied.values()
+            assert witness["value"] == "positive" and witness["step_index"] == len(path["completions"]) - 2
+            assert gold.startswith(result.nodes[witness["by_node_id"]]["prefix"])
+            implied_lows += 1
+        else:
+            low = result.nodes[path["meta"]["last_correct_node_id"]]
+            assert (
+                gold.startswith(low["prefix"])
+                and high["prefix"][len(low["prefix"]) :].strip() == path["completions"][-1]
+            )
         assert "".join(path["completions"]).replace(" ", "") == high["prefix"].replace(" ", "")
+    assert implied_lows  # the toy tokenizer cuts rollouts of different states at different points
     # The first wrong character of each planted error is inside its first-error segment.
     for selection in result.selections:
         node = result.nodes[selection["node_id"]]
         full = node["prefix"] + node["rollouts"][selection["rollout_index"]]["text"]
         diverge = next(i for i, (a, b) in enumerate(zip(full, gold, strict=False)) if a != b)
         high = result.nodes[selection["first_error_node_id"]]
-        low_prefix = next(p for p in result.paths if p["meta"]["first_error_node_id"] == high["node_id"])
-        low = result.nodes[low_prefix["meta"]["last_correct_node_id"]]
-        assert len(low["prefix"]) <= diverge < len(high["prefix"])
+        path = next(p for p in result.paths if p["meta"]["first_error_node_id"] == high["node_id"])
+        error = high["prefix"].rindex(path["completions"][-1])
+        assert error <= diverge < len(high["prefix"])
 
 
 def test_nodes_table_and_positive_paths() -> None:
@@ -551,3 +574,262 @@ def test_driver_merges_many_searches() -> None:
         for path in result.paths:
             expression = next(e for e in expressions if question_for(e) == path["prompt"])
             assert exact_first_error(expression, path["completions"]) == path["first_error_index"]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Implied probes (docs/omegaprm.md, "Implied probes")
+
+LONG = "1+2+3+4+5+6+7+8+9+10+11+12-13-14+15+16"  # 16 steps
+
+
+@pytest.mark.parametrize("cut", ["step", "token"])
+def test_implied_probes_are_sound_counted_and_never_sampled(cut: str) -> None:
+    # quota=True: MC is exactly 0.5 on the gold solution and 0 off it, so every measurement has the sign of the
+    # truth and an implied value can be checked against the truth as well as against its evidence.
+    implied_by_value: Counter[str] = Counter()
+    for expression in [EXPRESSION, "3+4*2-5+6", "5+6-2+8-3+9-4+7", LONG]:
+        for verbose in (False, True):
+            policy = ScriptedPolicy([expression], verbose_wrong=verbose)
+            kwargs = {"token_offsets": token_offsets} if cut == "token" else {}
+            result = run(OmegaPRMConfig(rollout_budget=None, cut=cut), policy, expression, **kwargs)
+            gold = gold_solution(expression)
+            asked = {request.prompt[len(question_for(expression)) :] for request in policy.requests}
+            nodes = {node["prefix"]: node for node in result.nodes}
+            counted: Counter[str] = Counter()
+            for selection in result.selections:
+                for entry in selection["implied"]:
+                    probe, evidence = entry["prefix"], result.nodes[entry["by_node_id"]]
+                    assert probe not in asked and probe not in nodes  # not sampled, no node: not a measurement
+                    assert evidence["mc_source"] == "monte_carlo" and probe != evidence["prefix"]
+                    if entry["value"] == "zero":
+                        assert evidence["mc"] == 0.0 and probe.startswith(evidence["prefix"])
+                        assert not gold.startswith(probe)  # true: the probe is off the gold solution
+                    else:
+                        assert evidence["mc"] > 0 and evidence["prefix"].startswith(probe)
+                        assert gold.startswith(probe)
+                    counted[entry["value"]] += 1
+            assert counted["zero"] == result.counters.probes_implied_zero
+            assert counted["positive"] == result.counters.probes_implied_positive
+            implied_by_value.update(counted)
+            # The tree holds measurements only: every node was sampled (the root included) or is a terminal.
+            assert len(result.nodes) == result.counters.estimates + result.counters.terminal_states
+            assert result.counters.estimates == len(policy.requests)
+            if cut == "step":  # and the searches still land on the exact first error
+                for path in result.paths:
+                    assert exact_first_error(expression, path["completions"]) == path["first_error_index"]
+                    implied = {s["step_index"] for s in path["meta"]["implied_steps"]}
+                    for t, node_id in enumerate(path["meta"]["node_ids"]):
+                        assert (node_id is None) == (path["mc_values"][t] is None)
+                        assert t not in implied or node_id is None
+                    # The first-error step was measured at 0, or it extends a measured zero inside it (a verbose
+                    # step holds the end of another rollout's shorter step).
+                    last = len(path["completions"]) - 1
+                    assert (
+                        path["mc_values"][-1] == 0.0
+                        or {"step_index": last, "value": "zero"}.items()
+                        <= next(s for s in path["meta"]["implied_steps"] if s["step_index"] == last).items()
+                    )
+    assert implied_by_value["zero"] > 3 and implied_by_value["positive"] > 3
+
+
+def test_a_prefix_extending_a_measured_zero_is_not_probed() -> None:
+    # Rollout A (error at step 2) is searched first and measures its prefix through step 2 at MC = 0. Rollout B has
+    # the same step 2 and a verbose remark after it, so its probe through step 4 extends that measured zero.
+    expression = "5+6-2+8-3+9-4+7"  # 7 steps
+    a_text, b_text = planted(expression, 2), planted(expression, 2, verbose=True)
+    engine = Overrides(ScriptedPolicy([expression]), {"": {4: a_text, 5: b_text}}, {}, question_for(expression))
+    # Equal Q for equal MC and no exploration term: ties go to sample order, so A then B.
+    config = OmegaPRMConfig(rollout_budget=None, beta=1.0, c_puct=0.0, search_limit=2)
+    result = drive(omegaprm_search(problem_for(expression), question_for(expression), config, 7), engine)
+    first, second = result.selections
+    assert (first["node_id"], first["rollout_index"], second["node_id"], second["rollout_index"]) == (0, 4, 0, 5)
+    zero = result.nodes[first["probes"][-1]]
+    assert zero["prefix"] == a_text[: a_text.index(" Step 3")] and zero["mc"] == 0.0
+    # B: the probes through step 3 and through the verbose step 2 both extend the zero (implied, not sampled); the
+    # one through step 1 is cached. No request, and B's first error is step 2 all the same.
+    assert second["implied"] == [
+        {
+            "cut": cut,
+            "prefix": b_text[: b_text.index(f" Step {cut + 1}")],
+            "value": "zero",
+            "by_node_id": zero["node_id"],
+        }
+        for cut in (3, 2)
+    ]
+    assert second["probes"] == [first["probes"][1]] and result.nodes[first["probes"][1]]["steps"] == ["Step 1: 5+6=11"]
+    assert result.counters.probes_implied_zero == 2 and result.counters.estimates == 1 + 3  # root, A's 3 probes
+    path = next(p for p in result.paths if p["meta"]["rollout_index"] == 5)
+    assert path["first_error_index"] == 1 == exact_first_error(expression, path["completions"])
+    # Its first-error step was implied, not measured: no MC value, no node, and the row says what implied it.
+    assert path["mc_values"] == [0.5, None] and path["meta"]["first_error_node_id"] is None
+    assert path["meta"]["implied_steps"] == [{"step_index": 1, "value": "zero", "by_node_id": zero["node_id"]}]
+
+
+def test_a_search_whose_end_is_measured_reachable_samples_nothing() -> None:
+    # A stops with a premature wrong answer after 4 correct steps; B is A plus three more steps. B's search measures
+    # A's full text at MC = 1/8 (the policy can go on past the premature answer to the gold one), so when A is
+    # searched its probes are inside a prefix measured at MC > 0: implied or cached, no request, no error.
+    expression = "5+6-2+8-3+9-4+7"  # 7 steps: 11, 9, 17, 14, 23, 19, 26
+    question = question_for(expression)
+    gold = gold_solution(expression)
+    a_text = gold[: gold.index(" Step 5")] + " Answer: 5"
+    b_text = a_text + " Step 5: 14+9=24 Step 6: 24-4=20 Step 7: 20+7=27 Answer: 27"
+    step_5 = a_text + " Step 5: 14+9=24"
+    fill = {a_text: b_text[len(a_text) :], step_5: b_text[len(step_5) :]}
+    table = {"": {4: b_text, 5: a_text}, a_text: {0: " Step 5: 14+9=23 Step 6: 23-4=19 Step 7: 19+7=26 Answer: 26"}}
+    engine = Overrides(ScriptedPolicy([expression]), table, fill, question)
+    config = OmegaPRMConfig(rollout_budget=None, beta=1.0, c_puct=0.0, search_limit=2)  # B then A, as above
+    result = drive(omegaprm_search(problem_for(expression), question, config, 7), engine)
+    b_search, a_search = result.selections
+    assert (b_search["rollout_index"], a_search["rollout_index"]) == (4, 5)
+    assert b_search["outcome"] == "first_error" and len(b_search["probes"]) == 3  # through steps 3, 5 and 4 (A)
+    a_node = next(n for n in result.nodes if n["prefix"] == a_text)
+    assert a_node["mc_source"] == "monte_carlo" and a_node["mc"] == 1 / 8
+    assert a_search["outcome"] == "no_error" and result.counters.searches_without_error == 1
+    assert a_search["implied"] == [
+        {"cut": 2, "prefix": gold[: gold.index(" Step 3")], "value": "positive", "by_node_id": b_search["probes"][0]}
+    ]
+    assert a_search["probes"] == [b_search["probes"][0]]  # through step 3: cached
+    assert result.counters.estimates == 1 + 3 and result.counters.probes_implied_positive == 1
+
+
+# -------------------------------------------------------------------------------------------------------------
+# The rollout budget (docs/omegaprm.md, "Rollout budget")
+
+CHAIN_32 = "10" + "".join("+3" if i % 2 else "-2" for i in range(32))  # a 32-step running-total chain
+
+
+class SlipPolicy:
+    """A fake engine for running-total chains with many distinct wrong solutions: it continues a prefix of whole
+    steps from the prefix's last result, and each step slips (its result off by 1..9) with probability `slip`, so
+    about half the solutions from the root are right at slip = 1 - 0.5^(1/M). A slip only ever adds, so a prefix
+    off the gold solution never reaches the gold answer and every first error is exact."""
+
+    name = "slips"
+    model = "slip-chain"
+
+    def __init__(self, expression: str, slip: float) -> None:
+        self.question, self.operations, self.slip = question_for(expression), canonical_steps(expression), slip
+        self.requests: list[Request] = []
+
+    def generate(self, requests: list[Request]) -> list[list[Sample]]:
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            prefix = request.prompt[len(self.question) :]
+            done = prefix.count("Step ")
+            total = int(prefix.rsplit("=", 1)[1]) if done else self.operations[0][0]
+            samples = []
+            for i in range(request.n):
+                rng = random.Random(f"{request.sampling.seed}/{i}")
+                text, value = "", total
+                for index, (_, op, b, _) in enumerate(self.operations[done:], start=done + 1):
+                    result = value + b if op == "+" else value - b
+                    result += rng.randint(1, 9) if rng.random() < self.slip else 0
+                    text += " " + format_step(index, (value, op, b, result))
+                    value = result
+                text += f" Answer: {value}"
+                samples.append(Sample(text, "stop", len(token_offsets(text)), seed=request.sampling.seed + i))
+            out.append(samples)
+        return out
+
+
+def test_probes_per_search_and_the_auto_budget_formula() -> None:
+    assert [probes_per_search(m) for m in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33)] == [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]
+    for m in range(1, 70):
+        assert probes_per_search(m) == (math.ceil(math.log2(m)) if m > 1 else 0)
+    # A token cut stops splitting below the minimal segment: 100 tokens at tau = 6.25 -> 50, 25, 13, 7, 4.
+    assert probes_per_search(100, lambda n: n >= max(2, 6.25)) == 5
+    assert auto_rollout_budget(k=8, search_limit=100, prefilter_samples=0, max_probes=5) == 4008
+    assert auto_rollout_budget(k=8, search_limit=100, prefilter_samples=32, max_probes=3) == 2440
+
+
+def test_auto_budget_is_sized_from_the_roots_longest_rollout() -> None:
+    assert OmegaPRMConfig().rollout_budget == "auto"
+    for expression, prefilter, probes in [(EXPRESSION, 0, 2), ("5+6-2+8-3+9-4+7", 4, 3), (CHAIN_32, 0, 5)]:
+        policy = ScriptedPolicy([expression])
+        result = run(OmegaPRMConfig(prefilter_samples=prefilter, search_limit=7), policy, expression)
+        steps = len(canonical_steps(expression))  # every sampled solution has them all (the answer joins the last)
+        assert probes_per_search(steps) == probes
+        assert result.rollout_budget == prefilter + 8 + 7 * probes * 8
+        assert result.counters.completions <= result.rollout_budget and result.status != "rollout_budget"
+    policy = ScriptedPolicy([EXPRESSION])
+    result = run(OmegaPRMConfig(cut="token"), policy, token_offsets=token_offsets)
+    tau = result.min_segment_tokens
+    longest = max(len(token_offsets(r["text"])) for r in result.nodes[0]["rollouts"])
+    probes = probes_per_search(longest, lambda n: n >= max(2, tau))
+    assert result.rollout_budget == 8 + 100 * probes * 8
+
+
+def test_a_fixed_budget_ends_long_searches_and_auto_does_not() -> None:
+    # The issue's point: a fixed 400 completions end the search of a 32-step chain (up to 5 probes of 8 a search)
+    # before its pool or its search limit does; `auto` leaves that to them.
+    fixed = run(OmegaPRMConfig(rollout_budget=400), SlipPolicy(CHAIN_32, slip=0.05), CHAIN_32)
+    assert fixed.status == "rollout_budget" and fixed.counters.completions <= 400
+    auto = run(OmegaPRMConfig(), SlipPolicy(CHAIN_32, slip=0.05), CHAIN_32)
+    assert auto.status == "pool_exhausted" and auto.counters.searches > fixed.counters.searches
+    assert (
+        auto.counters.searches_incomplete == 0 and auto.counters.completions <= auto.rollout_budget == 8 + 100 * 5 * 8
+    )
+    limited = run(OmegaPRMConfig(search_limit=12), SlipPolicy(CHAIN_32, slip=0.05), CHAIN_32)
+    assert limited.status == "search_limit" and limited.rollout_budget == 8 + 12 * 5 * 8
+    for result in (fixed, auto, limited):  # and the searches that ran found the exact first errors
+        assert result.paths
+        for path in result.paths:
+            assert exact_first_error(CHAIN_32, path["completions"]) == path["first_error_index"] >= 0
+    # Short chains are cheaper per search, so an int that was enough there still is.
+    short = run(OmegaPRMConfig(rollout_budget=400, search_limit=10), ScriptedPolicy([EXPRESSION]), EXPRESSION)
+    assert short.status in ("search_limit", "pool_exhausted")
+
+
+def test_config_file_validation_of_the_budget() -> None:
+    from schemas.config import ConfigError, config_from_dict
+    from transforms.search import omegaprm_config
+
+    base = {"input": {"path": "problems.jsonl"}, "policy": {"model": "m"}, "search": {"method": "omegaprm"}}
+    assert omegaprm_config(config_from_dict(base)).rollout_budget == "auto"  # the default
+    for value, expected in [("auto", "auto"), (400, 400), (None, None)]:
+        config = config_from_dict(base, [f"search.omegaprm.rollout_budget={'null' if value is None else value}"])
+        assert omegaprm_config(config).rollout_budget == expected
+    for value in ("lots", "true", "0", "2.5"):
+        with pytest.raises(ConfigError, match=r"^search\.omegaprm\.rollout_budget: must be a whole number"):
+            config_from_dict(base, [f"search.omegaprm.rollout_budget={value}"])
+    config = config_from_dict(base, ["search.omegaprm.rollout_budget=5"])  # under k: OmegaPRMConfig says so
+    with pytest.raises(ConfigError, match=r"^search\.omegaprm\.rollout_budget: must be 'auto', None or an integer"):
+        omegaprm_config(config)
+
+
+def test_the_counters_reach_the_manifest_and_the_card(tmp_path) -> None:
+    # transforms/search.py sums each result's counters into its batch's stats; the manifest sums the batches and
+    # the card shows them.
+    import json
+    from dataclasses import asdict
+
+    from pipelines.card import render_card
+    from pipelines.manifest import engine_stats
+    from tests.test_publish import card_table, make_run
+
+    batches = []
+    for expression in ("5+6-2+8-3+9-4+7", LONG):
+        result = run(OmegaPRMConfig(), ScriptedPolicy([expression], verbose_wrong=True), expression)
+        counters = asdict(result.counters)
+        batches.append({"call_sequences": [8], "engine_seconds": 1.0, "generated_tokens": 1, "omegaprm": counters})
+    (tmp_path / "_work").mkdir()
+    (tmp_path / "_work" / "engine_stats.json").write_text(json.dumps(batches))
+    summed = engine_stats(str(tmp_path), capacity=64)["omegaprm_counters"]
+    for name in ("probes_implied_zero", "probes_implied_positive", "searches_incomplete"):
+        assert summed[name] == sum(b["omegaprm"][name] for b in batches)
+    assert summed["probes_implied_zero"] > 0 and summed["probes_implied_positive"] > 0
+
+    run_dir = make_run(tmp_path / "card")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["engine"]["omegaprm_counters"] = summed
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    table = card_table(render_card(run_dir))
+    assert table["OmegaPRM probes skipped (they extend a prefix measured at MC = 0)"] == str(
+        summed["probes_implied_zero"]
+    )
+    assert table["OmegaPRM probes skipped (a prefix measured at MC > 0 extends them)"] == str(
+        summed["probes_implied_positive"]
+    )
+    assert table["OmegaPRM searches stopped by the rollout budget"] == "0"

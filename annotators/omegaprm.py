@@ -1,6 +1,6 @@
-"""OmegaPRM (Luo et al. 2024, arXiv 2406.06592) as a search coroutine; shared/reference/algorithms.md §1.
+"""OmegaPRM (Luo et al. 2024, arXiv 2406.06592) as a search coroutine; docs/omegaprm.md.
 
-The paper's algorithm, not openr's version (algorithms.md §1.2 lists what openr gets wrong):
+The paper's algorithm, not openr's version (docs/omegaprm.md, "Re-implementations", lists what openr gets wrong):
 
 - the root is MC-estimated with k rollouts; a root MC of 0 or 1 ends the question with a status;
 - the candidate pool holds the unselected *incorrect* rollouts of measured states with 0 < MC < 1;
@@ -27,7 +27,7 @@ What the result holds:
 - `paths`: labelled paths (the `schemas.tables.PATHS` columns the search knows):
   * one per distinct first error found by a binary search (two searches that land on the same first-error state
     give one row; `meta["searches"]` counts them). Steps run from the question through the first-error step;
-    labels are True before it and False on it (every step inside a positive edge is True, algorithms.md §3.6);
+    labels are True before it and False on it (every step inside a positive edge is True);
     `mc_values`/`n_correct`/`n_rollouts` are set where the prefix through that step was measured and None
     elsewhere (never invented, nor implied). A terminal first-error step carries its graded answer (0.0, 0 of 1),
     as `annotators.mc.label_paths` does for the last step;
@@ -70,7 +70,7 @@ STATUSES = (
     "search_limit",
     "rollout_budget",
 )
-LABEL_POLICY = "mc>0"  # OmegaPRM's hard label: a prefix that can still reach the gold answer (algorithms.md §1.1)
+LABEL_POLICY = "mc>0"  # OmegaPRM's hard label: a prefix that can still reach the gold answer
 
 
 Judge = Callable[[str, str], Verdict]  # (solution text, finish_reason) -> verdict; the gold answer is bound
@@ -80,7 +80,7 @@ TokenOffsets = Callable[[str], list[int]]  # text -> char offsets of token bound
 
 @dataclass(frozen=True)
 class OmegaPRMConfig:
-    """The knobs of one OmegaPRM search; defaults are the paper's (algorithms.md §1.1, "Hyperparameters").
+    """The knobs of one OmegaPRM search; defaults are the paper's (docs/omegaprm.md, "Output").
 
     `rollout_budget` caps every completion of a question, pre-filter samples included: an int is that many, None
     is no cap, and "auto" (the default) is what `search_limit` searches can need at most on this question,
@@ -210,7 +210,7 @@ _ROLLOUT_TYPE = pa.struct(
     ]
 )
 
-# The lossless search graph (algorithms.md §3.6, table `omegaprm_nodes`); the lead moves it to schemas/tables.py.
+# The lossless search graph (the evidence table `omegaprm_nodes`); the lead moves it to schemas/tables.py.
 NODES_SCHEMA = pa.schema(
     [
         ("problem_id", pa.string()),
@@ -326,7 +326,7 @@ class _Rollout:
     selected: bool = False
 
     def searchable(self) -> bool:
-        # Pool = incorrect rollouts (algorithms.md §1.1 "Pool membership"), complete ones only: a truncated or
+        # Pool = incorrect rollouts (docs/omegaprm.md, "Pool"), complete ones only: a truncated or
         # answerless text ends where the policy stopped, not at an error, so its end is no terminal state.
         return (
             self.correct is not True
@@ -413,12 +413,12 @@ class _Search:
         self.budget: int | None = None if config.rollout_budget == "auto" else config.rollout_budget
         self.status = ""
 
-    # -- the main loop (algorithms.md §1.1.1) ---------------------------------------------------------------
+    # -- the main loop (docs/omegaprm.md, "The algorithm") -------------------------------------------------
 
     def run(self) -> Generator[list[Request], list[list[Sample]], OmegaPRMResult]:
         config = self.config
         if config.prefilter_samples:
-            # Paper screening: keep the question only if 0 < #correct < N (algorithms.md §1.1 "question filter").
+            # Paper screening: keep the question only if 0 < #correct < N (docs/omegaprm.md, "Screening").
             request = self._request("omegaprm/prefilter", "", config.prefilter_samples)
             samples = yield from self._ask(request)
             self.prefilter = [self._grade("", s) for s in samples]
@@ -450,7 +450,7 @@ class _Search:
                 return self._result("rollout_budget")
 
     def _select(self) -> tuple[_Node, int] | None:
-        """argmax Q(s,r) + U(s) over the pool; ties go to the earlier candidate (algorithms.md §1.1 "Selection")."""
+        """argmax Q(s,r) + U(s) over the pool; ties go to the earlier candidate (docs/omegaprm.md, "Selection")."""
         if not self.pool:
             return None
         total_visits = sum(node.visits for node in self.nodes)
@@ -462,10 +462,10 @@ class _Search:
                 best = (q + u, position, q, u)
         assert best is not None
         score, position, q, u = best
-        node_id, index = self.pool.pop(position)  # a selected rollout is never searched twice (openr bug 3)
+        node_id, index = self.pool.pop(position)  # a selected rollout is never searched twice (openr puts it back)
         node = self.nodes[node_id]
         node.rollouts[index].selected = True
-        node.visits += 1  # N(s) of the selected state only, per selection (openr bug 2)
+        node.visits += 1  # N(s) of the selected state only, per selection (openr counts estimates)
         self.counters.searches += 1
         self.selections.append(
             {
@@ -487,15 +487,15 @@ class _Search:
         return node, index
 
     def _q(self, node: _Node, rollout: _Rollout) -> float:
-        # Q(s,r) = α^(1−MC(s))·β^(len(r)/L), len in tokens (algorithms.md §1.1 "Rollout value").
+        # Q(s,r) = α^(1−MC(s))·β^(len(r)/L), len in tokens (docs/omegaprm.md, "Selection").
         c = self.config
         return c.alpha ** (1.0 - node.mc) * c.beta ** (rollout.n_tokens / c.length_scale)
 
     def _u(self, node: _Node, total_visits: int) -> float:
-        # U(s) = c_puct·sqrt(Σ_i N(s_i))/(1 + N(s)), the sum over every state (algorithms.md §1.1 "Exploration").
+        # U(s) = c_puct·sqrt(Σ_i N(s_i))/(1 + N(s)), the sum over every state ("Selection").
         return self.config.c_puct * math.sqrt(total_visits) / (1 + node.visits)
 
-    # -- binary search for the first error (algorithms.md §1.1 "Binary search") --------------------------------
+    # -- binary search for the first error (docs/omegaprm.md, "Binary search") --------------------------------
 
     def _binary_search(self, state: _Node, index: int) -> Generator[list[Request], list[list[Sample]], bool]:
         rollout = state.rollouts[index]
@@ -535,7 +535,7 @@ class _Search:
                 self.counters.cache_hits += 1
                 self._link(low_node, node, single_step=not self._splittable(low_cut, middle))
             record["probes"].append(node.node_id)
-            if node.mc > 0:  # MC = 1 goes right as well (algorithms.md §1.1 step 8)
+            if node.mc > 0:  # MC = 1 goes right as well (docs/omegaprm.md, "Binary search")
                 low, low_node, low_cut = middle, node, middle
                 chain.append(middle)
             else:
@@ -654,12 +654,12 @@ class _Search:
         node.request_key, node.seed = key, request.sampling.seed
         self.counters.estimates += 1
         if 0 < n_correct < k:
-            # Probe rollouts join the pool when 0 < MC < 1 (algorithms.md §1.1 "Binary search" step 5).
+            # Probe rollouts join the pool when 0 < MC < 1 (docs/omegaprm.md, "Pool").
             self.pool.extend((node.node_id, i) for i, r in enumerate(rollouts) if r.searchable())
         return node
 
     def _terminal(self, state: _Node, rollout: _Rollout, seg: _Segmentation) -> _Node:
-        """The full wrong solution: an absorbing state with MC = 0 and no rollouts (algorithms.md §1.1.1)."""
+        """The full wrong solution: an absorbing state with MC = 0 and no rollouts (docs/omegaprm.md, "Binary search")."""
         prefix = state.prefix + rollout.text
         node = self.cache.get(prefix)
         if node is not None:
@@ -814,7 +814,7 @@ class _Search:
             if cut in implied
         ]
         terminal = high is not None and high.mc_source == "terminal_answer"
-        labels = [True] * (len(steps) - 1) + [False]  # every step before the first error is True (§3.6)
+        labels = [True] * (len(steps) - 1) + [False]  # every step before the first error is True
         self.paths[key] = self._path_row(
             steps,
             high_prefix,

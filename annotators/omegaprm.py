@@ -190,7 +190,8 @@ class OmegaPRMResult:
     counters: OmegaPRMCounters
     root_mc: float | None = None
     min_segment_tokens: float | None = None  # token cut only
-    rollout_budget: int | None = None  # the budget that applied (an "auto" budget as sized); None = no cap
+    # The budget that applied, an "auto" one as sized; None: no cap, or "auto" ended before the root sized it.
+    rollout_budget: int | None = None
     nodes: list[dict[str, Any]] = field(default_factory=list)
     paths: list[dict[str, Any]] = field(default_factory=list)
     selections: list[dict[str, Any]] = field(default_factory=list)

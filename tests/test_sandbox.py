@@ -560,7 +560,15 @@ def test_a_forged_setup_error_does_not_weaken_the_next_run() -> None:
 
 def test_malformed_judge_output_never_raises_in_the_parent() -> None:
     limits = SandboxLimits()
-    seen = {"uid": 65534, "seccomp": "2", "no_new_privs": "1", "cap_eff": "0" * 16, "cap_prm": "0" * 16, "env": {}}
+    seen = {
+        "uid": 65534,
+        "seccomp": "2",
+        "no_new_privs": "1",
+        "cap_eff": "0" * 16,
+        "cap_prm": "0" * 16,
+        "env": {},
+        "pid": 1,
+    }
     good_isolation = json.dumps({"kind": "isolation", "seen": seen}).encode()
 
     def framed(*bodies: bytes) -> bytearray:

@@ -431,7 +431,7 @@ def _isolation_mismatch(seen: object) -> str:
     """What of the confinement the judge sees differs from what was asked ("" when nothing)."""
     if not isinstance(seen, dict):
         return "no confinement report"
-    wanted = {"uid": _SANDBOX_UID, "seccomp": "2", "no_new_privs": "1"}
+    wanted = {"uid": _SANDBOX_UID, "seccomp": "2", "no_new_privs": "1", "pid": 1}  # pid 1: the judge is init
     problems = [
         f"{key}={seen.get(key)!r} (wanted {value!r})" for key, value in wanted.items() if seen.get(key) != value
     ]

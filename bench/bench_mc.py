@@ -13,14 +13,12 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from common import (
-    base_sampling,
     demo_config,
+    mc_requests,
     raw_generate,
-    read_problems,
     read_table,
     step_fill,
     step_log,
@@ -28,37 +26,7 @@ from common import (
     write_problems,
 )
 
-from annotators.mc import generated_completions, prefix_key
-from schemas.records import Request, derive_seed
-
-
-def replay_requests(run: Path, config) -> list[Request]:
-    """The requests the MC search sent, rebuilt from the stored evidence (same prompts, n and seeds)."""
-    from engines.prompts import PromptRenderer
-
-    renderer = PromptRenderer(config.policy)
-    base = base_sampling(config)
-    problems = read_problems(config)
-    requests, seen = [], set()
-    for pid, problem in sorted(problems.items()):
-        prompt = renderer.render(problem["question"])
-        key = "solutions"
-        requests.append(
-            Request(
-                prompt, config.search.num_solutions, replace(base, seed=derive_seed(config.run.seed, pid, key)), key
-            )
-        )
-    for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
-        prompt = renderer.render(problems[sol["problem_id"]]["question"])
-        for t in range(len(sol["steps"]) - 1):
-            prefix = sol["text"][: sol["step_ends"][t]]
-            if (sol["problem_id"], prefix) in seen:
-                continue
-            seen.add((sol["problem_id"], prefix))
-            key = prefix_key(prefix)
-            seed = derive_seed(config.run.seed, sol["problem_id"], key)
-            requests.append(Request(prompt + prefix, config.search.completions_per_step, replace(base, seed=seed), key))
-    return requests
+from annotators.mc import generated_completions
 
 
 def main() -> None:
@@ -85,7 +53,7 @@ def main() -> None:
     stats = json.loads((work / "run" / "_work" / "engine_stats.json").read_text())
     search_wall = sum(b["wall_seconds"] for b in stats)
 
-    requests = replay_requests(work / "run", config)
+    requests = mc_requests(work / "run", config)
     raw = raw_generate(config, requests)
     raw_wall, raw_tokens = raw["wall_s"], raw["tokens"]
 

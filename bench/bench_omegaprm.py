@@ -26,54 +26,28 @@ import json
 import sys
 import tempfile
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 from common import (
-    base_sampling,
+    Runs,
     demo_config,
-    raw_generate,
-    read_problems,
+    engine_figures,
+    omegaprm_costs,
+    raw_ratio,
     read_table,
-    step_fill,
-    step_log,
-    warm_up,
+    rollout_budget,
+    run_requests,
+    samples_by_problem,
     write_problems,
 )
 
 from annotators.compare import Labeller, matched_quality, mc_assumption, unique_labelled_steps
 from annotators.exact import arithmetic_expression, first_error_agreement
-from annotators.mc import generated_completions
 from domains.arithmetic import parse_expression
-from schemas.records import Request
 
 
 def chain_length(prompt: str) -> int:
     return len(parse_expression(arithmetic_expression(prompt))[1])
-
-
-def omegaprm_requests(nodes: list[dict], config) -> list[Request]:
-    """The requests OmegaPRM sent, rebuilt from its search tree (prompt + prefix, n = rollouts, seed)."""
-    from engines.prompts import PromptRenderer
-
-    renderer = PromptRenderer(config.policy)
-    base = base_sampling(config)
-    problems = read_problems(config)
-    requests = []
-    for node in nodes:
-        if node["rollouts"] and node["seed"] is not None:
-            prompt = renderer.render(problems[node["problem_id"]]["question"]) + node["prefix"]
-            requests.append(Request(prompt, len(node["rollouts"]), replace(base, seed=node["seed"])))
-    return requests
-
-
-def replay(name: str, run: Path, config) -> list[Request]:
-    """The requests a run sent, for the raw-generate replay."""
-    if name.startswith("omegaprm"):
-        return omegaprm_requests(read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"), config)
-    from bench_mc import replay_requests
-
-    return replay_requests(run, config)
 
 
 def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], tokens: int) -> dict:
@@ -108,46 +82,6 @@ def summarize(name: str, rows: list[dict], samples_by_problem: dict[str, int], t
     }
 
 
-def engine_figures(manifest: dict) -> dict:
-    engine = manifest["engine"]
-    return {
-        "batch_fill_mean": engine.get("batch_fill_mean"),
-        "batch_fill_p10": engine.get("batch_fill_p10"),
-        "engine_calls": engine.get("engine_calls"),
-        "fill_unit": engine.get("fill_unit", "call"),
-        "mean_sequences_per_call": engine.get("mean_sequences_per_call"),
-        "wall_s": manifest["timings"]["wall_seconds"],
-    }
-
-
-def omegaprm_costs(nodes: list[dict]) -> dict:
-    """Where OmegaPRM's samples went: root estimates of questions that end at once (root MC 0 or 1), roots
-    of searched questions, and binary-search probes."""
-    roots = {n["problem_id"]: n for n in nodes if n["parent_id"] is None}
-    ended = sum(len(n["rollouts"]) for n in roots.values() if n["mc"] in (0.0, 1.0))
-    searched = sum(len(n["rollouts"]) for n in roots.values() if n["mc"] not in (0.0, 1.0))
-    probes = sum(len(n["rollouts"]) for n in nodes if n["parent_id"] is not None)
-    return {
-        "questions_root_all_correct": sum(n["mc"] == 1.0 for n in roots.values()),
-        "questions_root_all_wrong": sum(n["mc"] == 0.0 for n in roots.values()),
-        "samples_roots_ended": ended,
-        "samples_roots_searched": searched,
-        "samples_probes": probes,
-    }
-
-
-def raw_ratio(run: Path, requests: list[Request], tokens: int, config) -> dict:
-    stats = json.loads((run / "_work" / "engine_stats.json").read_text())
-    search_wall = sum(b["wall_seconds"] for b in stats)
-    raw = raw_generate(config, requests)
-    return {
-        "search_stage_tokens_per_s": round(tokens / search_wall, 1),
-        "raw_tokens_per_s": round(raw["tokens"] / raw["wall_s"], 1),
-        "ratio_search_to_raw": round((tokens / search_wall) / (raw["tokens"] / raw["wall_s"]), 3),
-        "raw_step_fill": raw["step_fill"],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=200)
@@ -156,7 +90,9 @@ def main() -> None:
     parser.add_argument("--omegaprm-k", default="8,4,3", help="rollouts per MC estimate of OmegaPRM, one run each")
     parser.add_argument("--solutions", type=int, default=4)
     parser.add_argument("--search-limit", type=int, default=100)
-    parser.add_argument("--rollout-budget", type=int, default=400)
+    parser.add_argument(
+        "--rollout-budget", type=rollout_budget, default=400, help="completions per question: a number, or auto"
+    )
     parser.add_argument("--problems-per-batch", type=int, default=256)
     parser.add_argument(
         "--sequences-in-flight", type=int, default=0, help="search.sequences_in_flight (0: every search at once)"
@@ -171,11 +107,10 @@ def main() -> None:
         "--no-raw", action="store_true", help="skip the raw-generate replays (labels and costs only, half the time)"
     )
     args = parser.parse_args()
-    from pipelines import synthesize
-
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-omegaprm-"))
     print(f"runs under {work}", file=sys.stderr)
-    problems = write_problems(work / "problems.jsonl", args.problems, args.seed)
+    # Named by count and seed: a run in --work is read back only when its problems are the same ones.
+    problems = write_problems(work / f"problems-{args.problems}-seed{args.seed}.jsonl", args.problems, args.seed)
     common = [
         "cache.enabled=false",
         "output.num_shards=1",
@@ -196,34 +131,20 @@ def main() -> None:
             f"search.omegaprm={omegaprm}",
         ]
         runs.append((f"omegaprm_k{k}", k, demo_config(problems, overrides)))
-    step_fills: dict[str, dict] = {}  # per-step engine fill of each search stage run now
-    warm = False  # the engine is warmed before its first use: a rerun that only reads stored runs never starts it
+    made = Runs(work)
     results = []
     candidates: list[Labeller] = []  # OmegaPRM labels, each compared with every MC run on its own problems
     baselines: list[Labeller] = []
     for name, k, config in runs:
-        run = work / name
-        stored = run / "manifest.json"
-        if stored.exists() and json.loads(stored.read_text())["config_hash"] == config.config_hash():
-            manifest = json.loads(stored.read_text())  # a finished run of the same config: read, not rerun
-        else:
-            if not warm:
-                warm_up(config)
-                warm = True
-            before = step_log(config)
-            manifest = synthesize.run(config, str(run))
-            step_fills[name] = step_fill(before, step_log(config), config.policy.max_num_seqs)
+        run, manifest, search_step_fill = made.run(name, config)
         rows = read_table(run / "data", "train-*.parquet")
-        samples: dict[str, int] = defaultdict(int)
         tokens = manifest["engine"]["generated_tokens"]
         result = {"method": name, "k": k, "code_version": manifest["code_version"], **engine_figures(manifest)}
-        if name in step_fills:  # only for a run made now, not one read back from --work
-            result["search_step_fill"] = step_fills[name]
+        if search_step_fill is not None:  # only for a run made now, not one read back from --work
+            result["search_step_fill"] = search_step_fill
+        samples = samples_by_problem(name, run, manifest, omegaprm=name.startswith("omegaprm"))
         if name.startswith("omegaprm"):
-            nodes = read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet")
-            for node in nodes:
-                samples[node["problem_id"]] += len(node["rollouts"])
-            result["costs"] = omegaprm_costs(nodes)
+            result["costs"] = omegaprm_costs(read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"))
             first_error = [r for r in rows if json.loads(r["meta"])["kind"] == "first_error"]
             result["labels"] = [
                 summarize("first_error_paths", first_error, samples, tokens),
@@ -232,22 +153,11 @@ def main() -> None:
             candidates.append(Labeller(f"{name} first_error_paths", first_error, samples))
             candidates.append(Labeller(f"{name} first_error_and_correct_rollout_paths", rows, samples))
         else:
-            for sol in read_table(run / "evidence" / "solutions", "part-*.parquet"):
-                samples[sol["problem_id"]] += 1
-            for completion in generated_completions(read_table(run / "evidence" / "completions", "part-*.parquet")):
-                samples[completion["problem_id"]] += 1
             result["labels"] = [summarize("all_steps", rows, samples, tokens)]
             baselines.append(Labeller(name, rows, samples))
-        if sum(samples.values()) != manifest["engine"]["sequences"]:
-            raise SystemExit(
-                f"{name}: counted {sum(samples.values())} samples, the engine generated "
-                f"{manifest['engine']['sequences']}"
-            )
         if not args.no_raw:
-            if not warm:
-                warm_up(config)
-                warm = True
-            result.update(raw_ratio(run, replay(name, run, config), tokens, config))
+            made.ensure_warm(config)
+            result.update(raw_ratio(run, run_requests(run, config), tokens, config))
         results.append(result)
     matched = [matched_quality(candidate, baselines) for candidate in candidates]
     print(json.dumps({"problems": args.problems, "results": results, "matched_quality": matched}, indent=2))

@@ -156,7 +156,10 @@ def check_model(config: Config) -> None:
         model = engine.model
         looks_local = model.startswith((".", "/", "~", "models/")) or model.count("/") > 1
         if engine.engine != "openai" and looks_local and not Path(resolve_model_path(model)).exists():
-            raise ConfigError(f"{key}.model: no model folder at {model!r}")
+            hint = ""
+            if model.rstrip("/").startswith("models/tiny-"):  # a bundled policy this checkout has not built yet
+                hint = "; build it with `python -m models.build_tiny_model` (models/README.md has the recipes)"
+            raise ConfigError(f"{key}.model: no model folder at {model!r}{hint}")
 
 
 def check(config: Config) -> None:

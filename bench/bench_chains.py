@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    COMPLETION_KEYS,
     Runs,
     demo_config,
     engine_figures,
@@ -418,7 +419,9 @@ def load_method(name: str, k: int, run: Path, manifest: dict, config) -> Method:
         ]
     else:
         sampled = read_table(run / "evidence" / "solutions", "part-*.parquet")
-        completions = generated_completions(read_table(run / "evidence" / "completions", "part-*.parquet"))
+        completions = generated_completions(
+            read_table(run / "evidence" / "completions", "part-*.parquet", [*COMPLETION_KEYS, "n_tokens"])
+        )
         for sample in [*sampled, *completions]:
             tokens[sample["problem_id"]] += sample["n_tokens"] or 0
         steps = {problem_id: mc_step_counts(problem_rows) for problem_id, problem_rows in rows.items()}

@@ -43,10 +43,11 @@ def demo_config(problems: Path, overrides: list[str], preset: str = "demo.yaml")
     return load_config(REPO_ROOT / "configs" / preset, [f"input.path={problems}", *overrides])
 
 
-def read_table(folder: Path, pattern: str) -> list[dict[str, Any]]:
+def read_table(folder: Path, pattern: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's table, every column or only `columns` (a large evidence table reads faster)."""
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob(pattern)):
-        rows.extend(pq.read_table(path).to_pylist())
+        rows.extend(pq.read_table(path, columns=columns).to_pylist())
     return rows
 
 
@@ -170,6 +171,9 @@ class Runs:
         return run, manifest, step_fill(before, step_log(config), config.policy.max_num_seqs)
 
 
+COMPLETION_KEYS = ["problem_id", "seed", "completion_index"]  # what tells the completions the engine generated apart
+
+
 def samples_by_problem(name: str, run: Path, manifest: dict[str, Any], omegaprm: bool) -> dict[str, int]:
     """Samples a run drew, by problem, as generated: OmegaPRM's rollouts of every node; MC's solutions plus the
     completions the engine generated (a prefix several solutions share is sampled once). Checked against the
@@ -181,9 +185,10 @@ def samples_by_problem(name: str, run: Path, manifest: dict[str, Any], omegaprm:
         for node in read_table(run / "evidence" / "omegaprm_nodes", "part-*.parquet"):
             samples[node["problem_id"]] += len(node["rollouts"])
     else:
-        for solution in read_table(run / "evidence" / "solutions", "part-*.parquet"):
+        for solution in read_table(run / "evidence" / "solutions", "part-*.parquet", ["problem_id"]):
             samples[solution["problem_id"]] += 1
-        for completion in generated_completions(read_table(run / "evidence" / "completions", "part-*.parquet")):
+        completions = read_table(run / "evidence" / "completions", "part-*.parquet", COMPLETION_KEYS)
+        for completion in generated_completions(completions):
             samples[completion["problem_id"]] += 1
     if sum(samples.values()) != manifest["engine"]["sequences"]:
         raise SystemExit(

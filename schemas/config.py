@@ -50,6 +50,7 @@ class InputConfig:
     domain: str = "math"
     source: str | None = None  # defaults to the file name
     max_chars: int = 20000  # question + answer size limit; longer rows are dead-lettered
+    max_file_bytes: int = 2 << 30  # bytes one input file may decode to; the rest of the file is one dead letter
     limit: int | None = None
     generate: dict[str, int] = field(default_factory=lambda: {"n": 48, "seed": 0, "min_steps": 2, "max_steps": 6})
 
@@ -62,6 +63,7 @@ class InputConfig:
         if self.format != "generated" and not self.path and not self.dataset.name:
             raise ConfigError(f"{key}.path: an input path (or input.dataset.name) is required")
         _positive(f"{key}.max_chars", self.max_chars)
+        _positive(f"{key}.max_file_bytes", self.max_file_bytes)
 
 
 @dataclass

@@ -211,6 +211,7 @@ def run(parent_run: str, config: Config, output: str, beam_args: list[str] | Non
     values = counters(result)
     values["read.rows_read"] = parent["counts"]["read"]
     values["read.beyond_limit"] = parent["counts"].get("beyond_limit", 0)
+    values["read.blank_lines"] = parent["counts"].get("blank_lines", 0)
     lineage = {
         "parent_run": parent_run,
         "parent_config_hash": parent["config_hash"],

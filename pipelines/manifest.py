@@ -1,7 +1,7 @@
 """`manifest.json`: written last, it marks a finished run and records what the run was and what it produced.
 
 Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, rows past
-`input.limit`, tokens); the accounting identity (rows read = rows past the limit + read dead letters + problems,
+`input.limit`, blank input lines skipped, tokens); the accounting identity (rows read = rows past the limit + read dead letters + problems,
 and every problem labelled or dead-lettered later) is checked and recorded under `counts.balanced`.
 """
 
@@ -200,6 +200,7 @@ def write_manifest(
     by_stage = counts["dead_letters_by_stage"]
     problems = rows_read - beyond_limit - by_stage.get("read", 0)
     counts = {"read": rows_read, "beyond_limit": beyond_limit, "problems": problems, **counts}
+    counts["blank_lines"] = int(counters.get("read.blank_lines", 0))  # skipped input lines: no row, no dead letter
     # Every problem read ends labelled (a row in data/ or filtered/) or dead-lettered at a later stage.
     counts["balanced"] = problems == counts["problems_labelled"] + counts["problems_dead_lettered"]
     # Fill against what the engine runs at once (vLLM's max_num_seqs), not the driver's larger packing limit.

@@ -1,12 +1,16 @@
 """Reading problems: field mapping, reference-answer formats and the reasons bad rows are rejected."""
 
 import io
+import itertools
 import json
+import random
+import sys
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io import fileio
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -18,6 +22,7 @@ from transforms.read import (
     PREVIEW_CHARS,
     PROBLEMS,
     BadRow,
+    LineReader,
     ReadProblems,
     check_input,
     dead_letter,
@@ -25,7 +30,6 @@ from transforms.read import (
     json_too_deep,
     parse_json_row,
     problem_from_row,
-    read_lines,
 )
 
 
@@ -235,11 +239,13 @@ def test_dead_letter_never_raises_and_is_valid_unicode():
         value.encode("utf-8")
 
 
-def test_read_lines_keeps_memory_bounded():
+def test_line_reader_keeps_memory_bounded():
     data = b"a\n" + b"x" * 5_000_000 + b"\r\nb\n\n" + b"y" * 11
-    lines = list(read_lines(io.BytesIO(data), max_bytes=10))
-    assert [(number, size) for number, _, size in lines] == [(1, 1), (2, 5_000_001), (3, 1), (4, 0), (5, 11)]
-    assert lines[1][1] == b"x" * PREVIEW_CHARS and lines[4][1] == b"y" * 11  # cut to a preview, not kept whole
+    reader = LineReader(io.BytesIO(data), max_line_bytes=10)
+    lines = list(reader)
+    assert [(number, size) for number, _, size in lines] == [(1, 1), (2, 5_000_001), (3, 1), (5, 11)]
+    assert lines[1][1] == b"x" * PREVIEW_CHARS and lines[3][1] == b"y" * 11  # cut to a preview, not kept whole
+    assert reader.blank_lines == 1 and reader.unread is None
 
 
 def write_jsonl(path, lines: list[bytes]) -> None:
@@ -332,3 +338,192 @@ def test_parquet_row_too_deep_or_too_large_is_a_dead_letter():
     row = {"question": "q", "answer": "1", "blob": "x" * 100}
     reason = problem_from_row(row, cfg(answer_format="plain"), "f.parquet#0", max_row_bytes=50)
     assert reason == "row too large: other columns take 112 bytes > 50 (the reader's row size limit)"
+
+
+# ---------------------------------------------------------------- whole files: folders, read errors, bombs
+
+
+def read_counted(config: InputConfig, out_dir, **limits) -> tuple[list[str], list[dict], dict[str, int]]:
+    """`run_read` plus the reader's counters (rows_read, blank_lines)."""
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | ReadProblems(config, **limits)
+    problems = out[PROBLEMS] | "P" >> beam.Map(lambda pr: json.dumps(pr.to_dict(), sort_keys=True))
+    problems | "Write P" >> beam.io.WriteToText(str(out_dir / "problems"), shard_name_template="")
+    dead = out[DEAD] | "D" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+    dead | "Write D" >> beam.io.WriteToText(str(out_dir / "dead"), shard_name_template="")
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
+    problems = sorted((out_dir / "problems").read_text(encoding="utf-8").splitlines())
+    dead = [json.loads(line) for line in (out_dir / "dead").read_text(encoding="utf-8").splitlines()]
+    return problems, dead, counters
+
+
+def test_a_folder_is_refused_before_the_run_and_is_a_dead_letter_inside_it(tmp_path, capsys):
+    import run
+
+    folder = tmp_path / "x.jsonl"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a jsonl file"):
+        check_input(cfg(path=str(folder)))
+    code = run.main(["synthesize", "--config", "configs/demo.yaml", "--output", str(tmp_path / "out"),
+                     "--set", f"input.path={folder}"])  # fmt: skip
+    assert code == 2 and "is a folder" in capsys.readouterr().err
+    # a folder that reaches the reader anyway (matched after the check) is one dead letter, not a crash
+    problems, dead, counters = read_counted(cfg(path=str(folder)), tmp_path / "o")
+    assert problems == [] and counters["rows_read"] == 1
+    assert [(d["stage"], d["reason"].split(": ")[:2]) for d in dead] == [
+        ("read", ["unreadable file", "IsADirectoryError"])
+    ]
+
+
+def test_a_read_error_midway_makes_the_rest_of_the_file_one_dead_letter(tmp_path):
+    import gzip
+
+    noise = random.Random(0)
+    rows = [b'{"question": "%x", "answer": "#### %d"}\n' % (noise.getrandbits(256), i) for i in range(3_000)]
+    packed = gzip.compress(b"".join(rows))
+    (tmp_path / "in.jsonl.gz").write_bytes(packed[: len(packed) // 2])  # cut inside the stream
+    problems, dead, counters = read_counted(cfg(path=str(tmp_path / "in.jsonl.gz")), tmp_path / "o")
+    assert 0 < len(problems) < len(rows) and counters["rows_read"] == len(problems) + 1
+    (letter,) = dead
+    assert letter["reason"] == (
+        "unreadable file: EOFError: Compressed file ended before the end-of-stream marker was reached;"
+        f" lines {len(problems) + 1} on are not read"
+    )
+
+
+def test_blank_lines_are_skipped_a_run_at_a_time_and_counted():
+    data = b'{"a": 1}\n' + b"\n" * 100_000 + b" \t\r\n" * 1_000 + b"  " + b'{"b": 2}\n \n'
+    reader = LineReader(io.BytesIO(data))
+    passes = 0
+
+    def trace(frame, event, arg):
+        nonlocal passes
+        if frame.f_code is LineReader.__iter__.__code__:
+            passes += event == "line"
+            return trace
+        return None
+
+    sys.settrace(trace)
+    try:
+        lines = list(reader)
+    finally:
+        sys.settrace(None)
+    assert [(number, line) for number, line, _ in lines] == [(1, b'{"a": 1}'), (101_002, b'  {"b": 2}')]
+    assert reader.blank_lines == 101_001
+    assert passes < 200  # a few loop passes per run of blank lines, not one per line
+
+
+def test_a_gzip_of_newlines_is_cut_at_its_decode_budget_in_bounded_memory(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.read import EXPANSION_FLOOR, open_decoded
+
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        handle.write(b'{"question": "q", "answer": "#### 1"}\n')
+        for _ in range(EXPANSION_FLOOR // (1 << 20) + 8):
+            handle.write(b"\n" * (1 << 20))
+    assert path.stat().st_size * 100 < EXPANSION_FLOOR  # a bomb: the floor is its budget
+    (metadata,) = FileSystems.match([str(path)])[0].metadata_list
+    tracemalloc.start()
+    try:
+        with open_decoded(fileio.ReadableFile(metadata)) as handle:
+            reader = LineReader(handle, max_bytes=EXPANSION_FLOOR)
+            assert len(list(reader)) == 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20  # a chunk at a time; Beam's own reader inflates the whole stream in one call
+    assert reader.bytes_read == EXPANSION_FLOOR and reader.unread.reason.startswith("file too large")
+
+    problems, dead, counters = read_counted(cfg(path=str(path)), tmp_path / "o")
+    assert len(problems) == 1 and counters["rows_read"] == 2
+    assert counters["blank_lines"] == EXPANSION_FLOOR - len(b'{"question": "q", "answer": "#### 1"}\n')
+    (letter,) = dead
+    assert letter["reason"] == (
+        f"file too large: decodes to more than {EXPANSION_FLOOR} bytes (a file of {path.stat().st_size} stored bytes"
+        f" may decode to {EXPANSION_FLOOR}); lines {counters['blank_lines'] + 2} on are not read"
+    )
+
+
+def test_max_file_bytes_cuts_a_plain_file_and_can_be_set(tmp_path):
+    lines = [json.dumps({"question": f"q{i}", "answer": f"#### {i}"}).encode() for i in range(10)]
+    write_jsonl(tmp_path / "in.jsonl", lines)
+    problems, dead, counters = read_counted(cfg(path=str(tmp_path / "in.jsonl"), max_file_bytes=100), tmp_path / "a")
+    assert len(problems) == 100 // (len(lines[0]) + 1) and counters["rows_read"] == len(problems) + 1
+    assert [d["reason"].split(" (", 1)[1] for d in dead] == [
+        f"input.max_file_bytes); lines {len(problems) + 1} on are not read"
+    ]
+    problems, dead, _ = read_counted(cfg(path=str(tmp_path / "in.jsonl")), tmp_path / "b", max_file_bytes=10**6)
+    assert len(problems) == 10 and dead == []
+    with pytest.raises(ValueError, match="max_file_bytes must be positive"):
+        ReadProblems(cfg(), max_file_bytes=0)
+
+
+def parquet_bomb(path, rows: int, value_bytes: int) -> None:
+    """`rows` rows sharing one dictionary string of `value_bytes`: a few KiB on disk, rows x value_bytes decoded."""
+    blob = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["a" * value_bytes]))
+    table = pa.table({"problem_id": [f"p{i}" for i in range(rows)], "question": ["q"] * rows,
+                      "answer": ["2"] * rows, "blob": blob})  # fmt: skip
+    pq.write_table(table, path, compression="zstd")
+
+
+def test_a_parquet_dictionary_bomb_is_measured_before_it_is_expanded(tmp_path):
+    import tracemalloc
+
+    from transforms.read import EXPANSION_FLOOR, ParquetRows, decode_budget
+
+    path = tmp_path / "bomb.parquet"
+    parquet_bomb(path, rows=512, value_bytes=256 << 10)  # 128 MiB decoded
+    stored = path.stat().st_size
+    budget = decode_budget(stored)
+    assert stored < 64 << 10 and budget == EXPANSION_FLOOR
+    arrow_peak = 0
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as handle:
+            reader = ParquetRows(handle, max_bytes=budget)
+            for _ in reader:
+                arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+        python_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Arrow holds the dictionary once, Python at most a slice of rows: the old 1,024-row batch held all 128 MiB
+    assert arrow_peak < 16 << 20 and python_peak < 32 << 20, (arrow_peak, python_peak)
+    # each string counts its bytes and a 4-byte offset: id, question, answer, blob
+    sizes = [len(f"p{i}") + 4 + 1 + 4 + 1 + 4 + (256 << 10) + 4 for i in range(512)]
+    assert reader.unread.position == sum(1 for total in itertools.accumulate(sizes) if total <= budget)
+    assert reader.decoded <= budget and reader.unread.reason.startswith("file too large: decodes to more than")
+
+    config = cfg(path=str(path), id_field="problem_id", answer_format="plain")
+    problems, dead, counters = read_counted(config, tmp_path / "o")
+    assert len(problems) == reader.unread.position and counters["rows_read"] == len(problems) + 1
+    assert [(d["source"], d["reason"].split(";")[1]) for d in dead] == [
+        (str(path), f" rows {len(problems)} on are not read")
+    ]
+    # a row over the row limit is refused from its measured size, without becoming Python
+    with open(path, "rb") as handle:
+        rows = list(ParquetRows(handle, max_row_bytes=100_000, max_bytes=budget))
+    assert {str(row) for _, row in rows} == {
+        f"row too large: {size} bytes decoded > 100000 (the reader's row size limit)" for size in sizes[: len(rows)]
+    }
+
+
+def test_a_parquet_row_group_too_large_to_decode_is_not_read(tmp_path):
+    path = tmp_path / "plain.parquet"
+    blob = pa.array(["b" * (1 << 20)] * 24)  # 24 MiB, compressed to a few KiB without a dictionary
+    pq.write_table(pa.table({"question": ["q"] * 24, "answer": ["1"] * 24, "blob": blob}), path,
+                   compression="zstd", use_dictionary=False)  # fmt: skip
+    del blob
+    problems, dead, counters = read_counted(cfg(path=str(path), answer_format="plain"), tmp_path / "o")
+    assert problems == [] and counters["rows_read"] == 1
+    (letter,) = dead
+    assert letter["reason"].startswith("file too large: row group 0 declares ")
+    assert letter["reason"].endswith(
+        f"past {16 << 20} (a file of {path.stat().st_size} stored bytes may decode to 16777216)"
+    )

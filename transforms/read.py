@@ -6,22 +6,36 @@ Input is data from anywhere, so no row can stop the run: a line is read in bound
 recurses once per level) and rejected above `MAX_JSON_DEPTH`; text that is not valid Unicode (lone surrogates),
 holds a NUL or a non-finite number where a string is expected is a dead letter too. Reasons start with a category
 ("invalid JSON", "invalid UTF-8", "row too large", "row too deep", "invalid Unicode", ...) then a colon.
+
+A file is bounded as a whole too. What it decodes to (decompressed JSONL; Parquet rows as Arrow holds them, a
+dictionary value counted each time a row uses it) is capped by `input.max_file_bytes` and by MAX_EXPANSION times
+its stored size, and is measured before it is decoded: compressed JSONL is inflated a chunk at a time, a Parquet row
+group's declared size and each row's decoded size are checked before Arrow or Python expand them. What lies beyond
+the cap, or beyond a read error, is one dead letter for the rest of the file. Blank lines are skipped a run at a
+time and counted (`read.blank_lines`).
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
 import itertools
 import json
+import lzma
 import math
 import os
 import re
 import sys
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -39,8 +53,18 @@ MAX_ROW_BYTES = 8 << 20
 MAX_JSON_DEPTH = 64
 # What a dead letter keeps of a row too large to keep whole (its source names the rest).
 PREVIEW_CHARS = 1_000
+# What one file may decode to (default of `input.max_file_bytes`); the rest of a larger file is one dead letter.
+MAX_FILE_BYTES = 2 << 30
+# A file may also decode to at most MAX_EXPANSION times its stored size, or EXPANSION_FLOOR bytes if that is more:
+# text compresses a few times over, a bomb thousands of times (gzip of newlines, one Parquet dictionary string
+# used by every row). The floor keeps small, very repetitive files readable.
+MAX_EXPANSION = 100
+EXPANSION_FLOOR = 16 << 20
 _CHUNK_BYTES = 1 << 20
 _PARQUET_BATCH_ROWS = 1_024
+# A Parquet batch is sized to about this many declared bytes; rows become Python at most this many bytes at a time.
+_PARQUET_BATCH_BYTES = 16 << 20
+_CONVERT_BYTES = 8 << 20
 _MAX_ERROR_CHARS = 300
 
 # A JSON string, escapes included; an unterminated one runs to the end. Linear: each branch starts differently.
@@ -48,6 +72,9 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 # Brackets as signed bytes (+1 opens, -1 closes), everything else deleted, for a C-speed running depth.
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+# A run of blank lines (ASCII whitespace, as bytes.isspace), up to its last newline. Linear: the run is scanned
+# once and given back only up to that newline.
+_BLANK_RUN = re.compile(rb"[ \t\r\n\x0b\x0c]*\n")
 
 
 class BadRow(ValueError):
@@ -128,31 +155,148 @@ def parse_json_row(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise BadRow(f"invalid JSON: an integer longer than {sys.get_int_max_str_digits()} digits") from None
 
 
-def read_lines(handle: BinaryIO, max_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, line, size in bytes) for each line of a binary file, without the newline, in bounded memory.
+def decode_budget(stored_bytes: int, max_file_bytes: int = MAX_FILE_BYTES) -> int:
+    """The most bytes a file of `stored_bytes` may decode to: `max_file_bytes`, or less for a small compressed file."""
+    return min(max_file_bytes, max(EXPANSION_FLOOR, MAX_EXPANSION * max(stored_bytes, 0)))
 
-    A line longer than `max_bytes` is not kept: `line` is then only its first PREVIEW_CHARS bytes, `size` its full
-    length (so `size > max_bytes` says it was cut), and the rest is read past in chunks.
+
+def _budget_note(budget: int, stored_bytes: int, max_file_bytes: int) -> str:
+    """Which limit `decode_budget` took, for a dead letter's reason."""
+    if budget >= max_file_bytes:
+        return "input.max_file_bytes"
+    if budget == EXPANSION_FLOOR:
+        return f"a file of {stored_bytes} stored bytes may decode to {EXPANSION_FLOOR}"
+    return f"{MAX_EXPANSION} times its {stored_bytes} stored bytes"
+
+
+@dataclass(frozen=True)
+class Unread:
+    """The part of a file a reader did not read: from `position` (a line number or row index) on, and why."""
+
+    position: int
+    reason: str
+
+
+class LineReader:
+    """(line number, line, size in bytes) for each non-blank line of a binary file, without its newline.
+
+    Memory and work are bounded: a line longer than `max_line_bytes` is not kept (`line` is its first PREVIEW_CHARS
+    bytes, `size` its full length, so `size > max_line_bytes` says it was cut); blank lines (ASCII whitespace only)
+    are skipped a run at a time at C speed and counted in `blank_lines`; reading stops after `max_bytes` bytes or at
+    a read error, and `unread` then says from which line on and why (the line in progress is part of the rest).
     """
-    number, size, parts = 0, 0, []
-    while chunk := handle.read(_CHUNK_BYTES):
-        start = 0
-        while start < len(chunk):
-            newline = chunk.find(b"\n", start)
-            stop = len(chunk) if newline < 0 else newline
-            if size <= max_bytes:
-                parts.append(chunk[start:stop])
-            size += stop - start
-            if size > max_bytes and len(parts) > 1:
-                parts = [b"".join(parts)[:PREVIEW_CHARS]]
-            if newline < 0:
+
+    def __init__(self, handle: BinaryIO, max_line_bytes: int = MAX_ROW_BYTES, max_bytes: int | None = None):
+        self.handle = handle
+        # one underlying read at a time where the file has it, so a read error loses no line already decoded
+        self._read_some = getattr(handle, "read1", handle.read)
+        self.max_line_bytes = max_line_bytes
+        self.max_bytes = max_bytes
+        self.blank_lines = 0
+        self.bytes_read = 0
+        self.unread: Unread | None = None
+        self._stop: str | None = None
+
+    def _read(self) -> bytes:
+        """The next chunk, cut at the byte budget; b"" at the end, at the budget or at a read error (`_stop`)."""
+        size = _CHUNK_BYTES
+        if self.max_bytes is not None:
+            size = min(size, self.max_bytes - self.bytes_read + 1)  # one byte past the budget tells there is more
+        try:
+            chunk = self._read_some(size)
+        except Exception as error:  # noqa: BLE001 - a bad disk, a corrupt gzip stream: the rest is one dead letter
+            self._stop = f"unreadable file: {type(error).__name__}: {_short(str(error))}"
+            return b""
+        if self.max_bytes is not None and self.bytes_read + len(chunk) > self.max_bytes:
+            chunk = chunk[: self.max_bytes - self.bytes_read]
+            self._stop = f"file too large: decodes to more than {self.max_bytes} bytes"
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
+        number, size, parts, blank = 0, 0, [], True
+        while chunk := self._read():
+            start = 0
+            while start < len(chunk):
+                if size == 0 and (run := _BLANK_RUN.match(chunk, start)):
+                    newlines = chunk.count(b"\n", start, run.end())
+                    number += newlines
+                    self.blank_lines += newlines
+                    start = run.end()
+                    continue
+                newline = chunk.find(b"\n", start)
+                stop = len(chunk) if newline < 0 else newline
+                piece = chunk[start:stop]
+                blank = blank and (not piece or piece.isspace())
+                if size <= self.max_line_bytes:
+                    parts.append(piece)
+                size += stop - start
+                if size > self.max_line_bytes and len(parts) > 1:
+                    parts = [b"".join(parts)[:PREVIEW_CHARS]]
+                if newline < 0:
+                    break
+                number += 1
+                if blank:
+                    self.blank_lines += 1
+                else:
+                    yield number, _line(parts, size, self.max_line_bytes), size
+                size, parts, blank = 0, [], True
+                start = newline + 1
+            if self._stop is not None:
                 break
-            number += 1
-            yield number, _line(parts, size, max_bytes), size
-            size, parts = 0, []
-            start = newline + 1
-    if parts:
-        yield number + 1, _line(parts, size, max_bytes), size
+        if self._stop is not None:
+            self.unread = Unread(number + 1, self._stop)  # the line in progress is part of the unread rest
+        elif parts:
+            if blank:
+                self.blank_lines += 1
+            else:
+                yield number + 1, _line(parts, size, self.max_line_bytes), size
+
+
+class _Inflate:
+    """A zlib stream (Beam's DEFLATE) read with zlib's `max_length`, so one read never inflates more than asked."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.inflater = zlib.decompressobj()
+
+    def read(self, size: int) -> bytes:
+        while not self.inflater.eof:
+            data = self.inflater.unconsumed_tail or self.raw.read(_CHUNK_BYTES)
+            if not data:
+                raise EOFError("the deflate stream ends before its end marker")
+            if out := self.inflater.decompress(data, size):
+                return out
+        return b""
+
+
+@contextlib.contextmanager
+def open_decoded(readable: fileio.ReadableFile) -> Iterator[BinaryIO]:
+    """A matched file's bytes, decompressed by its extension as Beam would, but never more than a read asks for.
+
+    Beam's own reader inflates a whole 16 MiB compressed read at once: gigabytes from a gzip bomb, before any cap
+    can look at it. The standard library's readers and zstandard's stream reader take a size.
+    """
+    kind = CompressionTypes.detect_compression_type(readable.metadata.path)
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        if kind == CompressionTypes.GZIP:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as decoded:
+                yield decoded
+        elif kind == CompressionTypes.BZIP2:
+            with bz2.BZ2File(raw) as decoded:
+                yield decoded
+        elif kind == CompressionTypes.LZMA:
+            with lzma.LZMAFile(raw) as decoded:
+                yield decoded
+        elif kind == CompressionTypes.ZSTD:
+            import zstandard
+
+            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False) as decoded:
+                yield decoded
+        elif kind == CompressionTypes.DEFLATE:
+            yield _Inflate(raw)
+        else:
+            yield raw
 
 
 def _line(parts: list[bytes], size: int, max_bytes: int) -> bytes:
@@ -298,55 +442,220 @@ def _emit(row: Any, config: InputConfig, source: str, max_row_bytes: int, text: 
 class _ParseFile(beam.DoFn):
     """Reads one matched file and emits (Problem, source) pairs or dead letters."""
 
-    def __init__(self, config: InputConfig, file_format: str, max_row_bytes: int = MAX_ROW_BYTES):
+    def __init__(
+        self,
+        config: InputConfig,
+        file_format: str,
+        max_row_bytes: int = MAX_ROW_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ):
         self.config = config
         self.file_format = file_format
         self.max_row_bytes = max_row_bytes
+        self.max_file_bytes = max_file_bytes
         self.rows_read = Metrics.counter("read", "rows_read")
+        self.blank_lines = Metrics.counter("read", "blank_lines")
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
-        if self.file_format == "parquet":
-            yield from self._parquet(readable, path)
-            return
-        with readable.open() as handle:
-            for line_number, line, size in read_lines(handle, self.max_row_bytes):
-                if not line.strip():
-                    continue
-                self.rows_read.inc()
-                source = f"{path}:{line_number}"
-                if size > self.max_row_bytes:
-                    reason, preview = _oversized(line, size, self.max_row_bytes)
-                    yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, reason, preview))
-                    continue
-                text = line.decode("utf-8", "backslashreplace").rstrip("\r")
-                try:
-                    row = parse_json_row(line)
-                except BadRow as error:
-                    yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, str(error), text))
-                    continue
-                yield from _emit(row, self.config, source, self.max_row_bytes, text)
+        stored = readable.metadata.size_in_bytes or 0
+        budget = decode_budget(stored, self.max_file_bytes)
+        reader: LineReader | ParquetRows | None = None
+        try:
+            if self.file_format == "parquet":
+                with readable.open() as handle:
+                    reader = ParquetRows(handle, self.max_row_bytes, budget)
+                    yield from self._parquet(reader, path)
+            else:
+                with open_decoded(readable) as handle:
+                    reader = LineReader(handle, self.max_row_bytes, budget)
+                    yield from self._jsonl(reader, path)
+                self.blank_lines.inc(reader.blank_lines)
+            unread = reader.unread
+        except OSError as error:  # a folder, a file gone or unreadable: the file (or its rest) is one dead letter
+            unread = Unread(0, f"unreadable file: {type(error).__name__}: {_short(str(error))}")
+        if unread is not None:
+            self.rows_read.inc()  # the rest counts as one row read, so the counts still add up
+            reason = unread.reason
+            if reason.startswith("file too large"):
+                reason += f" ({_budget_note(budget, stored, self.max_file_bytes)})"
+            first, unit = (0, "rows") if self.file_format == "parquet" else (1, "lines")
+            if unread.position > first:
+                reason += f"; {unit} {unread.position} on are not read"
+            yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", path, reason, path))
 
-    def _parquet(self, readable: fileio.ReadableFile, path: str) -> Iterator[Any]:
+    def _jsonl(self, lines: LineReader, path: str) -> Iterator[Any]:
+        for line_number, line, size in lines:
+            self.rows_read.inc()
+            source = f"{path}:{line_number}"
+            if size > self.max_row_bytes:
+                reason, preview = _oversized(line, size, self.max_row_bytes)
+                yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, reason, preview))
+                continue
+            text = line.decode("utf-8", "backslashreplace").rstrip("\r")
+            try:
+                row = parse_json_row(line)
+            except BadRow as error:
+                yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, str(error), text))
+                continue
+            yield from _emit(row, self.config, source, self.max_row_bytes, text)
+
+    def _parquet(self, rows: ParquetRows, path: str) -> Iterator[Any]:
+        for index, row in rows:
+            self.rows_read.inc()
+            source = f"{path}#{index}"
+            if isinstance(row, BadRow):
+                yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, str(row), source))
+            else:
+                yield from _emit(row, self.config, source, self.max_row_bytes)
+
+
+class ParquetRows:
+    """(row index, row) for each row of a Parquet file: a dict, or a BadRow with the reason it is not one.
+
+    Nothing is expanded before it is measured. Text columns are read as Arrow dictionaries, so a dictionary value
+    is held once however many rows use it; a row group whose declared (uncompressed) size does not fit in what is
+    left of `max_bytes` is not read; each row's decoded size (`row_sizes`) is counted against `max_bytes` before it
+    becomes Python, a row above `max_row_bytes` is a BadRow without being converted, and rows become Python at most
+    _CONVERT_BYTES at a time. Where reading stops early (the budget, an unreadable file) `unread` says from which
+    row on and why.
+    """
+
+    def __init__(self, handle: BinaryIO, max_row_bytes: int = MAX_ROW_BYTES, max_bytes: int = MAX_FILE_BYTES):
+        self.handle = handle
+        self.max_row_bytes = max_row_bytes
+        self.max_bytes = max_bytes
+        self.decoded = 0
+        self.unread: Unread | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
         import pyarrow.parquet as pq
 
         index = 0
         try:
-            with readable.open() as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
-                    for row in _batch_rows(batch):
-                        self.rows_read.inc()
-                        source = f"{path}#{index}"
+            metadata = pq.ParquetFile(self.handle).metadata  # the footer only
+            columns = [metadata.schema.column(i) for i in range(metadata.num_columns)]
+            strings = [column.path for column in columns if column.physical_type == "BYTE_ARRAY"]
+            parquet = pq.ParquetFile(self.handle, metadata=metadata, read_dictionary=strings)
+            for group in range(metadata.num_row_groups):
+                declared = metadata.row_group(group).total_byte_size
+                rows = metadata.row_group(group).num_rows
+                if self.decoded + declared > self.max_bytes:
+                    reason = f"file too large: row group {group} declares {declared} bytes, past {self.max_bytes}"
+                    self.unread = Unread(index, reason)
+                    return
+                batch_rows = min(_PARQUET_BATCH_ROWS, max(1, _PARQUET_BATCH_BYTES * rows // max(declared, 1)))
+                for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group]):
+                    for row in self._rows(batch):
+                        if isinstance(row, Unread):
+                            self.unread = Unread(index, row.reason)
+                            return
+                        yield index, row
                         index += 1
-                        if isinstance(row, BadRow):
-                            yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", source, str(row), source))
-                        else:
-                            yield from _emit(row, self.config, source, self.max_row_bytes)
         except Exception as error:  # noqa: BLE001 - an unreadable file (or its unreadable rest) is one dead letter
-            self.rows_read.inc()
-            where = f" from row {index} on" if index else ""
-            reason = f"unreadable Parquet: {_short(str(error))}{where}"
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter("read", path, reason, path))
+            self.unread = Unread(index, f"unreadable Parquet: {_short(str(error))}")
+
+    def _rows(self, batch: Any) -> Iterator[dict[str, Any] | BadRow | Unread]:
+        """The rows of one batch, converted a bounded slice at a time; an Unread where the budget runs out."""
+        start, pending = 0, 0  # the slice of rows waiting to be converted, and its decoded bytes
+        for offset, size in enumerate(row_sizes(batch).tolist()):
+            if self.decoded + size > self.max_bytes:
+                yield from _batch_rows(_dense(batch.slice(start, offset - start)))
+                yield Unread(offset, f"file too large: decodes to more than {self.max_bytes} bytes")
+                return
+            self.decoded += size
+            if size > self.max_row_bytes or pending + size > _CONVERT_BYTES:
+                yield from _batch_rows(_dense(batch.slice(start, offset - start)))
+                start, pending = offset, 0
+            if size > self.max_row_bytes:
+                yield BadRow(
+                    f"row too large: {size} bytes decoded > {self.max_row_bytes} (the reader's row size limit)"
+                )
+                start = offset + 1
+                continue
+            pending += size
+        yield from _batch_rows(_dense(batch.slice(start, batch.num_rows - start)))
+
+
+def row_sizes(batch: Any) -> Any:
+    """The bytes each row of an Arrow record batch decodes to, without decoding it (a numpy int64 array).
+
+    Text and binary values count their length and offset, fixed-width values their width, lists and structs their
+    parts, and a dictionary-encoded value its own size each time a row uses it (what Python will hold).
+    """
+    import numpy as np
+
+    total = np.zeros(batch.num_rows, dtype=np.int64)
+    for column in batch.columns:
+        total += _value_sizes(column)
+    return total
+
+
+def _value_sizes(array: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    count = len(array)
+    if pa.types.is_dictionary(kind):
+        values = _value_sizes(array.dictionary)
+        if len(values) == 0:
+            return np.zeros(count, dtype=np.int64)
+        indices = pc.fill_null(array.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.where(array.is_valid().to_numpy(zero_copy_only=False), values[indices], 0)
+    if isinstance(kind, pa.ExtensionType):
+        return _value_sizes(array.storage)
+    if pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
+        array = array.cast(pa.large_binary())  # binary_length has no kernel for views; the batch holds them anyway
+        kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64) + 4
+    if pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64) + 8
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        # `offsets` follow a slice, `values` do not: the running sum of every child is cut at this slice's offsets
+        running = np.concatenate([[0], np.cumsum(_value_sizes(array.values))])
+        offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        return running[offsets[1:]] - running[offsets[:-1]] + (8 if pa.types.is_large_list(kind) else 4)
+    if pa.types.is_fixed_size_list(kind):
+        width = kind.list_size
+        values = array.values.slice(array.offset * width, count * width)
+        return _value_sizes(values).reshape(count, width).sum(axis=1) if width else np.zeros(count, dtype=np.int64)
+    if pa.types.is_struct(kind):
+        total = np.zeros(count, dtype=np.int64)
+        for field in range(kind.num_fields):
+            total += _value_sizes(array.field(field))
+        return total
+    if pa.types.is_null(kind):
+        return np.zeros(count, dtype=np.int64)
+    try:
+        return np.full(count, max(1, kind.bit_width // 8), dtype=np.int64)
+    except ValueError:  # not fixed width: unions, run-end encoding, ... which Parquet does not produce
+        raise ValueError(f"column type {kind} is not read") from None
+
+
+def _dense(batch: Any) -> Any:
+    """`batch` with its dictionary columns decoded (faster to turn into Python); `batch` itself if it cannot be."""
+    import pyarrow as pa
+
+    def dense(kind: Any) -> Any:
+        if pa.types.is_dictionary(kind):
+            return dense(kind.value_type)
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            field = kind.value_field.with_type(dense(kind.value_type))
+            return pa.list_(field) if pa.types.is_list(kind) else pa.large_list(field)
+        if pa.types.is_struct(kind):
+            return pa.struct([kind.field(i).with_type(dense(kind.field(i).type)) for i in range(kind.num_fields)])
+        return kind
+
+    schema = pa.schema([field.with_type(dense(field.type)) for field in batch.schema])
+    if schema == batch.schema:
+        return batch
+    try:
+        return batch.cast(schema)
+    except (pa.ArrowException, ValueError, TypeError):
+        return batch
 
 
 def _batch_rows(batch: Any) -> Iterator[Any]:
@@ -409,12 +718,19 @@ def input_format(config: InputConfig) -> str:
 
 
 def check_input(config: InputConfig) -> None:
-    """Fail before the pipeline starts when the input matches nothing."""
-    if input_format(config) == "datasets":
+    """Fail before the pipeline starts when the input matches nothing, or matches a folder."""
+    fmt = input_format(config)
+    if fmt == "datasets":
         return
     matches = FileSystems.match([config.path])[0].metadata_list
     if not matches:
         raise ConfigError(f"input.path: no file matches {config.path!r}")
+    for match in matches:  # a glob matches files only; a path names a folder as it is
+        if "://" not in match.path and os.path.isdir(match.path):
+            raise ConfigError(
+                f"input.path: {match.path!r} is a folder, not a {fmt} file "
+                "(give a file or a glob of files; input.format: datasets reads a saved dataset folder)"
+            )
 
 
 def _dedupe(item: tuple[str, list[tuple[Problem, str]]]) -> Iterator[Any]:
@@ -431,14 +747,19 @@ class ReadProblems(beam.PTransform):
     """Input rows -> {problems: Problem, dead_letters: dict}.
 
     `max_row_bytes` bounds one row (MAX_ROW_BYTES by default); a larger row is a dead letter, never parsed.
+    `max_file_bytes` bounds what one file decodes to (`config.max_file_bytes` by default, and `decode_budget`);
+    the rest of a larger file is one dead letter.
     """
 
-    def __init__(self, config: InputConfig, max_row_bytes: int = MAX_ROW_BYTES):
+    def __init__(self, config: InputConfig, max_row_bytes: int = MAX_ROW_BYTES, max_file_bytes: int | None = None):
         super().__init__()
-        if max_row_bytes <= 0:
-            raise ValueError(f"max_row_bytes must be positive, got {max_row_bytes}")
+        max_file_bytes = config.max_file_bytes if max_file_bytes is None else max_file_bytes
+        for name, value in (("max_row_bytes", max_row_bytes), ("max_file_bytes", max_file_bytes)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
         self.config = config
         self.max_row_bytes = max_row_bytes
+        self.max_file_bytes = max_file_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         fmt = input_format(self.config)
@@ -455,7 +776,9 @@ class ReadProblems(beam.PTransform):
                 | "Match input files" >> fileio.MatchFiles(self.config.path)
                 | "Open input files" >> fileio.ReadMatches()
                 | "Parse rows"
-                >> beam.ParDo(_ParseFile(self.config, fmt, self.max_row_bytes)).with_outputs(DEAD, main=PROBLEMS)
+                >> beam.ParDo(_ParseFile(self.config, fmt, self.max_row_bytes, self.max_file_bytes)).with_outputs(
+                    DEAD, main=PROBLEMS
+                )
             )
         deduped = (
             parsed[PROBLEMS]

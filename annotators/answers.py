@@ -3,6 +3,8 @@
 * `extract_answer(text)`: the last `\\boxed{}`/`\\fbox{}` (brace matched), else `#### X`, else "the (final)
   answer is X", else `Answer: X`, else the whole text if it is a bare number.
 * `parse_reference_answer(raw, fmt)`: the gold answer from a GSM8K or MATH reference solution.
+* `gold_undecidable(gold)`: why answers to a gold could not be graded in time, decided once per problem (the
+  reader refuses such a problem) instead of once per sample.
 * `grade(candidate, gold)`: exact string, then exact rational equality with our own bounded parser, then normalized
   string equality, then Math-Verify (gold first). Every verdict carries a short machine-readable reason, and
   `correct is None` means "could not decide" (timeouts, unparseable gold), never a silent False.
@@ -46,6 +48,11 @@ MATH_VERIFY_TIMEOUT_S = 5
 # The worker process answers one comparison (2 parses + 1 verify, each bounded above) within this, or is killed.
 WORKER_TASK_TIMEOUT_S = 3 * MATH_VERIFY_TIMEOUT_S + 5.0
 WORKER_STARTUP_TIMEOUT_S = 120.0
+# A gold answer is tried once, when its problem is read: Math-Verify must parse it and compare it with a plain number
+# within this (whole seconds: signal.alarm). A power tower such as (2^64)^(2^64) parses at once, then runs every
+# comparison with a number into the grader's timeout, for every sample and completion of its problem.
+GOLD_CHECK_TIMEOUT_S = 2
+_GOLD_PROBE = "1"
 TRUNCATION_POLICIES = ("wrong", "grade", "error")
 REFERENCE_FORMATS = ("auto", "gsm8k", "math", "plain")
 
@@ -335,9 +342,12 @@ def _math_verify_compare(gold: str, candidate: str, timeout_s: int) -> tuple[boo
 
 
 def _warm_up() -> bool:
-    import math_verify  # noqa: F401 - the first task should not pay for importing sympy
-
+    """Import sympy and build Math-Verify's LaTeX grammar (over a second), so no first task pays it in its time limit."""
+    _math_verify_compare("x", _GOLD_PROBE, int(WORKER_STARTUP_TIMEOUT_S))
     return True
+
+
+_main_thread_warm = False
 
 
 _pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -368,16 +378,16 @@ def _discard_pool() -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _math_verify_in_worker(gold: str, candidate: str) -> tuple[bool | None, str]:
+def _math_verify_in_worker(gold: str, candidate: str, timeout_s: int, task_timeout_s: float) -> tuple[bool | None, str]:
     with _pool_lock:
         try:
             pool = _worker_pool()
         except Exception:  # noqa: BLE001 - no worker (e.g. a daemonic process, a timeout): undecided, not wrong
             _discard_pool()
             return None, "grader_unavailable"
-        future = pool.submit(_math_verify_compare, gold, candidate, MATH_VERIFY_TIMEOUT_S)
+        future = pool.submit(_math_verify_compare, gold, candidate, timeout_s)
         try:
-            return future.result(timeout=WORKER_TASK_TIMEOUT_S)
+            return future.result(timeout=task_timeout_s)
         except concurrent.futures.TimeoutError:
             _discard_pool()
             return None, "grader_timeout"
@@ -386,10 +396,34 @@ def _math_verify_in_worker(gold: str, candidate: str) -> tuple[bool | None, str]
             return None, "grader_error"
 
 
-def _math_verify(gold: str, candidate: str) -> tuple[bool | None, str]:
+def _math_verify(gold: str, candidate: str, timeout_s: int | None = None) -> tuple[bool | None, str]:
+    """Math-Verify's verdict within `timeout_s` per parse and comparison (default MATH_VERIFY_TIMEOUT_S)."""
+    global _main_thread_warm
+    task_timeout_s = WORKER_TASK_TIMEOUT_S if timeout_s is None else 3 * timeout_s + 5.0
+    timeout_s = MATH_VERIFY_TIMEOUT_S if timeout_s is None else timeout_s
     if threading.current_thread() is threading.main_thread():
-        return _math_verify_compare(gold, candidate, MATH_VERIFY_TIMEOUT_S)
-    return _math_verify_in_worker(gold, candidate)
+        if not _main_thread_warm:
+            _warm_up()
+            _main_thread_warm = True
+        return _math_verify_compare(gold, candidate, timeout_s)
+    return _math_verify_in_worker(gold, candidate, timeout_s, task_timeout_s)
+
+
+def gold_undecidable(gold: str) -> str | None:
+    """Why no answer could be graded against `gold` in time, or None when it can; meant to run once per problem.
+
+    Only a gold that `grade` would hand to Math-Verify is tried (an empty, too long, too deep or plain rational one
+    never is): it is compared with a plain number within GOLD_CHECK_TIMEOUT_S. Past that, every answer that is not
+    the gold's own text would cost Math-Verify's full timeout. A gold Math-Verify cannot parse is not refused (exact
+    and normalized matches still grade it, at no cost), nor is one when no grader process can be started.
+    """
+    gold = gold.strip()
+    if not gold or len(gold) > MAX_GOLD_CHARS or _nesting(gold) > MAX_NESTING or _rational_values(gold) is not None:
+        return None
+    _, reason = _math_verify(gold, _GOLD_PROBE, GOLD_CHECK_TIMEOUT_S)
+    if reason == "grader_timeout":
+        return f"Math-Verify cannot compare it with a number within {GOLD_CHECK_TIMEOUT_S} s"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

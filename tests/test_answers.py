@@ -17,6 +17,7 @@ from annotators.answers import (
     TruncatedGenerationError,
     Verdict,
     extract_answer,
+    gold_undecidable,
     grade,
     judge_text,
     parse_reference_answer,
@@ -190,7 +191,7 @@ def math_verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Record what would be handed to Math-Verify instead of running it."""
     calls: list[tuple[str, str]] = []
 
-    def record(gold: str, candidate: str) -> tuple[bool | None, str]:
+    def record(gold: str, candidate: str, *_: object) -> tuple[bool | None, str]:
         calls.append((gold, candidate))
         return None, "recorded"
 
@@ -289,6 +290,22 @@ def test_grade_math_verify_timeout_in_main_thread(monkeypatch: pytest.MonkeyPatc
     started = time.perf_counter()
     assert grade("2^{2^{40}}", "5") == Verdict(None, "grader_timeout", "2^{2^{40}}")
     assert time.perf_counter() - started < 10
+
+
+def test_a_gold_that_no_answer_can_be_graded_against_in_time_is_found_once() -> None:
+    # (2^64)^(2^64) parses at once, then every comparison with a number runs to Math-Verify's timeout
+    assert gold_undecidable("(2^64)^(2^64)") == (
+        f"Math-Verify cannot compare it with a number within {answers.GOLD_CHECK_TIMEOUT_S} s"
+    )
+    for gold in ("\\frac{\\sqrt{3}}{2}", "x^2+1", "(1, 2)", "Monday", "???", "x^{10^{100}}"):
+        assert gold_undecidable(gold) is None, gold  # graded as before, unparseable golds included
+
+
+def test_golds_grade_never_hands_to_math_verify_are_not_tried(math_verify_calls: list[tuple[str, str]]) -> None:
+    for gold in ("1005", "-\\frac{1}{2}", "50\\%", "", "9" * 20_000, "\\frac{" * 9 + "1" + "}{2}" * 9):
+        assert gold_undecidable(gold) is None
+    assert math_verify_calls == []
+    assert gold_undecidable("\\sqrt{2}") is None and math_verify_calls == [("\\sqrt{2}", "1")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

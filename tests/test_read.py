@@ -527,3 +527,17 @@ def test_a_parquet_row_group_too_large_to_decode_is_not_read(tmp_path):
     assert letter["reason"].endswith(
         f"past {16 << 20} (a file of {path.stat().st_size} stored bytes may decode to 16777216)"
     )
+
+
+def test_a_gold_no_answer_can_be_graded_against_in_time_is_a_dead_letter_once(tmp_path):
+    from annotators.answers import GOLD_CHECK_TIMEOUT_S
+
+    reason = f"gold undecidable: Math-Verify cannot compare it with a number within {GOLD_CHECK_TIMEOUT_S} s"
+    tower = {"question": "How big?", "answer": "(2^64)^(2^64)"}
+    assert problem_from_row(tower, cfg(answer_format="plain"), "f:1") == reason
+    # in the pipeline Math-Verify runs in the grader's worker process: the same verdict, once per problem
+    rows = [tower, {"question": "Simplify.", "answer": "\\frac{\\sqrt{3}}{2}"}, {"question": "n?", "answer": "12"}]
+    write_jsonl(tmp_path / "in.jsonl", [json.dumps(row).encode() for row in rows])
+    problems, dead = run_read(cfg(path=str(tmp_path / "in.jsonl"), answer_format="plain"), tmp_path / "o")
+    assert sorted(json.loads(p)["answer"] for p in problems) == ["12", "\\frac{\\sqrt{3}}{2}"]
+    assert [(d["source"].rsplit("/", 1)[1], d["reason"]) for d in dead] == [("in.jsonl:1", reason)]

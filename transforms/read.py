@@ -5,7 +5,9 @@ Input is data from anywhere, so no row can stop the run: a line is read in bound
 `MAX_ROW_BYTES` is skipped unparsed), decoded as strict UTF-8, measured for nesting before `json.loads` (which
 recurses once per level) and rejected above `MAX_JSON_DEPTH`; text that is not valid Unicode (lone surrogates),
 holds a NUL or a non-finite number where a string is expected is a dead letter too. Reasons start with a category
-("invalid JSON", "invalid UTF-8", "row too large", "row too deep", "invalid Unicode", ...) then a colon.
+("invalid JSON", "invalid UTF-8", "row too large", "row too deep", "invalid Unicode", ...) then a colon. A problem
+whose reference answer the grader could not compare with any answer in time is refused here, once ("gold
+undecidable", `annotators.answers.gold_undecidable`), rather than costing every sample the grader's timeout.
 
 A file is bounded as a whole too. What it decodes to (decompressed JSONL; Parquet rows as Arrow holds them, a
 dictionary value counted each time a row uses it) is capped by `input.max_file_bytes` and by MAX_EXPANSION times
@@ -39,7 +41,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from annotators.answers import parse_reference_answer
+from annotators.answers import gold_undecidable, parse_reference_answer
 from schemas.config import ConfigError, InputConfig
 from schemas.records import Problem
 
@@ -398,6 +400,8 @@ def _problem(row: Any, config: InputConfig, source: str, max_row_bytes: int) -> 
     answer = parse_reference_answer(values["answer"], config.answer_format)
     if not answer:
         raise BadRow(f"no reference answer found in field {fields['answer']!r} (answer_format={config.answer_format})")
+    if undecidable := gold_undecidable(answer):  # once here, not once per sample at the grader's timeout
+        raise BadRow(f"gold undecidable: {undecidable}")
     if config.id_field:
         raw_id = row.get(config.id_field)
         if raw_id is None:

@@ -87,11 +87,16 @@ def cmd_synthesize(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def cmd_annotate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines import annotate
+    from schemas.tables import TableError
 
     config = load_config(args.config, args.set)
     root = args.output or os.path.dirname(os.path.dirname(os.path.normpath(getattr(args, "from"))))
     output = run_dir(root, config)
-    manifest = annotate.run(getattr(args, "from"), config, output, beam_args)
+    try:
+        manifest = annotate.run(getattr(args, "from"), config, output, beam_args)
+    except TableError as error:  # a truncated or retyped evidence file: named, no traceback
+        print(f"annotate failed: {error}", file=sys.stderr)
+        return 2
     print_summary(manifest, output)
     return 0
 

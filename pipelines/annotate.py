@@ -3,17 +3,25 @@
 Labels, verifier columns, judge votes (re-parsed from stored critiques), filters and augmentations are
 recomputed from `RUN/evidence/`; nothing is generated. A config whose search or policy differs from the
 evidence's is refused, since that evidence could not have come from it (DESIGN.md, "Reruns").
+
+The evidence is data on disk, so it is checked before it is used: every evidence file's footer and column types
+before the pipeline starts (`check_evidence`: a truncated or retyped file stops the command, naming the file and
+the column), and each problem's rows inside it (a null where its record needs a value, steps and step ends that do
+not pair up: the problem is a dead letter at the `evidence` stage, never labelled from half its evidence).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquet
 
@@ -73,6 +81,85 @@ def incompatibilities(parent: Config, config: Config) -> list[str]:
     return problems
 
 
+def _required(record: type) -> tuple[str, ...]:
+    """The fields of a record type that cannot be None."""
+    hints = typing.get_type_hints(record)
+    return tuple(f.name for f in dataclasses.fields(record) if type(None) not in typing.get_args(hints[f.name]))
+
+
+# The columns of each evidence table that must hold a value (and, for a list, no null) for its rows to be used.
+REQUIRED = {
+    "problems": ("problem_id", "question", "answer", "domain"),
+    "solutions": _required(Solution),
+    "completions": _required(Completion),
+    "critiques": ("problem_id", "path_id", "critique_index", "text"),
+    "omegaprm_paths": ("id", "problem_id", "completions", "labels"),
+    "omegaprm_nodes": ("problem_id", "node_id"),
+}
+
+
+def evidence_schema(folder: str) -> pa.Schema:
+    """The schema the evidence table in `RUN/evidence/<folder>/` was written with."""
+    if folder == "omegaprm_nodes":
+        from annotators.omegaprm import NODES_SCHEMA
+
+        return NODES_SCHEMA
+    if folder == "omegaprm_paths":
+        return tables.paths_schema()
+    return {
+        "problems": tables.PROBLEMS,
+        "solutions": tables.SOLUTIONS,
+        "completions": tables.COMPLETIONS,
+        "critiques": tables.CRITIQUES,
+    }[folder]
+
+
+def check_evidence(run: str) -> None:
+    """Raise TableError (`<file>: <reason>`) for the first evidence file that is not a Parquet file, or whose columns
+    are not its table's, and for a dead-letter file that is not JSON lines. Reads footers, not data."""
+    import pyarrow.parquet as pq
+
+    for folder in REQUIRED:
+        pattern = FileSystems.join(run, "evidence", folder, "part-*.parquet")
+        for match in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):
+            try:
+                with FileSystems.open(match.path) as handle:
+                    schema = pq.ParquetFile(handle).schema_arrow
+            except Exception as error:  # noqa: BLE001 - whatever the cause, the file cannot be used
+                raise tables.TableError(f"{match.path}: not a readable Parquet file ({error})") from None
+            if mismatch := tables.schema_mismatch(schema, evidence_schema(folder)):
+                raise tables.TableError(f"{match.path}: {mismatch}")
+    dead = FileSystems.join(run, "dead_letters", "dead_letters.jsonl")
+    try:
+        list(_read_dead_letters(dead))
+    except Exception as error:  # noqa: BLE001 - missing, not UTF-8, not JSON, not records
+        raise tables.TableError(f"{dead}: {type(error).__name__}: {error}") from None
+
+
+# What names a row of each evidence table within its problem (rows arrive in no set order).
+ROW_KEYS = {
+    "problems": (),
+    "solutions": ("solution_index",),
+    "completions": ("solution_index", "step_index", "completion_index"),
+    "critiques": ("path_id", "critique_index"),
+    "omegaprm_paths": ("id",),
+    "omegaprm_nodes": ("node_id",),
+}
+
+
+def _check_rows(groups: dict[str, list[dict[str, Any]]], used: tuple[str, ...]) -> None:
+    """Raise ValueError naming the first row (by key) of `used` tables that its record cannot be built from."""
+    for table in used:
+        keys = ROW_KEYS[table]
+        for row in sorted(groups[table], key=lambda r: tuple(str(r.get(k)) for k in keys)):
+            problem = tables.missing_values(row, REQUIRED[table])
+            if problem is None and table == "solutions" and len(row["steps"]) != len(row["step_ends"]):
+                problem = f"{len(row['steps'])} steps but {len(row['step_ends'])} step ends"
+            if problem is not None:
+                where = "".join(f", {k} {row.get(k)!r}" for k in keys)
+                raise ValueError(f"{table} row of problem {row.get('problem_id')!r}{where}: {problem}")
+
+
 def _read(pipeline: beam.Pipeline, run: str, folder: str, label: str) -> beam.PCollection:
     glob = FileSystems.join(run, "evidence", folder, "part-*.parquet")
     return (
@@ -101,6 +188,9 @@ def _rebuild(item: tuple[str, dict[str, list[dict[str, Any]]]], config: Config) 
 
 def _evidence(groups: dict[str, list[dict[str, Any]]], config: Config) -> Iterator[ProblemEvidence]:
     """One problem's stored evidence, as the search would have handed it to the label stage."""
+    used = ("omegaprm_paths", "omegaprm_nodes") if config.search.method == "omegaprm" else ("solutions", "completions")
+    with at_stage("evidence"):
+        _check_rows(groups, ("problems", *used, *(("critiques",) if config.judge.enabled else ())))
     problem = _problem(groups["problems"][0])
     rule = LabelRule(config.label.hard_rule, config.label.threshold)
     if config.search.method == "omegaprm":
@@ -195,12 +285,14 @@ def _read_dead_letters(path: str) -> Iterator[dict[str, str]]:
 
 
 def run(parent_run: str, config: Config, output: str, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Relabel `parent_run` with `config` into `output`; refuses configs the evidence cannot serve."""
+    """Relabel `parent_run` with `config` into `output`; refuses configs the evidence cannot serve (ConfigError) and
+    evidence that cannot be read (TableError)."""
     parent = load_parent(parent_run)
     parent_config = config_from_dict(parent["config"])
     problems = incompatibilities(parent_config, config)
     if problems:
         raise ConfigError("annotate: this config needs new generation, not a relabel:\n  " + "\n  ".join(problems))
+    check_evidence(parent_run)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):
         FileSystems.delete([FileSystems.join(output, "manifest.json")])
     started = time.time()

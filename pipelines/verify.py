@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotators.labelling import attach_verdicts, make_verifier
@@ -77,12 +79,24 @@ def code_rows(limit: int | None, seed: int) -> list[tuple[dict[str, Any], dict[s
     return out
 
 
+def stored_rows(path: Path, schema: pa.Schema) -> list[dict[str, Any]]:
+    """The rows of one Parquet file of a run, or TableError (`<file>: <reason>`) when it is not a readable Parquet
+    file (truncated, say) or its columns are not `schema`'s."""
+    try:
+        table = pq.ParquetFile(path).read()
+    except Exception as error:  # noqa: BLE001 - whatever the cause, the file cannot be used
+        raise tables.TableError(f"{path}: not a readable Parquet file ({error})") from None
+    if mismatch := tables.schema_mismatch(table.schema, schema):
+        raise tables.TableError(f"{path}: {mismatch}")
+    return table.to_pylist()
+
+
 def run_rows(run: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """A run's labelled paths with their problems (meta from evidence/problems when the run has it)."""
-    rows = [r for p in sorted((run / "data").glob("train-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    rows = [r for p in sorted((run / "data").glob("train-*.parquet")) for r in stored_rows(p, tables.PATHS)]
     problems = {}
     for path in sorted((run / "evidence" / "problems").glob("part-*.parquet")):
-        for p in pq.read_table(path).to_pylist():
+        for p in stored_rows(path, tables.PROBLEMS):
             problems[p["problem_id"]] = {**p, "meta": json.loads(p["meta"] or "{}")}
     out = []
     for row in rows:
@@ -146,7 +160,11 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str] | None = None) -> 
     else:
         from pipelines.manifest import finished_run
 
-        pairs = run_rows(finished_run(args.source, "verify"))
+        try:
+            pairs = run_rows(finished_run(args.source, "verify"))
+        except tables.TableError as error:  # a truncated or retyped file of the run: named, no traceback
+            print(f"verify failed: {error}", file=sys.stderr)
+            return 2
     dead: list[dict[str, str]] = []
     scores = verify_rows(pairs, verifiers, dead)
     dead_ids = {json.loads(letter["row"])["id"] for letter in dead}

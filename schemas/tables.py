@@ -2,11 +2,23 @@
 
 One explicit schema per table keeps every shard identical in type, so `datasets` never meets schema drift
 between files (shared/reference/infra.md §5). The labelled-path table follows algorithms.md §3.6.
+
+A stored table is read back only after `schema_mismatch` finds its columns where the schema puts them (a table
+rewritten by hand or by another tool fails with the file and column named, `TableError`), and each row only after
+`missing_values` finds the values its record cannot do without.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import pyarrow as pa
+
+
+class TableError(ValueError):
+    """A stored table that cannot be read as its schema; the message starts with the file."""
+
 
 SCHEMA_VERSION = "1"
 
@@ -149,3 +161,52 @@ def paths_schema(verifiers: list[str] | tuple[str, ...] = (), judge: bool = Fals
 def filtered_schema(schema: pa.Schema) -> pa.Schema:
     """Rows a filter dropped: the labelled-path columns plus the reason they were dropped."""
     return schema.append(pa.field("drop_reason", pa.string()))
+
+
+def _comparable(kind: pa.DataType) -> pa.DataType:
+    """`kind` with the differences that read back as the same Python values removed (widths, large/view, dict)."""
+    if pa.types.is_dictionary(kind):
+        return _comparable(kind.value_type)
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return pa.binary()
+    if pa.types.is_integer(kind):
+        return pa.int64()
+    if pa.types.is_floating(kind):
+        return pa.float64()
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return pa.list_(_comparable(kind.value_type))
+    if pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
+        return pa.list_(_comparable(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct(
+            [pa.field(kind.field(i).name, _comparable(kind.field(i).type)) for i in range(kind.num_fields)]
+        )
+    return kind
+
+
+def schema_mismatch(found: pa.Schema, expected: pa.Schema) -> str | None:
+    """Why a table stored as `found` cannot be read as `expected` (its first column that is missing, repeated or of
+    another type), or None. Extra columns are ignored; int32/int64, string/large_string and list/large_list agree."""
+    for field in expected:
+        matches = found.get_all_field_indices(field.name)
+        if not matches:
+            return f"column {field.name!r} is missing"
+        if len(matches) > 1:
+            return f"column {field.name!r} appears {len(matches)} times"
+        stored = found.field(matches[0]).type
+        if _comparable(stored) != _comparable(field.type):
+            return f"column {field.name!r} has type {stored}, expected {field.type}"
+    return None
+
+
+def missing_values(row: dict[str, Any], columns: Iterable[str]) -> str | None:
+    """The first of `columns` that `row` leaves null or holds a null in (a list with a null), or None."""
+    for column in columns:
+        value = row.get(column)
+        if value is None:
+            return f"column {column!r} is null"
+        if isinstance(value, list) and any(item is None for item in value):
+            return f"column {column!r} holds a null at {value.index(None)}"
+    return None

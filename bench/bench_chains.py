@@ -277,24 +277,35 @@ def matched_in_bucket(
         )
     not_worse = [r for r in rows if r["f1_difference"]["high"] is not None and r["f1_difference"]["high"] >= 0]
     point = [r for r in rows if r["f1_difference"]["difference"] is not None and r["f1_difference"]["difference"] >= 0]
+    undefined = [r["baseline"] for r in rows if r["f1_difference"]["difference"] is None]
     return {
         "candidate": candidate.name,
         "problems_labelled": len(labelled),
         "samples_per_step": cost,
         "f1": _round(f1_of(summed(mine_f1, labelled))),
         "baselines": rows,
-        "not_significantly_worse": dearest(not_worse),
-        "point": dearest(point),
+        "not_significantly_worse": dearest(not_worse, labelled, undefined, len(rows)),
+        "point": dearest(point, labelled, undefined, len(rows)),
     }
 
 
-def dearest(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The dearest baseline of `rows` by samples per decided step, and its cost ratios; None when there is none."""
+def dearest(rows: list[dict[str, Any]], labelled: list[str], undefined: list[str], baselines: int) -> dict[str, Any]:
+    """The dearest baseline of `rows` by samples per decided step, and its cost ratios; when there is none, why
+    (`undefined`: those of the `baselines` whose F1 difference is undefined on the `labelled` problems)."""
     priced = [r for r in rows if r["samples_per_step"]["decided"] is not None]
-    if not priced:
-        return {"baseline": None, "cost_ratio": None}
-    best = max(priced, key=lambda r: r["samples_per_step"]["decided"])
-    return {"baseline": best["baseline"], "cost_ratio": best["cost_ratio"]}
+    if priced:
+        best = max(priced, key=lambda r: r["samples_per_step"]["decided"])
+        return {"baseline": best["baseline"], "cost_ratio": best["cost_ratio"]}
+    if not labelled:
+        reason = "OmegaPRM labelled no problem here"
+    elif rows:
+        reason = "no labelled step priced"
+    elif undefined:
+        others = "worse than every other MC run; " if len(undefined) < baselines else ""
+        reason = f"{others}F1 undefined (no correct or no erroneous path) for {', '.join(undefined)}"
+    else:
+        reason = "worse than every MC run"
+    return {"baseline": None, "cost_ratio": None, "reason": reason}
 
 
 def ratio_table(buckets: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -312,6 +323,7 @@ def ratio_table(buckets: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "problems_labelled": matched["problems_labelled"],
                     "baseline": verdict["baseline"],
                     "ratio": verdict["cost_ratio"],
+                    "reason": verdict.get("reason"),
                     "predicted": bucket["predicted_saving"],
                 }
             )
@@ -472,6 +484,7 @@ def setting(args: argparse.Namespace, problems_file: Path, problems: Mapping[str
             "domain": "chains",
             "count": len(problems),
             "seed": args.seed,
+            "chain_lengths": [args.min_steps, args.max_steps],
             "file": str(problems_file),
             "sha256": file_sha256(problems_file),
             "by_bucket": dict(lengths),
@@ -502,6 +515,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=1000, help="chains to label (M uniform in 4..32)")
     parser.add_argument("--seed", type=int, default=16, help="problem generator seed")
+    parser.add_argument("--min-steps", type=int, default=chains.MIN_STEPS, help="shortest chain (operations)")
+    parser.add_argument("--max-steps", type=int, default=chains.MAX_STEPS, help="longest chain (operations)")
     parser.add_argument("--model", default="models/tiny-chain", help="the policy (fixed, with its recipe, first)")
     parser.add_argument("--mc-k", default="4,8,16,32", help="completions per step of the MC search, one run each")
     parser.add_argument("--omegaprm-k", default="4,8", help="rollouts per MC estimate of OmegaPRM, one run each")
@@ -524,12 +539,13 @@ def main() -> None:
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-chains-"))
     print(f"runs under {work}", file=sys.stderr)
+    # Named by what makes them: a run in --work is read back only when its problems are the same ones.
     problems_file = write_problems(
-        work / f"chains-{args.problems}-seed{args.seed}.jsonl",
+        work / f"chains-{args.problems}-seed{args.seed}-m{args.min_steps}-{args.max_steps}.jsonl",
         args.problems,
         args.seed,
-        min_steps=chains.MIN_STEPS,
-        max_steps=chains.MAX_STEPS,
+        min_steps=args.min_steps,
+        max_steps=args.max_steps,
         domain="chains",
     )
     configs = chain_configs(args, problems_file)
@@ -549,7 +565,7 @@ def main() -> None:
             "method": name,
             "k": k,
             "code_version": manifest["code_version"],
-            "model_sha256": manifest["engine"]["model_sha256"],
+            "manifest_model_sha256": manifest["engine"]["model_sha256"],  # config and weights (pipelines/manifest)
             "samples": sum(method.samples.values()),
             "generated_tokens": tokens,
             "search_stage_wall_s": round(search_stage_wall(run), 2),
@@ -626,7 +642,7 @@ def readable(figures: dict[str, Any]) -> str:
     for row in figures["ratio_table"]:
         r, p = row["ratio"] or {}, row["predicted"]
         lines.append(
-            f"{row['bucket']} ({row['mean_m']}) | {row['candidate']} | {row['baseline'] or 'none'} | "
+            f"{row['bucket']} ({row['mean_m']}) | {row['candidate']} | {row['baseline'] or 'none: ' + row['reason']} | "
             f"{r.get('emitted')} / {r.get('decided')} / {r.get('measured')} | "
             f"{p['emitted']} / {p['decided']} / {p['measured']}"
         )

@@ -134,9 +134,19 @@ def test_matched_quality_none_when_worse_than_every_baseline() -> None:
     omega = method("omegaprm_k4", True, [r for p in problems for r in (row(p, GOLD, 0), row(p, WRONG, 0))], {}, steps)
     mc = method("mc_k4", False, [r for p in problems for r in (row(p, GOLD, -1), row(p, WRONG, 1))], {}, steps)
     out = bench.matched_in_bucket(omega, [mc], problems, draws=200)
-    assert out["not_significantly_worse"] == {"baseline": None, "cost_ratio": None}
+    assert out["not_significantly_worse"] == {
+        "baseline": None,
+        "cost_ratio": None,
+        "reason": "worse than every MC run",
+    }
+    only_errors = method("mc_k8", False, [row(p, WRONG, 1) for p in problems], {}, steps, k=8)
+    reason = bench.matched_in_bucket(omega, [only_errors], problems, draws=200)["not_significantly_worse"]["reason"]
+    assert reason == "F1 undefined (no correct or no erroneous path) for mc_k8"
+    reason = bench.matched_in_bucket(omega, [mc, only_errors], problems, draws=200)["not_significantly_worse"]["reason"]
+    assert reason == "worse than every other MC run; F1 undefined (no correct or no erroneous path) for mc_k8"
     empty = bench.matched_in_bucket(omega, [mc], ["nothing"], draws=200)
-    assert empty["problems_labelled"] == 0 and empty["not_significantly_worse"]["baseline"] is None
+    assert empty["problems_labelled"] == 0
+    assert empty["not_significantly_worse"]["reason"] == "OmegaPRM labelled no problem here"
 
 
 def test_compensated_slips_among_sampled_solutions() -> None:
@@ -172,7 +182,11 @@ def test_ratio_table_and_plot(tmp_path: Path) -> None:
                 {
                     "candidate": "omegaprm_k8",
                     "problems_labelled": 9,
-                    "not_significantly_worse": {"baseline": None, "cost_ratio": None},
+                    "not_significantly_worse": {
+                        "baseline": None,
+                        "cost_ratio": None,
+                        "reason": "worse than every MC run",
+                    },
                 },
             ],
         }

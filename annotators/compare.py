@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +87,26 @@ def paired_difference(
 ) -> dict[str, float | None]:
     """Agreement of `a` minus that of `b` on `problems`, with a 95% percentile interval from resampling problems
     (`drawn`: resamples made once by `bootstrap_draws` and shared by several comparisons)."""
-    point_a, point_b = agreement(a, problems, measure), agreement(b, problems, measure)
+    drawn = drawn if drawn is not None else bootstrap_draws(problems, draws, seed)
+    return paired_bootstrap(
+        lambda sample: agreement(a, sample, measure), lambda sample: agreement(b, sample, measure), problems, drawn
+    )
+
+
+def paired_bootstrap(
+    stat_a: Callable[[list[str]], float | None],
+    stat_b: Callable[[list[str]], float | None],
+    problems: list[str],
+    drawn: list[list[str]],
+) -> dict[str, float | None]:
+    """`stat_a` minus `stat_b` on `problems`, with the 95% percentile interval over the resamples `drawn` (a
+    resample on which either statistic is undefined is left out)."""
+    point_a, point_b = stat_a(problems), stat_b(problems)
     if point_a is None or point_b is None:
         return {"difference": None, "low": None, "high": None}
     diffs = []
-    for sample in drawn if drawn is not None else bootstrap_draws(problems, draws, seed):
-        x, y = agreement(a, sample, measure), agreement(b, sample, measure)
+    for sample in drawn:
+        x, y = stat_a(sample), stat_b(sample)
         if x is not None and y is not None:
             diffs.append(x - y)
     diffs.sort()

@@ -58,7 +58,15 @@ from common import (
     write_problems,
 )
 
-from annotators.compare import MEASURES, agreement, bootstrap_draws, mc_assumption, paired_difference, tally
+from annotators.compare import (
+    MEASURES,
+    agreement,
+    bootstrap_draws,
+    mc_assumption,
+    paired_bootstrap,
+    paired_difference,
+    tally,
+)
 from annotators.cost import COUNTINGS, StepCounts, mc_step_counts, omegaprm_table_counts, total
 from annotators.evaluation import processbench_scores
 from annotators.exact import exact_first_error_of
@@ -158,21 +166,10 @@ def paired_f1_difference(
     a: F1Tally, b: F1Tally, problems: list[str], drawn: list[list[str]]
 ) -> dict[str, float | None]:
     """F1 of `a` minus that of `b` on `problems`, with the 95% percentile interval over `drawn` resamples of the
-    problems (`annotators.compare.bootstrap_draws`; resamples missing a kind of path are left out)."""
-    point_a, point_b = f1_of(summed(a, problems)), f1_of(summed(b, problems))
-    if point_a is None or point_b is None:
-        return {"difference": None, "low": None, "high": None}
-    diffs = []
-    for sample in drawn:
-        x, y = f1_of(summed(a, sample)), f1_of(summed(b, sample))
-        if x is not None and y is not None:
-            diffs.append(x - y)
-    diffs.sort()
-    return {
-        "difference": round(point_a - point_b, 4),
-        "low": round(diffs[int(0.025 * (len(diffs) - 1))], 4) if diffs else None,
-        "high": round(diffs[int(0.975 * (len(diffs) - 1))], 4) if diffs else None,
-    }
+    problems (`annotators.compare.paired_bootstrap`; resamples missing a kind of path are left out)."""
+    return paired_bootstrap(
+        lambda sample: f1_of(summed(a, sample)), lambda sample: f1_of(summed(b, sample)), problems, drawn
+    )
 
 
 def cost_per_step(

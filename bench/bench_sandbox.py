@@ -4,7 +4,7 @@
     python -m bench.bench_sandbox --n 40 --workers 1
     python -m bench.bench_sandbox --builtin         # the built-in tasks only (no ../shared needed)
 
-Prints figures; asserts nothing (DESIGN.md layout: benchmarks print, tests assert).
+Prints figures; asserts nothing (benchmarks print, tests assert).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ body in `answer` and `meta = {"test": "def check(candidate): ...", "entry_point"
 a list of lines is `question + "\\n".join(lines)`, then the tests, then `check(entry_point)`
 (`annotators.verifiers.sandbox.run_tests`). Nothing here executes code in this process.
 
-Three labellers (shared/reference/annotators.md §3):
+Three labellers:
 
 - `mutation_labels`: PRLCoder's recipe with rule-based edits (Ye et al., arXiv 2502.01715). For a reference
   program that passes, each code line in turn is mutated (plausible bug) or refactored (meant to keep

@@ -1,8 +1,10 @@
 """Consensus filtering between annotators, with cheap verifiers as vetoes (annotators.md §0, §1.2, §1.3, §7).
 
 The Lessons recipe (Zhang et al., arXiv 2501.07301) keeps a labelled solution only when the MC first error and
-the judge's first error agree (-1 == -1 counts as agreement). Cheap verifiers do not vote; a verifier that flags
-a step before the agreed first error drops the row (annotators.md §7, "Use"). Every drop carries its reason.
+the judge's first error agree (-1 == -1 counts as agreement). A cheap verifier either vetoes (a flag before the
+agreed first error drops the row, annotators.md §7, "Use") or votes as an abstaining annotator: its None on a
+step means "not checkable", so its first error is its first flag, -1 when it checked steps and flagged none, and
+None only when it checked nothing. Every drop carries its reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "consensus",
     "filter_rows",
     "first_errors",
+    "retention_by_annotator",
     "retention_by_source",
     "update_meta",
     "verifier_flags",
@@ -35,17 +38,20 @@ class ConsensusConfig:
     from the ``n_labels`` column. ``rule``: ``"all"`` (every annotator has a verdict and they are equal) or
     ``"majority"`` (a first error held by more than half of ``annotators``; a missing verdict is a non-vote).
     ``veto``: verifier names whose ``<name>_labels`` flag (first False) before the consensus first error drops
-    the row.
+    the row. ``abstaining``: annotators whose None verdict on a step is an abstention, not an undetermined first
+    error (cheap verifiers: see ``first_errors``).
     """
 
     annotators: tuple[str, ...] = ("mc", "judge")
     rule: str = "all"
     veto: tuple[str, ...] = ()
+    abstaining: tuple[str, ...] = ()
     meta_key: str = field(default="consensus")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "annotators", tuple(self.annotators))
         object.__setattr__(self, "veto", tuple(self.veto))
+        object.__setattr__(self, "abstaining", tuple(self.abstaining))
         if self.rule not in _RULES:
             raise ValueError(f"consensus rule must be one of {_RULES}, got {self.rule!r}")
         if not self.annotators:
@@ -54,13 +60,17 @@ class ConsensusConfig:
             raise ValueError(f"duplicate annotators in {self.annotators}")
 
 
-def first_errors(row: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, int | None]:
+def first_errors(
+    row: Mapping[str, Any], names: Iterable[str] | None = None, abstaining: Iterable[str] = ()
+) -> dict[str, int | None]:
     """First error per annotator read from a labelled-path row: -1 = none, None = undetermined.
 
     ``mc`` is ``first_error_index``; another annotator ``n`` is the first False of ``n_labels`` (all True: -1;
-    a None before any False, or no such column: None). ``names`` defaults to ``mc`` plus every ``*_labels``
-    column of the row.
+    a None before any False, or no such column: None). An ``abstaining`` annotator (a verifier that checks only
+    some steps) skips its None steps: its first flag, -1 when it checked a step and flagged none, None when it
+    checked nothing. ``names`` defaults to ``mc`` plus every ``*_labels`` column of the row.
     """
+    abstaining = set(abstaining)
     if names is None:
         names = ["mc"] + sorted(key[: -len("_labels")] for key in row if key.endswith("_labels") and key != "_labels")
     out: dict[str, int | None] = {}
@@ -70,8 +80,21 @@ def first_errors(row: Mapping[str, Any], names: Iterable[str] | None = None) -> 
             out[name] = None if value is None else int(value)
         else:
             labels = row.get(f"{name}_labels")
-            out[name] = None if labels is None else first_error_from_labels(list(labels))
+            if labels is None:
+                out[name] = None
+            elif name in abstaining:
+                out[name] = _verifier_first_error(list(labels))
+            else:
+                out[name] = first_error_from_labels(list(labels))
     return out
+
+
+def _verifier_first_error(labels: Sequence[bool | None]) -> int | None:
+    """A partial checker's vote: its first flag, -1 when it checked a step and flagged none, None if it checked none."""
+    flagged = next((index for index, verdict in enumerate(labels) if verdict is False), None)
+    if flagged is not None:
+        return flagged
+    return -1 if any(verdict is True for verdict in labels) else None
 
 
 def verifier_flags(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, int]:
@@ -157,7 +180,7 @@ def filter_rows(
     dropped: list[dict[str, Any]] = []
     for row in rows:
         keep, reason, first_error = consensus(
-            first_errors(row, config.annotators), verifier_flags(row, config.veto), config
+            first_errors(row, config.annotators, config.abstaining), verifier_flags(row, config.veto), config
         )
         own = row.get("first_error_index")
         if keep and own is not None and int(own) != first_error:
@@ -208,3 +231,27 @@ def retention_by_source(kept: Sequence[Mapping[str, Any]], dropped: Sequence[Map
         "sources": {source: _tally(*entry) for source, entry in sorted(per_source.items())},
         "overall": _tally(len(kept), len(dropped), overall_reasons),
     }
+
+
+def retention_by_annotator(rows: Iterable[Mapping[str, Any]], config: ConsensusConfig) -> dict[str, dict[str, Any]]:
+    """Per annotator other than ``mc``: how often its first error equals the row's own (MC) first error.
+
+    ``rows`` are kept and dropped rows together. ``retention`` is the share that consensus between MC and that
+    annotator alone would keep (before vetoes): it names the annotator that keeps nothing.
+    Returns ``{name: {agree, disagree, abstain, total, retention}}``.
+    """
+    names = [name for name in config.annotators if name != "mc"]
+    tallies = {name: {"agree": 0, "disagree": 0, "abstain": 0} for name in names}
+    for row in rows:
+        own = row.get("first_error_index")
+        for name, value in first_errors(row, names, config.abstaining).items():
+            if value is None:
+                kind = "abstain"
+            else:
+                kind = "agree" if own is not None and int(own) == value else "disagree"
+            tallies[name][kind] += 1
+    out = {}
+    for name, tally in tallies.items():
+        total = sum(tally.values())
+        out[name] = {**tally, "total": total, "retention": round(tally["agree"] / total, 4) if total else None}
+    return out

@@ -81,3 +81,22 @@ def test_yaml_errors_are_reported(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="No such file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_consensus_preset_votes_mc_with_the_arithmetic_verifier():
+    from transforms.label import consensus_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "consensus.yaml")
+    assert config.filters.consensus.enabled and config.filters.consensus.annotators == ["mc", "arithmetic"]
+    assert "arithmetic" in config.annotators and not config.judge.enabled  # the tiny judge is an option
+    voting = consensus_config(config)
+    assert voting is not None and voting.abstaining == ("arithmetic",) and voting.veto == ()
+    with_judge = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "consensus.yaml",
+        [
+            "judge.enabled=true",
+            "filters.consensus.annotators=[mc, arithmetic, judge]",
+            "filters.consensus.rule=majority",
+        ],
+    )
+    assert consensus_config(with_judge).abstaining == ("arithmetic",)  # the judge's None stays undetermined

@@ -12,6 +12,7 @@ from annotators.consensus import (
     consensus,
     filter_rows,
     first_errors,
+    retention_by_annotator,
     retention_by_source,
     update_meta,
     verifier_flags,
@@ -162,3 +163,48 @@ def test_update_meta_keeps_the_meta_type() -> None:
     assert json.loads(update_meta({"meta": '{"a": 1}'}, {"b": 2})["meta"]) == {"a": 1, "b": 2}
     assert json.loads(update_meta({"meta": "not json"}, {"b": 2})["meta"]) == {"unparsed_meta": "not json", "b": 2}
     assert update_meta({}, {"b": 2})["meta"] == {"b": 2}
+
+
+def test_a_verifier_votes_and_abstains_on_steps_it_cannot_check() -> None:
+    row = _row("r", 2, arithmetic_labels=[True, None, False, None])
+    assert first_errors(row, ["mc", "arithmetic"]) == {"mc": 2, "arithmetic": None}  # judge semantics: undetermined
+    assert first_errors(row, ["mc", "arithmetic"], ["arithmetic"]) == {"mc": 2, "arithmetic": 2}
+    clean = _row("c", -1, arithmetic_labels=[None, True, None, True])
+    assert first_errors(clean, ["arithmetic"], ["arithmetic"]) == {"arithmetic": -1}  # checked steps all hold
+    unchecked = _row("u", -1, arithmetic_labels=[None] * 4)
+    assert first_errors(unchecked, ["arithmetic"], ["arithmetic"]) == {"arithmetic": None}  # nothing checked
+
+
+def _verifier_rows() -> list[dict[str, Any]]:
+    return [
+        _row("agree-error", 2, arithmetic_labels=[True, None, False, None]),
+        _row("agree-clean", -1, arithmetic_labels=[None, True, None, True]),
+        _row("unchecked", -1, source="math", arithmetic_labels=[None] * 4),
+        _row("earlier-flag", 2, source="math", arithmetic_labels=[False, None, None, None]),
+        _row("holds-at-mc-error", 1, arithmetic_labels=[True, True, None, None]),
+    ]
+
+
+def test_filter_rows_with_mc_and_a_voting_verifier() -> None:
+    config = ConsensusConfig(annotators=("mc", "arithmetic"), abstaining=("arithmetic",))
+    kept, dropped = filter_rows(_verifier_rows(), config)
+    assert [r["id"] for r in kept] == ["agree-error", "agree-clean"]
+    assert {r["id"]: r["drop_reason"] for r in dropped} == {
+        "unchecked": "consensus: missing verdict: arithmetic",
+        "earlier-flag": "consensus: disagree: mc=2, arithmetic=0",
+        "holds-at-mc-error": "consensus: disagree: mc=1, arithmetic=-1",
+    }
+    # Without abstention every unchecked step before the first flag vetoes the row: only all-checked rows survive.
+    strict_kept, _ = filter_rows(_verifier_rows(), ConsensusConfig(annotators=("mc", "arithmetic")))
+    assert strict_kept == []
+
+
+def test_retention_by_annotator_names_the_annotator_that_keeps_nothing() -> None:
+    rows = [{**row, "judge_labels": [None] * 4} for row in _verifier_rows()]
+    rows[0]["judge_labels"] = [True, False, None, None]
+    config = ConsensusConfig(annotators=("mc", "arithmetic", "judge"), rule="majority", abstaining=("arithmetic",))
+    assert retention_by_annotator(rows, config) == {
+        "arithmetic": {"agree": 2, "disagree": 2, "abstain": 1, "total": 5, "retention": 0.4},
+        "judge": {"agree": 0, "disagree": 1, "abstain": 4, "total": 5, "retention": 0.0},
+    }
+    assert retention_by_annotator([], config)["judge"]["retention"] is None

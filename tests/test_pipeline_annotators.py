@@ -99,6 +99,10 @@ def consensus_run(problems, tmp_path_factory, vllm_engine):
             "search.num_solutions=3",
             "search.completions_per_step=4",
             "judge.samples=2",
+            # The preset votes MC with the arithmetic verifier; the judge is its documented option, run here too.
+            "judge.enabled=true",
+            "filters.consensus.annotators=[mc, arithmetic, judge]",
+            "filters.consensus.rule=majority",
         ],
     )
     out = tmp_path_factory.mktemp("consensus")

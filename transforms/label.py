@@ -53,7 +53,9 @@ def consensus_config(config: Config) -> ConsensusConfig | None:
     c = config.filters.consensus
     if not c.enabled:
         return None
-    return ConsensusConfig(annotators=tuple(c.annotators), rule=c.rule, veto=tuple(c.veto))
+    # A configured verifier that votes abstains on the steps it cannot check (its None is no verdict on the row).
+    abstaining = tuple(name for name in c.annotators if name in config.annotators)
+    return ConsensusConfig(annotators=tuple(c.annotators), rule=c.rule, veto=tuple(c.veto), abstaining=abstaining)
 
 
 class _Label(beam.DoFn):

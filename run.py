@@ -63,6 +63,7 @@ def print_summary(manifest: dict, output: str) -> None:
         f"  wall time:       {timings['wall_seconds']} s",
         f"  counts add up:   {counts['balanced']}",
         f"  output:          {os.path.join(output, 'data')} (manifest: {os.path.join(output, 'manifest.json')})",
+        *(f"  WARNING:         {warning}" for warning in manifest.get("warnings") or []),
         "",
     ]
     print("\n".join(lines))

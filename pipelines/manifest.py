@@ -2,7 +2,9 @@
 
 Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, rows past
 `input.limit`, blank input lines skipped, tokens); the accounting identity (rows read = rows past the limit + read dead letters + problems,
-and every problem labelled or dead-lettered later) is checked and recorded under `counts.balanced`.
+and every problem labelled or dead-lettered later) is checked and recorded under `counts.balanced`. A filter that
+drops more than `DROP_WARNING_SHARE` of a run's rows is a line under `warnings` (`retention_warnings`), which the
+run summary, the report and the dataset card repeat.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from schemas.tables import SCHEMA_VERSION
 from transforms.dead_letters import problem_id_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DROP_WARNING_SHARE = 0.9  # a filter dropping more than this share of a run's rows is a warning
 
 
 def code_version() -> str:
@@ -89,7 +92,7 @@ def count_outputs(output: str, evidence_run: str | None = None) -> dict[str, Any
     """Counts from the files under `output` (evidence from `evidence_run` when the run reused another's)."""
     evidence_run = evidence_run or output
     paths_rows, paths = _parquet_stats(
-        FileSystems.join(output, "data", "train-*.parquet"), ["problem_id", "labels", "source"]
+        FileSystems.join(output, "data", "train-*.parquet"), ["id", "problem_id", "labels", "source"]
     )
     filtered_rows, filtered = _parquet_stats(
         FileSystems.join(output, "filtered", "part-*.parquet"), ["problem_id", "drop_reason", "source"]
@@ -119,6 +122,7 @@ def count_outputs(output: str, evidence_run: str | None = None) -> dict[str, Any
         "filtered": filtered_rows,
         "filtered_by_reason": dict(sorted(Counter(r["drop_reason"].split(":")[0] for r in filtered).items())),
         "retention_by_source": _retention(paths, filtered),
+        "filter_drops": _filter_drops(paths, filtered),
         "steps": steps,
         "steps_positive": positives,
         "steps_negative": steps - positives,
@@ -138,6 +142,77 @@ def _retention(kept: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dic
         d = sum(1 for r in dropped if r["source"] == source)
         out[source] = {"kept": k, "dropped": d, "retention": round(k / (k + d), 4) if k + d else None}
     return out
+
+
+def _filter_drops(kept: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows that reached the filters (kept originals, not augmented copies, plus filtered), drops per filter."""
+    originals = [r for r in kept if not str(r["id"]).endswith("/hnc")]  # compression copies are not retention
+    return {
+        "rows": len(originals) + len(dropped),
+        "kept": len(originals),
+        "by_filter": dict(sorted(Counter(r["drop_reason"].split(":")[0] for r in dropped).items())),
+        "by_source": _retention(originals, dropped),
+    }
+
+
+def _annotator_retention(output: str, config: Config) -> dict[str, Any] | None:
+    """Per consensus annotator, its agreement with MC over the rows consensus saw (None when consensus is off)."""
+    from annotators.consensus import retention_by_annotator
+    from transforms.label import consensus_config
+
+    consensus = consensus_config(config)
+    if consensus is None:
+        return None
+    columns = ["id", "first_error_index", *(f"{n}_labels" for n in consensus.annotators if n != "mc")]
+    rows: list[dict[str, Any]] = []
+    for folder, pattern in (("data", "train-*.parquet"), ("filtered", "part-*.parquet")):
+        for path in _glob(FileSystems.join(output, folder, pattern)):
+            with FileSystems.open(path) as handle:
+                present = [c for c in columns if c in pq.read_schema(handle).names]
+            with FileSystems.open(path) as handle:
+                rows.extend(pq.read_table(handle, columns=present).to_pylist())
+    originals = [r for r in rows if not str(r.get("id", "")).endswith("/hnc")]
+    return retention_by_annotator(originals, consensus)
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def retention_warnings(counts: dict[str, Any], share: float = DROP_WARNING_SHARE) -> list[str]:
+    """One line per filter (and for all filters together) that dropped more than `share` of the run's rows.
+
+    Reads `counts["filter_drops"]` and, when present, `counts["retention_by_annotator"]`; each line names the
+    retention by source and, for consensus, each annotator's agreement with MC, so the line says where to look.
+    """
+    drops = counts.get("filter_drops") or {}
+    rows = drops.get("rows", 0)
+    by_filter = drops.get("by_filter") or {}
+    if not rows:
+        return []
+    offenders = [(name, dropped) for name, dropped in by_filter.items() if dropped > share * rows]
+    total_dropped = sum(by_filter.values())
+    if len(by_filter) > 1 and total_dropped > share * rows:
+        offenders.append((" + ".join(by_filter), total_dropped))
+    sources = ", ".join(
+        f"{source or '(none)'} {entry['kept']}/{entry['kept'] + entry['dropped']}"
+        for source, entry in (drops.get("by_source") or {}).items()
+    )
+    annotators = counts.get("retention_by_annotator") or {}
+    agreement = ", ".join(
+        f"{name} {entry['agree']}/{entry['total']} ({entry['disagree']} disagree, {entry['abstain']} no verdict)"
+        for name, entry in annotators.items()
+    )
+    warnings = []
+    for name, dropped in offenders:
+        line = (
+            f"filter {name} dropped {dropped} of {rows} rows ({_percent(dropped, rows)}); "
+            f"kept {rows - total_dropped}; kept by source: {sources or 'none'}"
+        )
+        if agreement and "consensus" in name:
+            line += f"; agreement with MC by annotator: {agreement}"
+        warnings.append(line)
+    return warnings
 
 
 def _columns(output: str) -> list[str]:
@@ -203,6 +278,9 @@ def write_manifest(
     counts["blank_lines"] = int(counters.get("read.blank_lines", 0))  # skipped input lines: no row, no dead letter
     # Every problem read ends labelled (a row in data/ or filtered/) or dead-lettered at a later stage.
     counts["balanced"] = problems == counts["problems_labelled"] + counts["problems_dead_lettered"]
+    annotator_retention = _annotator_retention(output, config)
+    if annotator_retention is not None:
+        counts["retention_by_annotator"] = annotator_retention
     # Fill against what the engine runs at once (vLLM's max_num_seqs), not the driver's larger packing limit.
     capacity = min(config.search.max_sequences_per_call, config.policy.max_num_seqs)
     engine = engine_stats(output, capacity) or {"engine_calls": 0, "generated_tokens": 0}
@@ -228,6 +306,7 @@ def write_manifest(
             **engine,
         },
         "counts": counts,
+        "warnings": retention_warnings(counts),
         "timings": {
             "wall_seconds": round(wall_seconds, 3),
             "generated_tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else 0.0,

@@ -885,6 +885,9 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
     for name in ("counts", "engine", "timings"):
         if name in tables:
             table_html.append(_key_value_table(name, name, tables[name]))
+    warnings = "".join(
+        f'<p class="bad warning">Warning: {html.escape(str(line))}</p>' for line in manifest.get("warnings") or []
+    )
     quality = ""
     if manifest.get("label_quality"):
         quality = f"<h2>Label quality</h2>{_label_quality_tables(manifest['label_quality'])}"
@@ -901,7 +904,7 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
         '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
         f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p>\n'
-        f"{_cards(tables)}\n"
+        f"{warnings}{_cards(tables)}\n"
         f'<h2>Manifest</h2><div class="grid">{"".join(table_html)}</div>\n'
         f"{quality}\n{sections}\n{config_html}\n"
         f'<p class="sub">Written by pipelines/report.py (report version {REPORT_VERSION}) from '

@@ -541,3 +541,14 @@ def test_cost_counts_a_completion_shared_by_two_solutions_once(tmp_path):
     assert cost["completions_per_step"] == 1.0
     completions["seed"] = [None] * len(completions["seed"])  # tables without seeds: no row can be matched
     assert report.cost_figures(run)["by_method"]["mc"]["completions"] == 8
+
+
+def test_a_retention_warning_shows_in_the_report_and_the_card(fake_run):
+    from pipelines.card import render_card
+
+    run, manifest = fake_run
+    assert manifest["warnings"] == []  # the fake run keeps most of its rows
+    manifest["warnings"] = ["filter consensus dropped 9 of 10 rows (90.0%); kept 1; kept by source: gsm8k 1/10"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert f"Warning: {manifest['warnings'][0]}" in report.write_report(run).read_text()
+    assert f"## Warnings\n\n- {manifest['warnings'][0]}\n" in render_card(run)

@@ -10,7 +10,7 @@
   `correct is None` means "could not decide" (timeouts, unparseable gold), never a silent False.
 * `judge_text(text, finish_reason, gold)`: extract + grade, with a policy for truncated generations.
 
-Model output is data (DESIGN.md, "Safety"): nothing here calls eval/sympify/parse_expr on it. Extraction reads only
+Model output is data (docs/security.md): nothing here calls eval/sympify/parse_expr on it. Extraction reads only
 the last MAX_EXTRACT_CHARS of a generation, with linear-time patterns and no recursion. Math-Verify gets only
 answers within MAX_ANSWER_CHARS (gold: MAX_GOLD_CHARS) and MAX_NESTING levels of brackets, and parses them with its
 own timeouts, which use signal.alarm and therefore only work in the main thread; from any
@@ -196,7 +196,7 @@ def parse_reference_answer(raw: str, fmt: str = "auto") -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Exact rational fast path: our own parser, bounded, no eval (DESIGN.md, "Safety")
+# Exact rational fast path: our own parser, bounded, no eval (docs/security.md)
 
 _NUMBER = re.compile(r"(?P<mantissa>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?")
 _FRAC = re.compile(r"\\[dt]?frac\{(?P<num>[^{}]*)\}\{(?P<den>[^{}]*)\}")

@@ -2,7 +2,7 @@
 
 The Lessons recipe (Zhang et al., arXiv 2501.07301) keeps a labelled solution only when the MC first error and
 the judge's first error agree (-1 == -1 counts as agreement). A cheap verifier either vetoes (a flag before the
-agreed first error drops the row, annotators.md §7, "Use") or votes as an abstaining annotator: its None on a
+agreed first error drops the row) or votes as an abstaining annotator: its None on a
 step means "not checkable", so its first error is its first flag, -1 when it checked steps and flagged none, and
 None only when it checked nothing. Every drop carries its reason.
 """

@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import pyarrow.parquet as pq  # noqa: E402
 
+from pipelines.publish import file_sha256  # noqa: E402
 from schemas.config import Config, load_config  # noqa: E402
 from schemas.records import Request, SamplingParams, derive_seed  # noqa: E402
 
@@ -292,14 +293,6 @@ def raw_ratio(run: Path, requests: list[Request], tokens: int, config: Config) -
         "ratio_search_to_raw": round((tokens / search_wall) / (raw["tokens"] / raw["wall_s"]), 3),
         "raw_step_fill": raw["step_fill"],
     }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def policy_fingerprint(model: str) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class PublishError(RuntimeError):
     """A publish that was refused before anything was written to the Hub."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read 1 MiB at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -152,7 +153,7 @@ def stage(
     files = []
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         files.append(
-            {"path": path.relative_to(staging).as_posix(), "size": path.stat().st_size, "sha256": _sha256(path)}
+            {"path": path.relative_to(staging).as_posix(), "size": path.stat().st_size, "sha256": file_sha256(path)}
         )
     return files
 

@@ -4,7 +4,7 @@ On Beam an exception that leaves a DoFn fails its bundle; the runner retries the
 job, so one hostile problem, solution or step would stop a run. Every stage after reading therefore does its
 per-element work through `contain`: the element's outputs are buffered and emitted only when all of them were
 made; otherwise the element becomes one dead letter (stage, source, reason, row) and nothing else of it is emitted,
-so a half-labelled problem never reaches the shards and the counts still add up (DESIGN.md, "Accounting").
+so a half-labelled problem never reaches the shards and the counts still add up (docs/security.md, rule 1).
 
 - `contain(stage, work, source, row)`: one element (a problem, its evidence, a labelled path).
 - `at_stage(stage)`: inside `work`, names the stage that failed (verify, judge, filter) when it is not `stage`.

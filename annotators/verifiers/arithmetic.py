@@ -37,7 +37,7 @@ How a pair is compared (the rounding rule)
     and as a plain number; the pair holds if either reading holds. `≈` accepts one full unit of the last
     decimal, or 1 % of the left side.
 
-Safety and limits (DESIGN.md "Safety": model output is data)
+Safety and limits (docs/security.md: model output is data)
     Its own regex tokenizer and recursive-descent parser; never eval/sympify. Numbers longer than
     `max_digits`, exponents that are not integers within ±`max_exponent`, values above `max_bits`, sides longer
     than `max_side_tokens` or nested deeper than `max_depth` leave a claim unchecked (reason recorded). A step
@@ -767,7 +767,7 @@ def check_step(text: str, limits: ArithmeticLimits | None = None) -> StepVerdict
         return StepVerdict(None, f"not checked: the step is a {type(text).__name__}, not text")
     try:
         return _check_step(text, limits)
-    except Exception as error:  # noqa: BLE001 - a checker bug on one step must not abort every row (DESIGN.md "Safety")
+    except Exception as error:  # noqa: BLE001 - a checker bug on one step must not abort every row (docs/security.md)
         message = " ".join(str(error).split())[:200]
         return StepVerdict(None, f"not checked: verifier error {type(error).__name__}: {message}")
 

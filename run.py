@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""StepForge command line: `synthesize`, `demo` (more commands join as they land).
+"""StepForge command line: `synthesize`, `annotate`, `demo`, `export`, `import`, `report`, `publish`, `evaluate`, `verify`, `train`.
 
     python run.py synthesize --config configs/NAME.yaml --output DIR [--set a.b=c ...] [Beam options]
     python run.py demo [--output DIR]
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.export import add_export_commands
     from pipelines.publish import add_publish_commands
     from pipelines.report import add_report_commands
+    from pipelines.train import add_train_commands
     from pipelines.verify import add_verify_commands
 
     add_export_commands(sub)
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_publish_commands(sub)
     add_evaluate_commands(sub)
     add_verify_commands(sub)
+    add_train_commands(sub)
     return parser
 
 

@@ -5,6 +5,9 @@
 - `prm800k`: PRM800K phase-1 human step ratings: accuracy and AUROC of +1 vs −1; neutral (0) ratings follow a
   stated rule (`--neutral exclude|positive|negative`, default exclude).
 - `exact`: a run on the arithmetic domain against the exact step truth (first-error agreement and step accuracy).
+
+With `--prm CKPT` the same benchmarks (and `bestofn`) score a trained process reward model instead
+(`pipelines.evaluate_prm`).
 """
 
 from __future__ import annotations
@@ -194,6 +197,10 @@ def evaluate_run(run: Path) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    if getattr(args, "prm", None) or getattr(args, "orm", None) or args.benchmark == "bestofn":
+        from pipelines.evaluate_prm import cmd_evaluate_prm
+
+        return _print_report(cmd_evaluate_prm(args), args.output)
     config = load_config(args.config, args.set) if args.config else None
     if config is None:
         from schemas.config import config_from_dict
@@ -213,23 +220,36 @@ def cmd_evaluate(args: argparse.Namespace, beam_args: list[str] | None = None) -
             report = evaluate_processbench(config, path, args.limit)
         else:
             report = evaluate_prm800k(config, path, args.neutral, args.limit)
+    return _print_report(report, args.output)
+
+
+def _print_report(report: dict[str, Any], output: str | None) -> int:
     text = json.dumps(report, indent=2, sort_keys=True)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     print(text)
     return 0
 
 
 def add_evaluate_commands(subparsers: Any) -> None:
+    from pipelines.evaluate_prm import add_prm_arguments
+
     parser = subparsers.add_parser(
         "evaluate", help="score annotators on ProcessBench, PRM800K or exact arithmetic truth"
     )
-    parser.add_argument("--benchmark", choices=("processbench", "prm800k", "exact"), default="processbench")
-    parser.add_argument("--config", help="annotator config (its annotators: and judge: sections); default: arithmetic")
+    parser.add_argument("--benchmark", choices=("processbench", "prm800k", "exact", "bestofn"), default="processbench")
+    parser.add_argument(
+        "--config",
+        help="annotator config (its annotators: and judge: sections); default: arithmetic. "
+        "With bestofn: the policy config (default: configs/demo.yaml)",
+    )
     parser.add_argument("--data", help="benchmark file (default: ../shared/data/...)")
-    parser.add_argument("--run", help="with --benchmark exact: the run folder to score")
+    parser.add_argument(
+        "--run", help="with --benchmark exact: the run folder to score; with --prm: also write RUN/evaluation/"
+    )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N items")
     parser.add_argument("--neutral", default="exclude", help="PRM800K neutral ratings: exclude|positive|negative")
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_prm_arguments(parser)
     parser.set_defaults(func=cmd_evaluate)

@@ -9,6 +9,10 @@ id="stepforge-figures">` block, so tests and tools can read it back without scra
 Output is deterministic: the same run folder gives the same HTML and PNG bytes (fixed sizes and dpi, no
 timestamps, no `Software` PNG chunk). Optional parts a run lacks (evidence, engine stats, dead letters,
 annotator columns) leave their section saying "not available in this run". Local run folders only.
+
+A run scored by `run.py evaluate --prm CKPT --run RUN` also holds `RUN/evaluation/*.json`: each becomes a table
+(step-level scores per model, or the best-of-N accuracies with their intervals) and, for best-of-N, a PNG of
+accuracy against N per method (`evaluation-<file stem>.png`). A run without that folder gets the page as before.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ class RunFiles:
     dead_letters: list[dict[str, Any]] | None
     engine_stats: list[dict[str, Any]] | None
     notes: list[str] = field(default_factory=list)
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)  # RUN/evaluation/<stem>.json by stem
 
 
 def resolve_run_dir(path: str | os.PathLike[str]) -> Path:
@@ -174,6 +179,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
         ),
         dead_letters=dead,
         engine_stats=json.loads(stats_path.read_text()) if stats_path.is_file() else None,
+        evaluations={p.stem: json.loads(p.read_text()) for p in _files(root, "evaluation/*.json")},
     )
 
 
@@ -458,12 +464,15 @@ def report_figures(run: RunFiles) -> dict[str, Any]:
     for figures in plots.values():
         if not figures.get("available") and not figures.get("reason"):
             figures["reason"] = "nothing to plot"
-    return {
+    figures = {
         "report_version": REPORT_VERSION,
         "run_dir": run.run_dir.name,
         "tables": manifest_tables(run.manifest),
         "plots": plots,
     }
+    if run.evaluations:  # only then: a run without evaluations keeps its page byte for byte
+        figures["evaluations"] = run.evaluations
+    return figures
 
 
 # ---------------------------------------------------------------- plots (matplotlib, Agg, no pyplot state)
@@ -672,6 +681,51 @@ PLOTTERS: dict[str, Callable[[dict[str, Any]], Figure]] = {
 }
 
 
+def bestofn_models(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The models of a best-of-N evaluation that carry a table (`prms: {name: {best_of_n: ...}}`)."""
+    return {name: v for name, v in (evaluation.get("prms") or {}).items() if isinstance(v, dict) and v.get("best_of_n")}
+
+
+METHOD_COLOURS = {"prm_min": "#1b9e77", "prm_last": "#66a61e", "orm": "#7570b3", "majority": "#d95f02",
+                  "random": "#999999", "oracle": "#e7298a"}  # fmt: skip
+
+
+def plot_bestofn(models: dict[str, dict[str, Any]]) -> Figure:
+    """Accuracy against N per method, one panel per model, with the bootstrap interval as error bars."""
+    figure = _figure(5.5 * len(models), 3.8)
+    panels = figure.subplots(1, len(models), squeeze=False)[0]
+    for axes, (name, model) in zip(panels, models.items(), strict=True):
+        table = model["best_of_n"]
+        ns = sorted(table, key=int)
+        methods = list(dict.fromkeys(m for n in ns for m in table[n]))
+        for offset, method in enumerate(methods):
+            rows = [table[n].get(method) for n in ns]
+            xs = [int(n) * 2 ** ((offset - len(methods) / 2) * 0.04) for n, r in zip(ns, rows, strict=True) if r]
+            means = [r["mean"] for r in rows if r]
+            errors = [[r["mean"] - r["low"] for r in rows if r], [r["high"] - r["mean"] for r in rows if r]]
+            axes.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=method,
+                          color=METHOD_COLOURS.get(method, "#333333"))  # fmt: skip
+        axes.set_xscale("log", base=2)
+        axes.set_xticks([int(n) for n in ns], ns)
+        axes.set_xlabel("N (policy samples per pick)")
+        axes.set_ylabel("accuracy")
+        axes.set_ylim(0, 1.05)
+        axes.set_title(f"best-of-N: {name}")
+        axes.legend(loc="lower right", frameon=False, fontsize=8)
+    return figure
+
+
+def render_evaluation_plots(figures: dict[str, Any]) -> dict[str, bytes]:
+    """PNG bytes per `evaluation-<stem>` for every evaluation with a best-of-N table."""
+    out = {}
+    with style_context("default"):
+        for stem, evaluation in (figures.get("evaluations") or {}).items():
+            models = bestofn_models(evaluation)
+            if models:
+                out[f"evaluation-{stem}"] = render_png(plot_bestofn(models))
+    return out
+
+
 def render_png(figure: Figure) -> bytes:
     """PNG bytes at the fixed dpi without the metadata that would vary between versions or runs."""
     buffer = io.BytesIO()
@@ -860,6 +914,72 @@ def _section(stem: str, title: str, figures: dict[str, Any], png: bytes | None) 
     return "".join(parts)
 
 
+def _interval(row: dict[str, Any]) -> str:
+    text = f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+    return text + (" *" if row.get("beats_majority") else "")
+
+
+def _bestofn_table(stem: str, name: str, table: dict[str, Any]) -> str:
+    ns = sorted(table, key=int)
+    methods = list(dict.fromkeys(m for n in ns for m in table[n]))
+    head = "<tr><th>method</th>" + "".join(f"<th>N = {html.escape(n)}</th>" for n in ns) + "</tr>"
+    rows = []
+    for method in methods:
+        cells = [
+            _cell(f"{stem}.{name}.{n}.{method}", _interval(table[n][method])) if method in table[n] else "<td></td>"
+            for n in ns
+        ]
+        rows.append(f"<tr><th>{html.escape(method)}</th>{''.join(cells)}</tr>")
+    caption = html.escape(f"best-of-N accuracy, {name}: mean [95% interval]; * = above majority vote")
+    table_id = html.escape(f"evaluation-{stem}-{name}")
+    return f'<table id="table-{table_id}"><caption>{caption}</caption>{head}{"".join(rows)}</table>'
+
+
+def _scores_table(table_id: str, caption: str, models: dict[str, Any]) -> str:
+    flat = {name: flatten(scores) for name, scores in models.items() if isinstance(scores, dict)}
+    metrics = sorted({m for scores in flat.values() for m in scores})
+    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th>"
+        + "".join(_cell(f"{table_id}.{name}.{m}", scores[m]) if m in scores else "<td></td>" for m in metrics)
+        + "</tr>"
+        for name, scores in flat.items()
+    )
+    return f'<table id="table-{html.escape(table_id)}"><caption>{html.escape(caption)}</caption>{head}{rows}</table>'
+
+
+def _evaluation_section(stem: str, evaluation: dict[str, Any], png: bytes | None) -> str:
+    """One evaluation file: its settings, per-model scores (step level) or best-of-N table, and its plot."""
+    scalars = {k: v for k, v in evaluation.items() if not isinstance(v, dict | list)}
+    parts = [f"<h3>{html.escape(stem)}</h3>", '<div class="grid">', _key_value_table(f"evaluation-{stem}-settings",
+             "settings", scalars)]  # fmt: skip
+    if evaluation.get("annotators"):
+        parts.append(_scores_table(f"evaluation-{stem}-scores", "step level", evaluation["annotators"]))
+    for name, model in bestofn_models(evaluation).items():
+        parts.append(_bestofn_table(stem, name, model["best_of_n"]))
+        if model.get("step_level"):
+            parts.append(_scores_table(f"evaluation-{stem}-step_level", "step level on the samples",
+                                       {name: model["step_level"]}))  # fmt: skip
+    parts.append("</div>")
+    if png is not None:
+        encoded = base64.b64encode(png).decode()
+        parts.append(f'<img src="data:image/png;base64,{encoded}" alt="best-of-N {html.escape(stem)}" '
+                     f'data-plot="evaluation-{html.escape(stem)}">')  # fmt: skip
+    return "".join(parts)
+
+
+def _evaluations_html(figures: dict[str, Any], pngs: dict[str, bytes]) -> str:
+    evaluations = figures.get("evaluations") or {}
+    if not evaluations:
+        return ""
+    body = "".join(_evaluation_section(s, e, pngs.get(f"evaluation-{s}")) for s, e in evaluations.items())
+    return (
+        '<section id="evaluations"><h2>Reward model evaluation</h2><p>From RUN/evaluation/ (`run.py evaluate '
+        "--prm CKPT --run RUN`): step-level first-error scores (ProcessBench F1, step AUROC) and best-of-N "
+        f"accuracy with bootstrap intervals over problems.</p>{body}</section>\n"
+    )
+
+
 def _script_json(data: Any) -> str:
     # `<`, `>` and `&` escaped so no string in the run (a drop reason, a model name) can end the script element.
     text = json.dumps(data, sort_keys=True, indent=1, ensure_ascii=False)
@@ -906,7 +1026,7 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
         f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p>\n'
         f"{warnings}{_cards(tables)}\n"
         f'<h2>Manifest</h2><div class="grid">{"".join(table_html)}</div>\n'
-        f"{quality}\n{sections}\n{config_html}\n"
+        f"{quality}\n{sections}\n{_evaluations_html(figures, pngs)}{config_html}\n"
         f'<p class="sub">Written by pipelines/report.py (report version {REPORT_VERSION}) from '
         f"{html.escape(run.run_dir.name)}/manifest.json and the run's files.</p>\n"
         f'<script type="application/json" id="{FIGURES_ID}">{_script_json(figures)}</script>\n'
@@ -940,6 +1060,13 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
             _atomic_write(png_path, pngs[stem])
         elif png_path.exists():
             png_path.unlink()  # a stale copy would show a plot this run does not have
+    evaluation_pngs = render_evaluation_plots(figures)
+    for stale in html_path.parent.glob("evaluation-*.png"):
+        if stale.stem not in evaluation_pngs:
+            stale.unlink()
+    for stem, png in evaluation_pngs.items():
+        _atomic_write(html_path.parent / f"{stem}.png", png)
+    pngs = {**pngs, **evaluation_pngs}
     _atomic_write(html_path, render_html(run, figures, pngs).encode())
     return html_path
 

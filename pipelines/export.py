@@ -88,11 +88,11 @@ def _converter(fmt: str, options: dict[str, Any]) -> Callable[[dict[str, Any], C
     return lambda row, stats: formats.to_math_shepherd(row, options["placeholder"], stats=stats)
 
 
-def _step_count(fmt: str, result: dict[str, Any]) -> int:
+def _step_count(fmt: str, result: dict[str, Any], options: dict[str, Any]) -> int:
     if fmt == "prm800k":
         return len(result["label"]["steps"])
     if fmt == "math-shepherd":
-        return result["input"].count(formats.OPENRLHF_PLACEHOLDER)
+        return result["input"].count(options["placeholder"])
     return len(result["labels"] if "labels" in result else result["label"])
 
 
@@ -105,26 +105,92 @@ def _resolve_options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:
     misplaced = {k for k, v in options.items() if v != _DEFAULTS[k] and k not in _FORMAT_OPTIONS[fmt]}
     if misplaced:
         raise ValueError(f"options {sorted(misplaced)} do not apply to --format {fmt}")
-    return {k: options.get(k, _DEFAULTS[k]) for k in sorted(_FORMAT_OPTIONS[fmt])}
+    resolved = {k: options.get(k, _DEFAULTS[k]) for k in sorted(_FORMAT_OPTIONS[fmt])}
+    placeholder = resolved.get("placeholder")
+    if placeholder is not None and (
+        not isinstance(placeholder, str) or not placeholder.strip() or placeholder != placeholder.strip()
+    ):
+        raise ValueError(f"placeholder {placeholder!r} must be a non-empty token without surrounding spaces")
+    if placeholder in formats.OPENRLHF_REWARD_TOKENS:
+        raise ValueError(f"placeholder {placeholder!r} is one of the reward tokens {formats.OPENRLHF_REWARD_TOKENS}")
+    return resolved
+
+
+def _policy_folder(run: Path) -> tuple[str | None, str]:
+    """The run's policy model (manifest config.policy.model) when it is a local folder; else (None, why not)."""
+    manifest_path = run / "manifest.json"
+    if not manifest_path.exists():
+        return None, f"{manifest_path} is missing"
+    try:
+        model = json.loads(manifest_path.read_text())["config"]["policy"]["model"]
+    except (ValueError, KeyError, TypeError):
+        return None, f"{manifest_path} names no config.policy.model"
+    if not isinstance(model, str) or not model:
+        return None, f"{manifest_path} names no config.policy.model"
+    for folder in (Path(model), Path(__file__).resolve().parent.parent / model):
+        if folder.is_dir():
+            return str(folder), ""
+    return None, f"the run's policy model {model!r} is not a local folder"
+
+
+def check_placeholder(run: Path, placeholder: str, tokenizer: Any = None) -> dict[str, Any]:
+    """OpenRLHF's one-token placeholder rule (`formats.placeholder_problem`) under the tokenizer it will train with.
+
+    `tokenizer` is a loaded tokenizer, a path or hub id, or None for the run's policy model when that is a local
+    folder. One named explicitly that does not load is an error; a default that cannot be found or loaded is
+    reported as unchecked. A placeholder that is not one token raises ValueError naming the ids and what to pass.
+    """
+    name = tokenizer if isinstance(tokenizer, str) else None
+    if tokenizer is None:
+        name, why_not = _policy_folder(run)
+        if name is None:
+            return {"checked": False, "reason": f"no tokenizer: {why_not}; pass --tokenizer PATH_OR_ID"}
+    if isinstance(tokenizer, str) or tokenizer is None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except Exception as error:  # noqa: BLE001 - any loader failure means the same: no tokenizer to check with
+            if isinstance(tokenizer, str):
+                raise ValueError(f"cannot load tokenizer {name!r}: {error}") from error
+            return {"checked": False, "reason": f"no tokenizer: {name!r} does not load ({type(error).__name__})"}
+    name = name or type(tokenizer).__name__
+    problem = formats.placeholder_problem(tokenizer, placeholder)
+    if problem is not None:
+        candidates = formats.placeholder_candidates(tokenizer)
+        hint = f" (this tokenizer's {', '.join(map(repr, candidates))} would do)" if candidates else ""
+        raise ValueError(
+            f"{problem} with tokenizer {name}, so OpenRLHF would put the labels in the wrong places; "
+            f"choose a placeholder that is one token with --placeholder TOKEN{hint}"
+        )
+    ids = tokenizer.encode(placeholder, add_special_tokens=False)
+    return {"checked": True, "tokenizer": name, "placeholder_id": ids[0]}
 
 
 def export_run(
-    run_dir: str | os.PathLike[str], fmt: str, output: str | os.PathLike[str] | None = None, **options: Any
+    run_dir: str | os.PathLike[str],
+    fmt: str,
+    output: str | os.PathLike[str] | None = None,
+    tokenizer: Any = None,
+    **options: Any,
 ) -> dict:
     """Convert `RUN/data/train-*.parquet` to `fmt` under `output` (default `RUN/exports/<fmt>`); return the counts.
 
     Options: `separator`, `on_separator` (trl); `soft`, `null_mc`, `placeholder` (openrlhf); `placeholder`
-    (math-shepherd). Shard i of N becomes output shard i of N, rows in the same order; skipped rows and every
-    rule application are counted (`rows_skipped`, `rules`). A row whose conversion raises is left out and written
-    to `dead_letters.jsonl` beside the files with its reason (`rows_dead_lettered`); with
-    `on_separator="error"` a format refusal stops the export instead, as asked. Stale `train-*` files of an earlier export with a
-    different shard count are removed so a folder glob never mixes exports.
+    (math-shepherd). For openrlhf the placeholder is checked first against `tokenizer` (`check_placeholder`;
+    the run's policy model by default) and the export refused when OpenRLHF would mis-place it. Shard i of N
+    becomes output shard i of N, rows in the same order; skipped rows and every rule application are counted
+    (`rows_skipped`, `rules`). A row whose conversion raises is left out and written to `dead_letters.jsonl`
+    beside the files with its reason (`rows_dead_lettered`); with `on_separator="error"` a format refusal stops
+    the export instead, as asked. Stale `train-*` files of an earlier export with a different shard count are
+    removed so a folder glob never mixes exports.
     """
     resolved = _resolve_options(fmt, options)
     run = Path(run_dir)
     shards = sorted((run / "data").glob("train-*.parquet"))
     if not shards:
         raise FileNotFoundError(f"no data shards at {run / 'data' / 'train-*.parquet'}")
+    placeholder_check = check_placeholder(run, resolved["placeholder"], tokenizer) if fmt == "openrlhf" else None
     suffix, schema, reader = EXPORT_FORMATS[fmt]
     out_dir = Path(output) if output is not None else run / "exports" / fmt
     convert = _converter(fmt, resolved)
@@ -140,7 +206,7 @@ def export_run(
             row_rules: Counter = Counter()  # counted only when the row converts
             try:
                 result = convert(row, row_rules)
-                steps = _step_count(fmt, result) if result is not None else 0
+                steps = _step_count(fmt, result, resolved) if result is not None else 0
             except formats.FormatError as error:
                 if strict:
                     raise
@@ -194,6 +260,7 @@ def export_run(
             "placeholder_token": resolved["placeholder"],
             "reward_tokens": list(formats.OPENRLHF_REWARD_TOKENS),
         }
+        summary["placeholder_check"] = placeholder_check
     _atomic_write(out_dir / "export.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary
 
@@ -361,15 +428,32 @@ def cmd_export(args: argparse.Namespace, beam_args: list[str] | None = None) -> 
         options["separator"] = _unescape(args.separator)
     if args.on_separator is not None:
         options["on_separator"] = args.on_separator
+    if args.placeholder is not None:
+        options["placeholder"] = args.placeholder
+    if args.tokenizer is not None and args.format != "openrlhf":
+        print(
+            f"export failed: --tokenizer checks the openrlhf placeholder; it does not apply to --format {args.format}"
+        )
+        return 2
     try:
-        summary = export_run(args.run, args.format, args.output, **options)
+        summary = export_run(args.run, args.format, args.output, tokenizer=args.tokenizer, **options)
     except (formats.FormatError, ValueError, FileNotFoundError) as error:
         print(f"export failed: {error}")
         return 2
     rules = ", ".join(f"{k}={v}" for k, v in summary["rules"].items()) or "none"
+    check = summary.get("placeholder_check")
+    placeholder = ""
+    if check is not None:
+        token = summary["options"]["placeholder"]
+        placeholder = (
+            f"; placeholder {token!r} is one token (id {check['placeholder_id']}) for {check['tokenizer']}"
+            if check["checked"]
+            else f"; placeholder {token!r} not checked: {check['reason']}"
+        )
     print(
         f"exported {summary['rows_out']} of {summary['rows_in']} rows ({summary['steps_out']} steps) as {args.format} "
         f"to {summary['output']} in {len(summary['files'])} files; skipped {summary['rows_skipped']}; rules: {rules}"
+        f"{placeholder}"
     )
     return 0
 
@@ -415,6 +499,18 @@ def add_export_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=("replace", "error"),
         default=None,
         help="trl: a separator inside a step is replaced by a space (default) or refused",
+    )
+    export.add_argument(
+        "--placeholder",
+        default=None,
+        help=f"openrlhf, math-shepherd: the step placeholder (default {formats.OPENRLHF_PLACEHOLDER!r}); "
+        "pass the same to OpenRLHF's --placeholder_token",
+    )
+    export.add_argument(
+        "--tokenizer",
+        default=None,
+        help="openrlhf: the tokenizer to check the placeholder is one token with (path or hub id; default: the "
+        "run's policy model when it is a local folder)",
     )
     export.set_defaults(func=cmd_export)
 

@@ -9,7 +9,7 @@ mapping under the key named here, and `pipelines.export` reports the totals.
 | format | rule | keys in `stats` |
 |---|---|---|
 | TRL | a step containing the step separator ("\\n" by default) gets every occurrence replaced by one space; with `on_separator="error"` the row is refused instead (pick another `--separator` and pass it to `PRMConfig(step_separator=...)`) | `separator_replaced_rows`, `separator_replaced_steps` |
-| OpenRLHF, Math-Shepherd | every pre-existing placeholder (`ки`) in the prompt or a step is deleted | `placeholder_removed_rows`, `placeholder_removed_prompts`, `placeholder_removed_steps` |
+| OpenRLHF, Math-Shepherd | every pre-existing placeholder (`ки` or the one chosen) in the prompt or a step is deleted | `placeholder_removed_rows`, `placeholder_removed_prompts`, `placeholder_removed_steps` |
 | OpenRLHF `--soft` | a row with a null MC value is skipped (`null_mc="skip"`), filled from its hard label as 1.0/0.0 (`"hard"`) or refused (`"error"`) | `null_mc_skipped_rows`, `null_mc_filled_rows`, `null_mc_filled_steps` |
 | Qwen2.5-Math-PRM | every pre-existing `<extra_0>` in the prompt or a step is deleted | `step_token_removed_rows`, `step_token_removed_prompts`, `step_token_removed_steps` |
 | PRM800K export | ratings are +1/-1 from the hard labels; an all-True path that is not terminal finishes `give_up`, not `solution` | `non_terminal_give_up_rows` |
@@ -284,6 +284,47 @@ def to_prm800k(row: Mapping[str, Any], stats: Stats | None = None) -> dict[str, 
             "finish_reason": finish_reason,
         },
     }
+
+
+def _in_text_ids(tokenizer: Any, placeholder: str) -> list[int]:
+    """The ids `" " + placeholder` gets where to_openrlhf writes it: after a step's last character."""
+    before = tokenizer.encode("5", add_special_tokens=False)
+    after = tokenizer.encode("5 " + placeholder, add_special_tokens=False)
+    if after[: len(before)] == before:
+        return after[len(before) :]
+    return tokenizer.encode(" " + placeholder, add_special_tokens=False)
+
+
+def placeholder_problem(tokenizer: Any, placeholder: str = OPENRLHF_PLACEHOLDER) -> str | None:
+    """Why OpenRLHF would mis-place the labels of a `to_openrlhf` export under `tokenizer`; None when it would not.
+
+    OpenRLHF takes the placeholder's id from `tokenizer.encode(placeholder)` (asserting one id) and labels every
+    position of that id in the tokenized `input` (§3.2), where each placeholder follows a space. So the bare
+    placeholder must be one id, and `" " + placeholder` after a step must end in that id, with at most a space
+    token before it (many byte-level BPE tokenizers merge the space into a different token instead).
+    """
+    bare = tokenizer.encode(placeholder, add_special_tokens=False)
+    in_text = _in_text_ids(tokenizer, placeholder)
+    if len(bare) == 1 and in_text[-1:] == bare and bare[0] not in in_text[:-1]:
+        if not in_text[:-1] or not tokenizer.decode(in_text[:-1]).strip():
+            return None
+    return (
+        f"placeholder {placeholder!r} is not one token: OpenRLHF reads its id from {placeholder!r} -> {bare}, "
+        f"but ' {placeholder}' after a step encodes to {in_text}"
+    )
+
+
+def placeholder_candidates(tokenizer: Any, limit: int = 3) -> list[str]:
+    """Up to `limit` of the tokenizer's added or special tokens that pass `placeholder_problem` (not BOS/EOS/pad)."""
+    taken = {getattr(tokenizer, name, None) for name in ("bos_token", "eos_token", "pad_token")}
+    names = list(getattr(tokenizer, "all_special_tokens", [])) + list(getattr(tokenizer, "get_added_vocab", dict)())
+    found: list[str] = []
+    for name in dict.fromkeys(names):
+        if name not in taken and name.strip() == name and placeholder_problem(tokenizer, name) is None:
+            found.append(name)
+            if len(found) == limit:
+                break
+    return found
 
 
 def check_openrlhf_row(

@@ -173,12 +173,29 @@ class _CharTokenizer:
             i += len(word) if word else 1
         return {"input_ids": ids}
 
+    def decode(self, ids):
+        return "".join(self.vocab[i - 1000] if i >= 1000 else chr(i) for i in ids)
+
 
 def test_openrlhf_contract_check_at_token_level():
     row = formats.to_openrlhf(path_row())
     assert check_openrlhf_row(row, tokenizer=_CharTokenizer(vocab=["ки"])) == []
     problems = check_openrlhf_row(row, tokenizer=_CharTokenizer())
     assert problems == ["placeholder 'ки' encodes to 2 tokens, not 1"]
+
+
+def test_placeholder_must_be_the_same_one_token_bare_and_after_a_step():
+    # a separate space token before the placeholder's own id is fine: OpenRLHF counts the id
+    assert formats.placeholder_problem(_CharTokenizer(vocab=["ки"])) is None
+    problem = formats.placeholder_problem(_CharTokenizer())
+    assert problem == (
+        "placeholder 'ки' is not one token: OpenRLHF reads its id from 'ки' -> [1082, 1080], "
+        "but ' ки' after a step encodes to [32, 1082, 1080]"
+    )
+    # the space merged into another token: the bare id never occurs in the text, so every label would be lost
+    problem = formats.placeholder_problem(_CharTokenizer(vocab=[" ки", "ки"]))
+    assert "'ки' -> [1001]" in problem and "' ки' after a step encodes to [1000]" in problem
+    assert formats.placeholder_problem(_CharTokenizer(vocab=["@"]), "@") is None
 
 
 # ---------------------------------------------------------------- Qwen2.5-Math-PRM, PRM800K, Math-Shepherd exports
@@ -563,3 +580,102 @@ def test_import_prm800k_file_then_export_prm800k_round_trip(tmp_path):
             row["completions"],
             row["labels"],
         )
+
+
+# ---------------------------------------------------------------- the OpenRLHF placeholder against a real tokenizer
+
+SMOLLM2_DIR = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct"
+
+
+def _run_with_policy(tmp_path: Path, model: str) -> Path:
+    run = tmp_path / "run"
+    _write_run(run, _produced_rows())
+    (run / "manifest.json").write_text(json.dumps({"config": {"policy": {"model": model}}}))
+    return run
+
+
+def test_openrlhf_export_refuses_a_placeholder_the_policy_tokenizer_splits(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # tiny-arith's byte-level BPE has no Cyrillic merges: 'ки' is its four UTF-8 bytes
+    assert tokenizer.encode("ки", add_special_tokens=False) == [143, 121, 143, 119]
+    run = _run_with_policy(tmp_path, str(tiny_model_dir))
+    with pytest.raises(ValueError, match=r"'ки' -> \[143, 121, 143, 119\].*--placeholder TOKEN"):
+        export_run(run, "openrlhf")
+    assert not (run / "exports" / "openrlhf").exists()
+
+    summary = export_run(run, "openrlhf", placeholder="@")
+    assert summary["placeholder_check"] == {"checked": True, "tokenizer": str(tiny_model_dir), "placeholder_id": 34}
+    assert summary["trainer_config"]["placeholder_token"] == "@"
+    rows = [json.loads(x) for f in sorted((run / "exports" / "openrlhf").glob("*.jsonl")) for x in f.open()]
+    assert rows and all(check_openrlhf_row(r, placeholder="@", tokenizer=tokenizer) == [] for r in rows)
+    assert rows[0]["input"] == "Q: 3+4*2=? Step 1: 4*2=8 @\nStep 2: 3+8=12 @\nStep 3: Answer: 12 @"
+
+    # Math-Shepherd carries the same placeholder, and counts its steps by it
+    shepherd = export_run(run, "math-shepherd", placeholder="@")
+    assert shepherd["steps_out"] == 8 and shepherd["options"] == {"placeholder": "@"}
+
+
+def test_openrlhf_export_says_when_no_tokenizer_checked_the_placeholder(tmp_path, capsys):
+    run = _run_with_policy(tmp_path, "HuggingFaceTB/not-a-local-folder")
+    summary = export_run(run, "openrlhf")
+    assert summary["placeholder_check"] == {
+        "checked": False,
+        "reason": "no tokenizer: the run's policy model 'HuggingFaceTB/not-a-local-folder' is not a local folder; "
+        "pass --tokenizer PATH_OR_ID",
+    }
+    with pytest.raises(ValueError, match="cannot load tokenizer"):
+        export_run(run, "openrlhf", tokenizer=str(tmp_path / "no-such-tokenizer"))
+    with pytest.raises(ValueError, match="without surrounding spaces"):
+        export_run(run, "openrlhf", placeholder=" ки")
+    with pytest.raises(ValueError, match="reward tokens"):
+        export_run(run, "openrlhf", placeholder="+")
+
+    parser = argparse.ArgumentParser()
+    add_export_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["export", str(run), "--format", "openrlhf"])
+    assert args.func(args, []) == 0
+    assert (
+        capsys.readouterr()
+        .out.rstrip()
+        .endswith("placeholder 'ки' not checked: " + summary["placeholder_check"]["reason"])
+    )
+    args = parser.parse_args(["export", str(run), "--format", "trl", "--tokenizer", "x"])
+    assert args.func(args, []) == 2
+    assert "does not apply to --format trl" in capsys.readouterr().out
+
+
+def test_openrlhf_export_cli_refuses_then_takes_another_placeholder(tmp_path, tiny_model_dir, capsys):
+    run = _run_with_policy(tmp_path, "not/used")
+    parser = argparse.ArgumentParser()
+    add_export_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["export", str(run), "--format", "openrlhf", "--tokenizer", str(tiny_model_dir)])
+    assert args.func(args, []) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("export failed: placeholder 'ки' is not one token") and "--placeholder TOKEN" in out
+    argv = ["export", str(run), "--format", "openrlhf", "--tokenizer", str(tiny_model_dir), "--placeholder", "#"]
+    args = parser.parse_args(argv)
+    assert args.func(args, []) == 0
+    assert f"placeholder '#' is one token (id 5) for {tiny_model_dir}" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    not (SMOLLM2_DIR / "tokenizer.json").exists(),
+    reason=f"SmolLM2 is not converted at {SMOLLM2_DIR} (run scripts/fetch_smollm2.sh)",
+)
+def test_smollm2_tokenizer_splits_the_default_placeholder(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2_DIR)
+    problem = formats.placeholder_problem(tokenizer)
+    assert problem == (
+        "placeholder 'ки' is not one token: OpenRLHF reads its id from 'ки' -> [13760, 7872], "
+        "but ' ки' after a step encodes to [31338, 7872]"
+    )
+    assert formats.placeholder_problem(tokenizer, "<|endoftext|>") is None
+    run = _run_with_policy(tmp_path, str(SMOLLM2_DIR))
+    with pytest.raises(ValueError, match=r"this tokenizer's '<\|endoftext\|>'.* would do"):
+        export_run(run, "openrlhf")
+    summary = export_run(run, "openrlhf", placeholder="<|endoftext|>")
+    assert summary["placeholder_check"]["placeholder_id"] == 0

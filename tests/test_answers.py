@@ -402,3 +402,15 @@ def test_judge_text_boxed_math_answer() -> None:
 def test_judge_text_unicode_and_empty() -> None:
     assert judge_text("", "stop", "1") == Verdict(False, "missing_answer", None)
     assert judge_text("Réponse : 12 🙂 Answer: 12", "stop", "12").correct is True
+
+
+def test_bundled_gsm8k_rows_have_gsm8k_gold_answers():
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent / "data"
+    rows = [json.loads(line) for line in (data / "gsm8k_test_first8.jsonl").read_text().splitlines()]
+    golds = [parse_reference_answer(row["answer"], "gsm8k") for row in rows]
+    assert golds == ["18", "3", "70000", "540", "20", "64", "260", "160"]
+    assert all(sorted(row) == ["answer", "question"] for row in rows)
+    assert (data / "gsm8k_LICENSE").read_text().startswith("MIT License")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prm.alignment import tokenize_row
+from prm.bestofn import first_error_from_scores
 from prm.examples import Example, load_examples, run_shards, split_by_problem
 from prm.score import PRM, PRM_CONFIG, context_length, pad_batch
 
@@ -95,11 +96,6 @@ def soft_cross_entropy(logits: Any, targets: Any, torch: Any) -> Any:
     return -(p * logp[:, 1] + (1 - p) * logp[:, 0]).mean()
 
 
-def first_error_of(values: Sequence[float], threshold: float) -> int:
-    """The first step below the threshold (-1 when none); NaN, an unseen step, never counts as an error."""
-    return next((i for i, v in enumerate(values) if not math.isnan(v) and v < threshold), -1)
-
-
 def validation_metrics(prm: PRM, examples: Sequence[Example], threshold: float, outcome: bool) -> dict[str, Any]:
     """Step accuracy and AUROC, plus ProcessBench first-error F1 (or outcome accuracy for an ORM)."""
     from annotators.evaluation import auroc, processbench_scores
@@ -116,8 +112,8 @@ def validation_metrics(prm: PRM, examples: Sequence[Example], threshold: float, 
         "step_auroc": auroc([s for s, _ in pairs], [t for _, t in pairs]),
     }
     if not outcome:
-        truth = [first_error_of([1.0 if t is None else t for t in e.targets], 0.5) for e in examples]
-        predicted = [first_error_of(s, threshold) for s in scores]
+        truth = [first_error_from_scores([1.0 if t is None else t for t in e.targets], 0.5) for e in examples]
+        predicted = [first_error_from_scores(s, threshold) for s in scores]
         figures.update({f"first_error_{k}": v for k, v in processbench_scores(predicted, truth).items()})
     return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in figures.items()}
 

@@ -123,7 +123,11 @@ def summary(result: dict[str, Any], ns: tuple[int, ...]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name, figures in prms.items():
         step = figures["step_level"] or {}
-        row = {"step_f1": step.get("f1"), "step_auroc": step.get("step_auroc")}
+        row = {
+            "step_f1": step.get("f1"),
+            "step_auroc": step.get("step_auroc"),
+            "within_problem_auroc": (figures.get("within_problem_auroc") or {}).get("mean"),
+        }
         for n in ns:
             cell = figures["best_of_n"][str(n)]["prm_min"]
             row[f"best_of_{n}"] = [cell["mean"], cell["low"], cell["high"]]
@@ -135,7 +139,7 @@ def summary(result: dict[str, Any], ns: tuple[int, ...]) -> dict[str, Any]:
         if exact and name != "exact":
             row["gap_to_exact"] = {
                 key: round(exact[key] - row[key], 4)
-                for key in ("step_f1", "step_auroc")
+                for key in ("step_f1", "step_auroc", "within_problem_auroc")
                 if isinstance(row[key], float) and isinstance(exact[key], float)
             } | {f"best_of_{n}": round(exact[f"best_of_{n}"][0] - row[f"best_of_{n}"][0], 4) for n in ns}
     anyone = next(iter(prms.values()))["best_of_n"]
@@ -145,6 +149,36 @@ def summary(result: dict[str, Any], ns: tuple[int, ...]) -> dict[str, Any]:
         if method in anyone[str(ns[0])]
     }
     return {"prm_min": rows, "baselines": baselines}
+
+
+def data_probe(work: Path, train_file: Path, config, samples: int) -> Path:
+    """`samples` policy solutions per training problem, as a labelled run for `--labels exact` (no MC: the exact
+    truth needs no rollouts). Asks whether the exact-label PRM is limited by its data rather than its labels."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.evaluate_prm import cached_samples
+
+    run = work / f"probe-{samples}"
+    shard = run / "data" / "train-00000-of-00001.parquet"
+    problems = cached_samples(config, train_file, samples, work / f"train.samples-{samples}.jsonl")
+    if not shard.exists():
+        rows = [
+            {
+                "id": f"{p['problem_id']}/{i}",
+                "problem_id": p["problem_id"],
+                "prompt": p["question"],
+                "completions": s["steps"],
+                "outcome_correct": s["correct"],
+                "truncated_after_first_error": False,
+            }
+            for p in problems
+            for i, s in enumerate(p["samples"])
+            if s["steps"]
+        ]
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), shard)
+    return run
 
 
 def main() -> None:
@@ -161,6 +195,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--train-seed-prm", type=int, default=0, help="PRM training seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--data-probe", type=int, default=0, metavar="S", help="also an exact-label PRM on S solutions per problem"
+    )
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -192,17 +229,21 @@ def main() -> None:
         "orm": (mc_run, "outcome", mc_manifest),
     }
     checkpoints = {name: train_prm(work, name, run, labels, args) for name, (run, labels, _) in sources.items()}
-    training = {
-        name: {
-            "run": str(sources[name][0].relative_to(work)),
-            "labels": sources[name][1],
-            "generated_tokens": sources[name][2]["engine"].get("generated_tokens"),
-            "sequences": sources[name][2]["engine"].get("sequences"),
-            **json.loads((ckpt / "metrics.json").read_text())["examples"],
-            "validation": json.loads((ckpt / "metrics.json").read_text())["validation"],
+    if args.data_probe:
+        probe = data_probe(work, train_file, mc_config, args.data_probe)
+        checkpoints[f"exact-{args.data_probe}x"] = train_prm(work, f"exact-{args.data_probe}x", probe, "exact", args)
+    training = {}
+    for name, ckpt in checkpoints.items():
+        metrics = json.loads((ckpt / "metrics.json").read_text())
+        engine = sources[name][2]["engine"] if name in sources else {}
+        training[name] = {
+            "run": metrics["setting"]["runs"][0],
+            "labels": metrics["setting"]["labels"],
+            "generated_tokens": engine.get("generated_tokens"),
+            "sequences": engine.get("sequences"),
+            **metrics["examples"],
+            "validation": metrics["validation"],
         }
-        for name, ckpt in checkpoints.items()
-    }
     evaluation = evaluate_heldout(work, heldout_file, mc_config, checkpoints, args)
     print(json.dumps({"setting": setting, "policy": policy, "training": training, **evaluation}, indent=1))
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
 from annotators.exact import arithmetic_expression, exact_first_error_of
 from pipelines.evaluate import DEFAULT_DATA, _round, prm800k_pairs
-from prm.bestofn import BOOTSTRAP_RESAMPLES, DEFAULT_NS, best_of_n, step_level_scores
+from prm.bestofn import BOOTSTRAP_RESAMPLES, DEFAULT_NS, best_of_n, step_level_scores, within_problem_auroc
 from schemas.config import Config, ConfigError, canonical_json, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -343,9 +343,11 @@ def evaluate_bestofn(
     prms = {}
     for scorer in scorers:
         prm_scores = step_scores(scorer, problems)
-        table = best_of_n(candidates(problems, prm_scores, orm_scores), ns, seed=seed)
+        scored = candidates(problems, prm_scores, orm_scores)
+        table = best_of_n(scored, ns, seed=seed)
         prms[scorer.name] = {
             "best_of_n": _rounded_table(table),
+            "within_problem_auroc": _rounded_table(within_problem_auroc(scored)),
             "step_level": bestofn_step_level(problems, prm_scores, threshold),
         }
     return {

@@ -40,6 +40,7 @@ __all__ = [
     "problem_accuracy",
     "step_level_scores",
     "step_truths",
+    "within_problem_auroc",
 ]
 
 DEFAULT_NS = (4, 16, 64)
@@ -158,6 +159,18 @@ def best_of_n(
             rows[method] = row
         table[str(n)] = rows
     return table
+
+
+def within_problem_auroc(problems: Sequence[Sequence[Sample]], key: str = "prm_min") -> dict[str, Any]:
+    """Mean over problems of the AUROC of `key` against correctness among one problem's own samples.
+
+    What best-of-N needs: a score that ranks a problem's right samples above its wrong ones. A score that only
+    knows which problems are easy separates right from wrong across problems and still picks at random within one.
+    Problems whose samples are all right or all wrong have no such pair and are left out (counted).
+    """
+    values = [auroc([s.get(key) for s in p], [bool(s["correct"]) for s in p]) for p in problems]
+    found = [v for v in values if not math.isnan(v)]
+    return {"mean": sum(found) / len(found) if found else math.nan, "problems": len(found)}
 
 
 # ---------------------------------------------------------------- step level

@@ -14,6 +14,7 @@ from prm.bestofn import (
     pick_by_score,
     problem_accuracy,
     step_level_scores,
+    within_problem_auroc,
 )
 from schemas.config import load_config
 from tests.test_report import make_fake_run
@@ -115,6 +116,14 @@ def test_prm_min_and_prm_last_pick_different_samples():
     assert pick_by_score(GROUP, "orm") == 0  # a tie goes to the lowest index
     expected = {"prm_min": 1.0, "prm_last": 0.0, "orm": 0.0, "majority": 0.0, "random": 0.25, "oracle": 1.0}
     assert {m: group_correctness(GROUP, m) for m in expected} == expected
+
+
+def test_within_problem_auroc_ignores_what_only_separates_problems():
+    easy = [_sample("1", True, [0.8]), _sample("2", False, [0.9])]  # ranked backwards within the problem
+    hard = [_sample("1", True, [0.2]), _sample("2", False, [0.1])]  # ranked right within the problem
+    solved = [_sample("1", True, [0.5]), _sample("1", True, [0.4])]  # no wrong sample: no pair, left out
+    assert within_problem_auroc([easy, hard, solved]) == {"mean": 0.5, "problems": 2}
+    assert within_problem_auroc([hard]) == {"mean": 1.0, "problems": 1}
 
 
 def test_unscored_samples_rank_last():

@@ -206,6 +206,15 @@ _LATEX_SPACING = re.compile(r"\\[,!;: ]|~|\\left|\\right")
 _DEGREES = re.compile(r"\^\{?\\circ\}?|°")
 _SPACE_NOT_BETWEEN_DIGITS = re.compile(r"(?<!\d)\s+|\s+(?!\d)")
 _MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
+# A number followed by plain words only, as chat models end: "18 dollars", "$18 per day", "40, which is the answer".
+# The words carry no value; words that scale or reread the number (million, percent, ...) keep it for Math-Verify.
+_NUMBER_THEN_WORDS = re.compile(
+    r"(?P<number>[-+]?(?:\\?\$)?\s*\d(?:[\d,]*\d)?(?:\.\d+)?)(?P<words>(?:[\s,;:]+[A-Za-z][A-Za-z'\u2019-]*)+)[\s.!]*"
+)
+_SCALE_WORDS = re.compile(
+    r"\b(?:hundreds?|thousands?|millions?|billions?|trillions?|dozens?|percent|per\s*cent|times|squared|cubed)\b",
+    re.IGNORECASE,
+)
 
 
 def _unwrap_math(answer: str) -> str:
@@ -234,6 +243,9 @@ def _rational_values(answer: str) -> frozenset[Fraction] | None:
     answer = _unwrap_math(answer).translate(_MINUS)
     if sum(char.isdigit() for char in answer) > MAX_DIGITS:
         return None
+    words = _NUMBER_THEN_WORDS.fullmatch(answer)
+    if words is not None and not _SCALE_WORDS.search(words.group("words")):
+        answer = words.group("number")
     # Units in \text{...}, currency signs, degrees and LaTeX spacing carry no value.
     answer = _TEXT_COMMAND.sub("", answer)
     answer = _DEGREES.sub("", _LATEX_SPACING.sub("", answer)).replace("\\$", "").replace("$", "").replace("{,}", ",")

@@ -145,6 +145,11 @@ def test_parse_reference_answer_unknown_format() -> None:
         # Percent (module docstring): 50% reads as 50 and as 0.5, like Math-Verify.
         ("50%", "50", "rational_equal"),
         ("50\\%", "0.5", "rational_equal"),
+        # Plain words after a number carry no value (chat models end "The answer is 18 dollars.").
+        ("18 dollars", "18", "rational_equal"),
+        ("$18 per day", "18", "rational_equal"),
+        ("40, which is the answer we were looking for", "40", "rational_equal"),
+        ("1,234 sheep.", "1234", "rational_equal"),
         ("\\text{Monday}", "monday", "normalized_match"),
         ("\\left( 1,2 \\right)", "(1, 2)", "normalized_match"),
     ],
@@ -414,3 +419,9 @@ def test_bundled_gsm8k_rows_have_gsm8k_gold_answers():
     assert golds == ["18", "3", "70000", "540", "20", "64", "260", "160"]
     assert all(sorted(row) == ["answer", "question"] for row in rows)
     assert (data / "gsm8k_LICENSE").read_text().startswith("MIT License")
+
+
+def test_words_that_scale_a_number_or_more_numbers_keep_it_from_the_fast_path():
+    for candidate, gold in [("2 million", "2"), ("5 apples and 3 oranges", "5"), ("3 times", "3"), ("2 x 4", "2")]:
+        assert grade(candidate, gold).reason != "rational_equal", candidate
+    assert grade("19 dollars", "18").reason == "rational_mismatch"

@@ -169,6 +169,8 @@ def data_probe(work: Path, train_file: Path, config, samples: int) -> Path:
                 "problem_id": p["problem_id"],
                 "prompt": p["question"],
                 "completions": s["steps"],
+                "labels": None,  # the exact truth is computed from the steps
+                "mc_values": None,
                 "outcome_correct": s["correct"],
                 "truncated_after_first_error": False,
             }

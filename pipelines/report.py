@@ -711,7 +711,7 @@ def plot_bestofn(models: dict[str, dict[str, Any]]) -> Figure:
         axes.set_ylabel("accuracy")
         axes.set_ylim(0, 1.05)
         axes.set_title(f"best-of-N: {name}")
-        axes.legend(loc="lower right", frameon=False, fontsize=8)
+        axes.legend(loc="upper left", frameon=False, fontsize=8, ncols=3)  # the top left is clear of the lines
     return figure
 
 

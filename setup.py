@@ -15,6 +15,7 @@ setup(
         "domains",
         "engines",
         "pipelines",
+        "prm",
         "schemas",
         "transforms",
     ],

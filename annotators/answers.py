@@ -1,7 +1,8 @@
 """Final-answer extraction and grading: is a sample's final answer the reference answer? (algorithms.md §4)
 
 * `extract_answer(text)`: the last `\\boxed{}`/`\\fbox{}` (brace matched), else `#### X`, else "the (final)
-  answer is X", else `Answer: X`, else the whole text if it is a bare number.
+  answer is X", else `Answer: X`, else the whole text if it is a bare number. After a marker, an equation chain
+  gives the value after the last `=` of its first clause ("The answer is 128 + 122 = 242, which is ..." -> 242).
 * `parse_reference_answer(raw, fmt)`: the gold answer from a GSM8K or MATH reference solution.
 * `gold_undecidable(gold)`: why answers to a gold could not be graded in time, decided once per problem (the
   reader refuses such a problem) instead of once per sample.
@@ -81,6 +82,8 @@ _ANSWER_IS = re.compile(r"\b(?:final[ \t]+)?answer[ \t]+is\b[ \t]*:?[ \t]*([^\n]
 _ANSWER_COLON = re.compile(r"\banswer\**[ \t]*:\**[ \t]*\n?[ \t]*([^\n]*)", re.IGNORECASE)
 _BARE_NUMBER = re.compile(r"[-+]?\\?\$?[ \t]*(?:\d[\d,]*(?:\.\d+)?|\.\d+)[ \t]*\\?%?")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
+# A clause ends at a comma or semicolon before a space ("242, which is ..."); `1,000` does not end one.
+_CLAUSE_END = re.compile(r"[,;](?=\s)")
 _MAX_BARE_NUMBER_CHARS = 100
 
 
@@ -131,7 +134,8 @@ def _clean(answer: str) -> str:
 
 
 def _answer_after_marker(tail: str) -> str:
-    """The answer that follows "answer is" / "Answer:": a math span if it starts with one, else up to the sentence end."""
+    """The answer that follows "answer is" / "Answer:": a math span if it starts with one, else up to the sentence end
+    (of an equation chain, the value after the last `=` of its first clause)."""
     tail = tail.strip()
     for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if tail.startswith(opener):
@@ -140,7 +144,24 @@ def _answer_after_marker(tail: str) -> str:
                 return _clean(tail[: close_at + len(closer)])
             break
     sentence_end = _SENTENCE_END.search(tail)
-    return _clean(tail[: sentence_end.start()] if sentence_end else tail)
+    sentence = tail[: sentence_end.start()] if sentence_end else tail
+    return _equation_value(sentence) or _clean(sentence)
+
+
+def _equation_value(sentence: str) -> str | None:
+    """The value after the last `=` of the first clause, when that clause is an equation chain, else None.
+
+    "128 + 122 = 242, which is the number of cups" -> "242"; "480 * 100 = 4800" -> "4800". `<=`, `>=` and `!=`
+    are not equations, and a clause without `=` is left to the caller. A comma right after the marker does not end
+    the clause ("The answer is, = 10 * 11 = 110 days").
+    """
+    sentence = sentence.lstrip(",; \t")
+    clause_end = _CLAUSE_END.search(sentence)
+    clause = sentence[: clause_end.start()] if clause_end else sentence
+    equals_at = clause.rfind("=")
+    if equals_at < 0 or clause[equals_at - 1 : equals_at] in ("<", ">", "!"):
+        return None
+    return _clean(clause[equals_at + 1 :]) or None
 
 
 def _last_marked(text: str, marker: re.Pattern[str]) -> str | None:

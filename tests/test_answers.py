@@ -59,6 +59,56 @@ def test_extract_answer(text: str, expected: tuple[str | None, str]) -> None:
     assert extract_answer(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Real SmolLM2-135M-Instruct endings on GSM8K (configs/smollm2_gsm8k.yaml): the value after the last `=`.
+        (
+            "Now, he has to pay the 144 coffee cups, and if he wants to add alcohol, he can buy 144 - 12 = 122 ounces"
+            " of alcohol.\n\nSo, the answer is 128 + 122 = 242, which is the number of cups of coffee he needs to buy.",
+            ("242", "answer_is"),
+        ),
+        ("The answer is 480 * (100 / 16) * 100 = 480 * 100 = 4800.", ("4800", "answer_is")),
+        ("So the answer is 12 + 48 + 2 = 12*2 + 24 = 36 + 8 + 2 = 52.", ("52", "answer_is")),
+        ("The answer is 36 / 3 = 12, which makes sense, right? ", ("12", "answer_is")),
+        ("The answer is 1600 + 1200 = 2800 dollars.", ("2800 dollars", "answer_is")),
+        ("The answer is N + 72 = 16 + 36 + 72 = 169.", ("169", "answer_is")),
+        ("So the answer is, = 10 * 11 = 110 days.", ("110 days", "answer_is")),
+        ("Answer: 81+24=105", ("105", "answer_colon")),
+        # Only the first clause counts; thousands commas do not end it; a clause without `=` is kept as it was.
+        ("The answer is 1,000 + 2 = 1,002, as shown.", ("1,002", "answer_is")),
+        ("The answer is 3, which is 1 + 2 = 3 in total.", ("3, which is 1 + 2 = 3 in total", "answer_is")),
+        # Comparisons are not equation chains.
+        ("The answer is x <= 5.", ("x <= 5", "answer_is")),
+        ("The answer is x != 5.", ("x != 5", "answer_is")),
+        # A math span is read as it is.
+        ("The answer is $x = 5$.", ("x = 5", "answer_is")),
+        # A chain with nothing after its last `=` keeps the text.
+        ("The answer is 10 + 3 =", ("10 + 3 =", "answer_is")),
+    ],
+)
+def test_extract_answer_after_an_equation_chain(text: str, expected: tuple[str | None, str]) -> None:
+    assert extract_answer(text) == expected
+
+
+def test_judge_text_smollm2_equation_chain_is_graded_by_its_value() -> None:
+    text = "So, the answer is 128 + 122 = 242, which is the number of cups of coffee he needs to buy."
+    assert judge_text(text, "stop", "242") == Verdict(True, "exact_match", "242")
+    assert judge_text(text, "stop", "64") == Verdict(False, "rational_mismatch", "242")
+    assert judge_text("The answer is 1600 + 1200 = 2800 dollars.", "stop", "2800").correct is True
+
+
+def test_extract_equation_chain_is_linear() -> None:
+    for text in (
+        "The answer is " + "1 + " * 25_000 + "= 2",
+        "The answer is " + "=" * 100_000,
+        "answer is " + ", " * 50_000,
+    ):
+        started = time.perf_counter()
+        extract_answer(text)
+        assert time.perf_counter() - started < 1
+
+
 def test_extract_unbalanced_box_falls_back_to_other_markers() -> None:
     assert extract_answer("Answer: 9\n\\boxed{" + "{" * 10_000) == ("9", "answer_colon")
 

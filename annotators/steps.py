@@ -4,7 +4,9 @@
 so that `text[:step_ends[t]]` is exactly the solution prefix through step t (what an MC rollout continues from).
 Invariants, for every t:
 
-* `steps[t] == text[step_ends[t] - len(steps[t]) : step_ends[t]]` (a step is a verbatim slice of `text`);
+* `steps[t] == text[step_ends[t] - len(steps[t]) : step_ends[t]]` (a step is a verbatim slice of `text`), except
+  with `lines`, whose step is that slice without its blank lines (`text[step_ends[t - 1]:step_ends[t]]` stripped,
+  blank lines dropped);
 * `step_ends` is strictly increasing and a prefix never ends in whitespace, so the continuation starts with the
   separator (`"\\n\\n"`, `" Step 2:"`), as it did in the original sample.
 
@@ -13,7 +15,10 @@ Splitters:
 * `double_newline`: blank lines separate steps (openr/OmegaPRM v2, algorithms.md §1.2);
 * `step_markers`: a `Step N:` marker starts a step (Math-Shepherd prompts, the tiny model's
   ` Step 1: 9*9=81 Step 2: 81+24=105 Answer: 105`); text before the first marker is a step of its own;
-* `lines`: every non-empty line is a step;
+* `lines`: every non-empty line is a step, except that a line with no content of its own (a bare list marker such as
+  `1.`, `-`, `*`, or a short heading ending in `:` without digits, such as `Solution:`) joins the next line's step
+  (the previous step's when it is the last line); blank lines inside a step (before an attached answer) are dropped
+  from its text, never from the offsets;
 * `regex`: a user separator regex (zero-width patterns such as `(?=Step)` split before a match);
 * `auto`: step markers if the text has one, else blank lines if it has one, else lines.
 
@@ -40,6 +45,9 @@ _STEP_MARKER = re.compile(r"(?<!\S)(?:#{1,6}[ \t]*|\*\*)?[Ss]tep[ \t]*\d+[ \t]*(
 # A blank line, possibly holding spaces; runs of blank lines leave empty pieces that are dropped.
 _DOUBLE_NEWLINE = re.compile(r"\n[ \t\r\f\v]*\n")
 _LINE_BREAK = re.compile(r"\n")
+# A line that carries no content of its own under `lines`: a bare list marker, or a short heading with no digits.
+_LIST_MARKER = re.compile(r"(?:\d{1,3}[.)]|[-*+\u2022])")
+_MAX_HEADING_CHARS = 40
 
 # Final-answer pieces: only short ones qualify, so a long paragraph that happens to start with "The answer" stays a step.
 _MAX_ANSWER_PIECE_CHARS = 300
@@ -77,7 +85,7 @@ def split_steps(
     elif splitter == "double_newline":
         spans = _separator_spans(text, _DOUBLE_NEWLINE)
     elif splitter == "lines":
-        spans = _separator_spans(text, _LINE_BREAK)
+        spans = _merge_contentless_lines(text, _separator_spans(text, _LINE_BREAK))
     else:
         spans = _separator_spans(text, separator)
 
@@ -85,6 +93,8 @@ def split_steps(
     if len(spans) > max_steps:
         # Extra text is kept, merged into the last allowed step, so the last prefix is still the whole solution.
         spans = spans[: max_steps - 1] + [(spans[max_steps - 1][0], spans[-1][1])]
+    if splitter == "lines":
+        return [_without_blank_lines(text[start:end]) for start, end in spans], [end for _, end in spans]
     return [text[start:end] for start, end in spans], [end for _, end in spans]
 
 
@@ -142,6 +152,38 @@ def _marker_spans(text: str) -> list[tuple[int, int]]:
     # The marker belongs to the step it opens; the text before the first marker is a step of its own.
     cuts = [0] + [match.start() for match in _STEP_MARKER.finditer(text)] + [len(text)]
     return _spans_between(text, list(zip(cuts, cuts[1:], strict=False)))
+
+
+def _is_contentless_line(line: str) -> bool:
+    """A bare list marker (`1.`, `-`) or a short heading ending in `:` without digits (`Solution:`, `**Answer:**`)."""
+    if len(line) > _MAX_HEADING_CHARS:
+        return False
+    if _LIST_MARKER.fullmatch(line):
+        return True
+    heading = line.strip("*#_ \t")
+    return heading.endswith(":") and not any(char.isdigit() for char in heading)
+
+
+def _merge_contentless_lines(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join each contentless line to the next line's step; a contentless last line joins the step before it."""
+    merged: list[tuple[int, int]] = []
+    pending_start: int | None = None
+    for start, end in spans:
+        if pending_start is None:
+            pending_start = start
+        if not _is_contentless_line(text[start:end]):
+            merged.append((pending_start, end))
+            pending_start = None
+    if pending_start is not None:
+        if merged:
+            merged[-1] = (merged[-1][0], spans[-1][1])
+        else:
+            merged.append((pending_start, spans[-1][1]))
+    return merged
+
+
+def _without_blank_lines(piece: str) -> str:
+    return "\n".join(line for line in piece.split("\n") if line.strip())
 
 
 def _is_answer_piece(piece: str) -> bool:

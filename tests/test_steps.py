@@ -12,15 +12,20 @@ from annotators.steps import DEFAULT_MAX_STEPS, MAX_TEXT_CHARS, SPLITTERS, prefi
 TINY = " Step 1: 9*9=81 Step 2: 81+24=105 Answer: 105"
 
 
+def without_blank_lines(piece: str) -> str:
+    return "\n".join(line for line in piece.split("\n") if line.strip())
+
+
 def assert_lossless(text: str, steps: list[str], ends: list[int]) -> None:
-    """The documented invariants: verbatim slices, increasing ends, prefixes without trailing whitespace."""
+    """The documented invariants: verbatim slices (`lines`: less their blank lines), increasing ends, prefixes
+    without trailing whitespace."""
     assert len(steps) == len(ends)
     previous_end = 0
     for step, end in zip(steps, ends, strict=True):
         assert step and step == step.strip()
-        start = end - len(step)
-        assert start >= previous_end
-        assert text[start:end] == step
+        since_previous = text[previous_end:end]
+        assert since_previous.endswith(step) or without_blank_lines(since_previous.strip()) == step
+        assert end > previous_end
         assert not text[:end][-1].isspace()
         previous_end = end
 
@@ -67,6 +72,113 @@ def test_lines_with_crlf() -> None:
     steps, ends = split_steps(text, "lines")
     assert steps == ["x = 2", "y = x + 1", "z = 3"]
     assert_lossless(text, steps, ends)
+
+
+# Real SmolLM2-135M-Instruct samples on GSM8K (configs/smollm2_gsm8k.yaml), one step per line.
+SMOL_NUMBERED = (
+    "Solve it step by step and max two lines:\n\n1. 20 - 6 = 40\n2. 40 + 2 = 60\n3. 60 + 2 = 62\n"
+    "4. 62 + 2 = 64\n\nThe answer is N."
+)
+SMOL_BARE_MARKER = (
+    "1. \nDennis is a dog. \nHe has three feet. \n\nDennis is a dog. \nHe has three feet. \n"
+    "So 3 feet is a dog.\n\nThe answer is 3."
+)
+SMOL_HEADINGS = (
+    "Please round this to 3 times.\n\nSolution: \nExplanation: \n"
+    "First, you calculate how many feed you need to give each day"
+)
+SMOL_IN_ONE_LINE = (
+    "In one line: \nJanet\u2019s ducks lay 16 eggs per day * 3 meals per day = 128 pounds of eggs per day\n"
+    "Same step: \nJanet\u2019s ducks lay 16 eggs per day = 0.338 pounds of eggs per day\n\nThe answer is 0.338."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The echoed instruction is a heading; the answer after a blank line joins the last step, without the blank.
+        (
+            SMOL_NUMBERED,
+            [
+                "Solve it step by step and max two lines:\n1. 20 - 6 = 40",
+                "2. 40 + 2 = 60",
+                "3. 60 + 2 = 62",
+                "4. 62 + 2 = 64\nThe answer is N.",
+            ],
+        ),
+        (
+            SMOL_BARE_MARKER,
+            [
+                "1. \nDennis is a dog.",
+                "He has three feet.",
+                "Dennis is a dog.",
+                "He has three feet.",
+                "So 3 feet is a dog.\nThe answer is 3.",
+            ],
+        ),
+        (
+            SMOL_HEADINGS,
+            [
+                "Please round this to 3 times.",
+                "Solution: \nExplanation: \nFirst, you calculate how many feed you need to give each day",
+            ],
+        ),
+        (
+            SMOL_IN_ONE_LINE,
+            [
+                "In one line: \nJanet\u2019s ducks lay 16 eggs per day * 3 meals per day = 128 pounds of eggs per day",
+                "Same step: \nJanet\u2019s ducks lay 16 eggs per day = 0.338 pounds of eggs per day\nThe answer is 0.338.",
+            ],
+        ),
+    ],
+)
+def test_lines_merge_contentless_lines_on_smollm2_samples(text: str, expected: list[str]) -> None:
+    steps, ends = split_steps(text, "lines")
+    assert steps == expected
+    assert_lossless(text, steps, ends)
+    assert ends[-1] == len(text)
+    # Each prefix is exact: it ends where the step's last line ends in the original text.
+    for index, step in enumerate(steps):
+        assert prefix(text, ends, index).endswith(step.rsplit("\n", 1)[-1])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x=1\n-\ny=2\n*\nz=3", ["x=1", "-\ny=2", "*\nz=3"]),
+        ("x=1\nAnswer:\n12", ["x=1\nAnswer:\n12"]),  # the heading joins 12, then attaches as the answer
+        ("**Solution:**\nx=1", ["**Solution:**\nx=1"]),
+        # A contentless last line joins the step before it; with no step before, it stays a step.
+        ("x=1\ny=2\n3.", ["x=1", "y=2\n3."]),
+        ("1.\n-", ["1.\n-"]),
+        # Lines with content stay steps: digits, a long line, text after the marker.
+        ("Daily Feed 1:\nx", ["Daily Feed 1:", "x"]),
+        (
+            "Wendi feeds the chickens every day three times:\nx",
+            ["Wendi feeds the chickens every day three times:", "x"],
+        ),
+        ("1. add\n2+2=4", ["1. add", "2+2=4"]),
+    ],
+)
+def test_lines_contentless_rules(text: str, expected: list[str]) -> None:
+    steps, ends = split_steps(text, "lines")
+    assert steps == expected
+    assert_lossless(text, steps, ends)
+
+
+def test_lines_drop_blank_lines_but_keep_offsets() -> None:
+    text = "2+2=4\n4*3=12\n\n \n\nThe answer is 12."
+    steps, ends = split_steps(text, "lines")
+    assert steps == ["2+2=4", "4*3=12\nThe answer is 12."]
+    assert ends == [5, len(text)]
+    # The other splitters keep their steps verbatim.
+    assert split_steps("2+2=4\n\n4*3=12\n\nThe answer is 12.", "double_newline")[0][-1] == "4*3=12\n\nThe answer is 12."
+
+
+def test_lines_rules_do_not_touch_step_markers() -> None:
+    text = "Solution:\nStep 1: 9*9=81\n\nStep 2: 81+24=105\n\nAnswer: 105"
+    steps, _ = split_steps(text, "step_markers")
+    assert steps == ["Solution:", "Step 1: 9*9=81", "Step 2: 81+24=105\n\nAnswer: 105"]
 
 
 def test_regex_separator() -> None:

@@ -240,7 +240,7 @@ def render_card(
 
     out = ["---", front_matter(manifest, paths, license=license, tags=tags, evidence=evidence).rstrip("\n"), "---", ""]
     out += [f"# StepForge PRM data `{revision}`", "", _description(manifest), ""]
-    if manifest.get("warnings"):  # a filter that dropped most of the run (manifest.retention_warnings)
+    if manifest.get("warnings"):  # a filter that dropped most of the run, labels almost all negative (manifest)
         out += ["## Warnings", "", *(f"- {line}" for line in manifest["warnings"]), ""]
 
     out += ["## Label statistics", "", "From the run's `manifest.json` (`counts`).", ""]

@@ -3,8 +3,9 @@
 Counts come from the files the run wrote (authoritative) and from Beam counters (rows read, rows past
 `input.limit`, blank input lines skipped, tokens); the accounting identity (rows read = rows past the limit + read dead letters + problems,
 and every problem labelled or dead-lettered later) is checked and recorded under `counts.balanced`. A filter that
-drops more than `DROP_WARNING_SHARE` of a run's rows is a line under `warnings` (`retention_warnings`), which the
-run summary, the report and the dataset card repeat.
+drops more than `DROP_WARNING_SHARE` of a run's rows is a line under `warnings` (`retention_warnings`), and so are
+labels that are almost all negative (fewer than `POSITIVE_WARNING_SHARE` of the labelled steps positive); the run
+summary, the report and the dataset card repeat them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from transforms.dead_letters import problem_id_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DROP_WARNING_SHARE = 0.9  # a filter dropping more than this share of a run's rows is a warning
+# Fewer positive steps than this share is a warning: a PRM learns little from labels that are nearly all negative
+# (SmolLM2-135M on GSM8K: 3 of 153, issue 18).
+POSITIVE_WARNING_SHARE = 0.05
 
 
 def code_version() -> str:
@@ -180,11 +184,31 @@ def _percent(part: int, whole: int) -> str:
 
 
 def retention_warnings(counts: dict[str, Any], share: float = DROP_WARNING_SHARE) -> list[str]:
-    """One line per filter (and for all filters together) that dropped more than `share` of the run's rows.
+    """One line per filter (and for all filters together) that dropped more than `share` of the run's rows, and one
+    when fewer than POSITIVE_WARNING_SHARE of the labelled steps are positive (`positive_share_warning`).
 
     Reads `counts["filter_drops"]` and, when present, `counts["retention_by_annotator"]`; each line names the
     retention by source and, for consensus, each annotator's agreement with MC, so the line says where to look.
     """
+    warnings = _filter_warnings(counts, share)
+    positive = positive_share_warning(counts)
+    return warnings + [positive] if positive else warnings
+
+
+def positive_share_warning(counts: dict[str, Any], share: float = POSITIVE_WARNING_SHARE) -> str | None:
+    """A line when fewer than `share` of the labelled steps (`counts["steps"]`, `["steps_positive"]`) are positive."""
+    steps = counts.get("steps") or 0
+    positives = counts.get("steps_positive") or 0
+    if not steps or positives >= share * steps:
+        return None
+    return (
+        f"only {positives} of {steps} labelled steps are positive ({_percent(positives, steps)}, under "
+        f"{100 * share:g}%): the policy rarely reaches the gold answer, so the labels say little; check the "
+        "verdict reasons in evidence/solutions, or use a stronger policy or more samples per step"
+    )
+
+
+def _filter_warnings(counts: dict[str, Any], share: float) -> list[str]:
     drops = counts.get("filter_drops") or {}
     rows = drops.get("rows", 0)
     by_filter = drops.get("by_filter") or {}

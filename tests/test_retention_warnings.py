@@ -39,3 +39,25 @@ def test_filters_together_warn_when_none_alone_does() -> None:
     assert warnings == [
         "filter balance + consensus dropped 95 of 100 rows (95.0%); kept 5; kept by source: arithmetic 5/100"
     ]
+
+
+def test_labels_almost_all_negative_warn_with_the_counts() -> None:
+    # The SmolLM2-135M-Instruct run on GSM8K (issue 18): 3 of 153 labelled steps positive.
+    counts = {**_counts(16, {}), "steps": 153, "steps_positive": 3, "steps_negative": 150}
+    assert retention_warnings(counts) == [
+        "only 3 of 153 labelled steps are positive (2.0%, under 5%): the policy rarely reaches the gold answer, so the "
+        "labels say little; check the verdict reasons in evidence/solutions, or use a stronger policy or more samples "
+        "per step"
+    ]
+
+
+def test_no_positive_share_warning_at_or_above_five_percent_or_without_steps() -> None:
+    assert retention_warnings({"steps": 100, "steps_positive": 5}) == []  # exactly 5%: not fewer
+    assert retention_warnings({"steps": 100, "steps_positive": 4})[0].startswith("only 4 of 100 labelled steps")
+    assert retention_warnings({"steps": 0, "steps_positive": 0}) == []
+
+
+def test_a_filter_warning_comes_before_the_positive_share_warning() -> None:
+    counts = {**_counts(9, {"consensus": 91}), "steps": 40, "steps_positive": 0}
+    warnings = retention_warnings(counts)
+    assert [line.split(" ", 2)[:2] for line in warnings] == [["filter", "consensus"], ["only", "0"]]

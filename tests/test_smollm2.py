@@ -61,3 +61,55 @@ def test_fetch_script_converts_once_into_a_chat_policy():
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
     assert (out / "chat_template.jinja").read_text().startswith("{% for message in messages %}")
+
+
+SMOLLM2 = REPO_ROOT / "models" / "smollm2-135m-instruct"
+# Natural-language steps as SmolLM2 writes them on GSM8K (one has a newline inside, which the TRL export replaces).
+NL_ROWS = [
+    (["Janet's ducks lay 16 eggs per day.", "She eats 3 and bakes with 4,\nso 16 - 3 - 4 = 9 are left.",
+      "She sells them for $2 each: 9 * 2 = 18. The answer is 18."], [True, True, True], [1.0, 0.75, 1.0]),
+    (["A robe takes 2 bolts of blue fiber.", "White fiber is half of that: 2 / 2 = 1.",
+      "In total 2 + 1 = 4 bolts. The answer is 4."], [True, True, False], [0.5, 0.25, 0.0]),
+]  # fmt: skip
+
+
+@pytest.mark.skipif(not (SMOLLM2 / "tokenizer.json").exists(), reason=f"{SMOLLM2} is not converted (fetch test)")
+def test_every_export_format_with_the_smollm2_tokenizer(tmp_path):
+    """TRL's separator is one token here and the PRM alignment finds every step; OpenRLHF's default placeholder is
+    two tokens for this BPE tokenizer, so that export is refused by name and works with a one-token placeholder."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from pipelines.export import export_run
+    from prm.alignment import tokenize_row
+    from schemas.tables import PATHS
+    from tests.test_prm_train import _row
+    from transforms.write import table_bytes
+
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    rows = [_row(i, steps, f"Question {i}?", labels, mc, labels[-1]) for i, (steps, labels, mc) in enumerate(NL_ROWS)]
+    (run / "data" / "train-00000-of-00001.parquet").write_bytes(table_bytes(rows, PATHS, "zstd", 1000))
+    (run / "manifest.json").write_text(json.dumps({"config": {"policy": {"model": str(SMOLLM2)}}}))
+
+    export_run(run, "trl")
+    trl = datasets.load_dataset("parquet", data_files=str(run / "exports/trl/train-*.parquet"), split="train")
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    assert len(newline) == 1
+    for row in trl:
+        aligned = tokenize_row(tokenizer, row["prompt"], row["completions"], row["labels"])
+        labelled = [i for i, label in enumerate(aligned["labels"]) if label != -100]
+        assert labelled == aligned["step_positions"] and len(labelled) == len(row["completions"])
+        assert {aligned["input_ids"][i] for i in labelled} == set(newline)
+
+    with pytest.raises(ValueError, match=r"--placeholder"):
+        export_run(run, "openrlhf")
+    summary = export_run(run, "openrlhf", placeholder="<|endoftext|>")
+    assert summary["placeholder_check"]["checked"] is True and summary["rows_out"] == len(rows)
+    lines = (run / "exports/openrlhf/train-00000-of-00001.jsonl").read_text().splitlines()
+    marked = tokenizer(json.loads(lines[1])["input"], add_special_tokens=False)["input_ids"]
+    assert marked.count(summary["placeholder_check"]["placeholder_id"]) == 3
+
+    for fmt in ("qwen-prm", "prm800k", "math-shepherd"):
+        assert export_run(run, fmt)["rows_out"] == len(rows)

@@ -113,3 +113,31 @@ def test_every_export_format_with_the_smollm2_tokenizer(tmp_path):
 
     for fmt in ("qwen-prm", "prm800k", "math-shepherd"):
         assert export_run(run, fmt)["rows_out"] == len(rows)
+
+
+# Steps SmolLM2-135M-Instruct wrote on GSM8K (a 4-problem MC run), with what the arithmetic verifier should say.
+SMOLLM2_STEPS = [
+    ("Spenders on the last sheep is two more than 16, so 16 + 4 = 19", False),
+    ("Toulouse has twice as many sheep as Charleston, so Toulouse has 2 x 2 = 40 sheep.", False),
+    ("You can multiply 16 * 3 = 42 to find how many you can sell per day.", False),
+    (
+        "Charleston has 4 times as many sheep as Seattle, so Charleston has 2 x 4 = 8 feet more sheep than Seattle.",
+        True,
+    ),
+    (
+        "You add this to the total number of sheep in Seattle and Toulouse, which is 120 feet + 120 feet = 240 feet.",
+        True,
+    ),
+    ("Toulouse and Charleston have 12 sheep, so 12 x 2 = 24.", True),
+    ("Janet's ducks lay 16 eggs per day.", None),  # no claim: the verifier abstains
+]
+
+
+def test_the_arithmetic_verifier_reads_smollm2_steps():
+    from annotators.labelling import make_verifier
+    from schemas.records import Problem
+
+    problem = Problem(problem_id="gsm8k-0", question="How many sheep?", answer="", domain="math")
+    verdicts = make_verifier("arithmetic", {}).verify(problem, [step for step, _ in SMOLLM2_STEPS])
+    assert [v.verdict for v in verdicts] == [expected for _, expected in SMOLLM2_STEPS]
+    assert "16 + 4 = 19 but 16 + 4 = 20" in verdicts[0].reason

@@ -141,3 +141,86 @@ def test_the_arithmetic_verifier_reads_smollm2_steps():
     verdicts = make_verifier("arithmetic", {}).verify(problem, [step for step, _ in SMOLLM2_STEPS])
     assert [v.verdict for v in verdicts] == [expected for _, expected in SMOLLM2_STEPS]
     assert "16 + 4 = 19 but 16 + 4 = 20" in verdicts[0].reason
+
+
+# A GSM8K solution in SmolLM2's style (one step per line) and slips planted in it: each wrong text has its first
+# wrong character at a known place, and its final answer is wrong.
+GOLD = (
+    "Janet's ducks lay 16 eggs per day.\nShe eats 3 for breakfast and bakes muffins with 4, so 16 - 3 - 4 = 9 are "
+    "left.\nShe sells each egg for $2 at the market, so she makes 9 × $2 = $18 every day.\nThe answer is 18."
+)
+SLIPS = [("16 - 3 - 4 = 9", "16 - 3 - 4 = 8"), ("9 × $2 = $18", "9 × $2 = $16")]
+
+
+class NaturalLanguagePolicy:
+    """A scripted engine over one question: from a prefix on the gold text it is right half of the time (exactly
+    round(n/2) of n samples); off the gold text it continues the slip the prefix already took."""
+
+    def __init__(self) -> None:
+        wrong = []
+        for right, slip in SLIPS:
+            text = GOLD.replace(right, slip)
+            wrong.append(text.replace("The answer is 18.", f"The answer is {slip.rsplit('$', 1)[-1].split()[-1]}."))
+        self.wrong = wrong
+
+    def generate(self, requests):
+        from schemas.records import Sample
+
+        out = []
+        for request in requests:
+            prefix = request.prompt[len("Q? ") :]
+            consistent = [w for w in self.wrong if w.startswith(prefix)]
+            good = round(request.n / 2) if GOLD.startswith(prefix) and consistent else 0
+            if GOLD.startswith(prefix) and not consistent:
+                good = request.n
+            samples = []
+            for i in range(request.n):
+                full = GOLD if i < good else consistent[i % len(consistent)]
+                samples.append(Sample(full[len(prefix) :], "stop", 10, seed=request.sampling.seed + i))
+            out.append(samples)
+        return out
+
+
+@pytest.mark.skipif(not (SMOLLM2 / "tokenizer.json").exists(), reason=f"{SMOLLM2} is not converted (fetch test)")
+def test_omegaprm_token_cut_on_the_smollm2_tokenizer_finds_the_slip():
+    """Token-midpoint cuts with a byte-level BPE tokenizer (multi-byte '×', '$' glued to digits): every cut is a
+    token boundary of the text it cuts, and each first-error segment holds the first wrong character."""
+    from transformers import AutoTokenizer
+
+    from annotators.omegaprm import OmegaPRMConfig, omegaprm_search
+    from engines.prompts import token_offsets
+    from schemas.records import Problem
+
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
+    offsets = lambda text: token_offsets(tokenizer, text)  # noqa: E731
+    policy = NaturalLanguagePolicy()
+    problem = Problem(problem_id="gsm8k-ducks", question="Q?", answer="18", domain="math")
+    search = omegaprm_search(problem, "Q? ", OmegaPRMConfig(cut="token", rollout_budget=None), 3, token_offsets=offsets)
+    requests = next(search)
+    try:
+        while True:
+            requests = search.send(policy.generate(requests))
+    except StopIteration as stop:
+        result = stop.value
+    assert result.root_mc is not None and 0 < result.root_mc < 1  # some root rollouts are right
+    wrong_paths = [p for p in result.paths if p["labels"][-1] is False]
+    assert wrong_paths
+    checked = 0
+    for path in wrong_paths:
+        meta = path["meta"]
+        selected = result.nodes[meta["selected_node_id"]]
+        full = selected["prefix"] + selected["rollouts"][meta["rollout_index"]]["text"]
+        diverge = next(i for i, (a, b) in enumerate(zip(full, GOLD, strict=False)) if a != b)
+        high = (
+            len(full)
+            if meta["first_error_node_id"] is None
+            else len(result.nodes[meta["first_error_node_id"]]["prefix"])
+        )
+        assert diverge < high and path["completions"][-1].strip() in full[:high]
+        assert high in set(offsets(full))  # the cut is a token boundary of the text
+        if meta["last_correct_node_id"] is not None:
+            low = len(result.nodes[meta["last_correct_node_id"]]["prefix"])
+            assert GOLD.startswith(full[:low]) and low <= diverge  # the slip lies in the labelled wrong segment
+            assert low in set(offsets(full))
+            checked += 1
+    assert checked

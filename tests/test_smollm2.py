@@ -64,6 +64,14 @@ def test_fetch_script_converts_once_into_a_chat_policy():
 
 
 SMOLLM2 = REPO_ROOT / "models" / "smollm2-135m-instruct"
+
+
+def needs_smollm2() -> None:
+    """Checked when the test runs, not at collection: under CI the fetch test above converts the model first."""
+    if not (SMOLLM2 / "tokenizer.json").exists():
+        pytest.skip(f"{SMOLLM2} is not converted (run scripts/fetch_smollm2.sh)")
+
+
 # Natural-language steps as SmolLM2 writes them on GSM8K (one has a newline inside, which the TRL export replaces).
 NL_ROWS = [
     (["Janet's ducks lay 16 eggs per day.", "She eats 3 and bakes with 4,\nso 16 - 3 - 4 = 9 are left.",
@@ -73,10 +81,10 @@ NL_ROWS = [
 ]  # fmt: skip
 
 
-@pytest.mark.skipif(not (SMOLLM2 / "tokenizer.json").exists(), reason=f"{SMOLLM2} is not converted (fetch test)")
 def test_every_export_format_with_the_smollm2_tokenizer(tmp_path):
     """TRL's separator is one token here and the PRM alignment finds every step; OpenRLHF's default placeholder is
     two tokens for this BPE tokenizer, so that export is refused by name and works with a one-token placeholder."""
+    needs_smollm2()
     import datasets
     from transformers import AutoTokenizer
 
@@ -181,10 +189,10 @@ class NaturalLanguagePolicy:
         return out
 
 
-@pytest.mark.skipif(not (SMOLLM2 / "tokenizer.json").exists(), reason=f"{SMOLLM2} is not converted (fetch test)")
 def test_omegaprm_token_cut_on_the_smollm2_tokenizer_finds_the_slip():
     """Token-midpoint cuts with a byte-level BPE tokenizer (multi-byte '×', '$' glued to digits): every cut is a
     token boundary of the text it cuts, and each first-error segment holds the first wrong character."""
+    needs_smollm2()
     from transformers import AutoTokenizer
 
     from annotators.omegaprm import OmegaPRMConfig, omegaprm_search

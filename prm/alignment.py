@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from schemas.formats import replace_separator
+
 IGNORE = -100
 
 
@@ -31,16 +33,6 @@ def separator_ids(tokenizer: Tokenizer, separator: str) -> list[int]:
     if not ids:
         raise AlignmentError(f"the step separator {separator!r} encodes to no token with this tokenizer")
     return ids
-
-
-def clean_steps(steps: Sequence[str], separator: str) -> list[str]:
-    """The export's rule (schemas/formats.to_trl): a separator inside a step becomes a space, so steps stay findable."""
-    cleaned = []
-    for step in steps:
-        while separator in step:
-            step = step.replace(separator, " ")
-        cleaned.append(step)
-    return cleaned
 
 
 def tokenize_row(
@@ -65,7 +57,7 @@ def tokenize_row(
         ids = [tokenizer.bos_token_id, *ids]
     targets: list[Any] = [IGNORE] * len(ids)
     positions: list[int] = []
-    for step, label in zip(clean_steps(steps, separator), labels, strict=True):
+    for step, label in zip((replace_separator(s, separator) for s in steps), labels, strict=True):
         piece = tokenizer(step, add_special_tokens=False)["input_ids"] + sep
         ids.extend(piece)
         targets.extend([IGNORE] * (len(piece) - 1))

@@ -171,25 +171,25 @@ def train(config: TrainConfig, progress: Callable[[str], None] | None = None) ->
     per_epoch = math.ceil(len(features) / config.batch_size)
     total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     history: list[dict[str, Any]] = []
     step = 0
     resumed = latest_checkpoint(output)
+    state = None
     if resumed is not None:
         state = torch.load(resumed / "trainer_state.pt", weights_only=True)
         if state["identity"] != identity:
             changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
             raise TrainError(f"{resumed} was trained with another setting ({', '.join(changed)}); use a new --output")
         model = AutoModelForTokenClassification.from_pretrained(resumed, dtype=torch.float32)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    model.to(device)  # before the optimizer, so its state lives where the parameters do
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         step, history = state["step"], state["history"]
         say(f"train: resuming from {resumed} at step {step}/{total}")
-    model.to(device)
     scorer = PRM(model, tokenizer, config.separator, output.name, device)
     outcome = config.labels == "outcome"
     say(

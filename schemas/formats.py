@@ -116,6 +116,14 @@ def _f32(value: float) -> float:
 # ---------------------------------------------------------------- exports (algorithms.md §3.6 "Converters")
 
 
+def replace_separator(step: str, separator: str) -> str:
+    """`step` with every occurrence of `separator` replaced by a space (TRL's export rule; the PRM trainer's too)."""
+    # Each pass removes non-space characters only, so the loop ends; " " itself is not in `separator`.
+    while separator in step:
+        step = step.replace(separator, " ")
+    return step
+
+
 def to_trl(
     row: Mapping[str, Any],
     separator: str = TRL_SEPARATOR,
@@ -144,9 +152,7 @@ def to_trl(
             "choose another separator (--separator, then PRMConfig(step_separator=...)) or replace it"
         )
     for i in hits:
-        # Each pass removes non-space characters only, so the loop ends; " " itself is not in `separator`.
-        while separator in steps[i]:
-            steps[i] = steps[i].replace(separator, " ")
+        steps[i] = replace_separator(steps[i], separator)
     _count(stats, "separator_replaced_steps", len(hits))
     _count(stats, "separator_replaced_rows", int(bool(hits)))
     return {"prompt": prompt, "completions": steps, "labels": labels}

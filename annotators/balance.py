@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["balance", "positive_ratio", "row_key"]
+__all__ = ["balance", "drops", "positive_ratio", "row_key"]
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -51,13 +51,8 @@ def _order(seed: int, key: str) -> bytes:
     return hashlib.blake2b(f"{seed}\x1f{key}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def balance(
-    rows: Sequence[Mapping[str, Any]], target_positive_ratio: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Drop whole rows (deterministically, by hash order) toward ``target_positive_ratio`` of positive steps.
-
-    Returns ``(kept, dropped)`` as copies in input order; dropped rows have a ``drop_reason``.
-    """
+def drops(rows: Sequence[Mapping[str, Any]], target_positive_ratio: float, seed: int) -> dict[int, str]:
+    """The rows to drop toward ``target_positive_ratio`` of positive steps, by index, with why (the module's rule)."""
     if not 0.0 < target_positive_ratio < 1.0:
         raise ValueError(f"target_positive_ratio must be in (0, 1), got {target_positive_ratio}")
     counts = [_counts(row) for row in rows]
@@ -72,7 +67,7 @@ def balance(
                 break
             if n and p == n:  # all-positive row: the lever
                 positives, labelled = positives - p, labelled - n
-                drop[index] = f"balance: excess positives: all-positive row dropped toward {target_positive_ratio:g}"
+                drop[index] = f"excess positives: all-positive row dropped toward {target_positive_ratio:g}"
     elif labelled and positives / labelled < target_positive_ratio:
         for index in order:
             p, n = counts[index]
@@ -80,13 +75,24 @@ def balance(
                 break
             if p < n < labelled and p * labelled < positives * n:  # own fraction below the ratio
                 positives, labelled = positives - p, labelled - n
-                drop[index] = f"balance: excess negatives: row dropped toward {target_positive_ratio:g}"
+                drop[index] = f"excess negatives: row dropped toward {target_positive_ratio:g}"
+    return drop
+
+
+def balance(
+    rows: Sequence[Mapping[str, Any]], target_positive_ratio: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drop whole rows (deterministically, by hash order) toward ``target_positive_ratio`` of positive steps.
+
+    Returns ``(kept, dropped)`` as copies in input order; dropped rows have a ``drop_reason``.
+    """
+    drop = drops(rows, target_positive_ratio, seed)
     kept: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         out = dict(row)
         if index in drop:
-            out["drop_reason"] = drop[index]
+            out["drop_reason"] = f"balance: {drop[index]}"
             dropped.append(out)
         else:
             kept.append(out)

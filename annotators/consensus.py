@@ -19,7 +19,6 @@ from annotators.evaluation import first_error_from_labels
 __all__ = [
     "ConsensusConfig",
     "consensus",
-    "filter_rows",
     "first_errors",
     "retention_by_annotator",
     "retention_by_source",
@@ -164,35 +163,6 @@ def update_meta(row: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str,
     else:
         out["meta"] = {**(meta or {}), **updates}
     return out
-
-
-def filter_rows(
-    rows: Iterable[Mapping[str, Any]], config: ConsensusConfig
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split labelled-path rows into kept and dropped copies.
-
-    Kept rows get ``meta[config.meta_key] = {"first_error", "rule", "reason"}``; dropped rows also get a
-    ``drop_reason`` key. A row is kept only when its own labels (``first_error_index``) agree with the consensus
-    first error, so under ``"majority"`` a row whose training labels are in the minority is dropped rather than
-    kept with labels the consensus rejects.
-    """
-    kept: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
-    for row in rows:
-        keep, reason, first_error = consensus(
-            first_errors(row, config.annotators, config.abstaining), verifier_flags(row, config.veto), config
-        )
-        own = row.get("first_error_index")
-        if keep and own is not None and int(own) != first_error:
-            keep, reason = False, f"labels disagree with consensus: first_error_index={own}, consensus={first_error}"
-        record = {"first_error": first_error, "rule": config.rule, "reason": reason}
-        out = update_meta(row, {config.meta_key: record})
-        if keep:
-            kept.append(out)
-        else:
-            out["drop_reason"] = f"consensus: {reason}"
-            dropped.append(out)
-    return kept, dropped
 
 
 def _reason_kind(reason: str) -> str:

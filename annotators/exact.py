@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from annotators.evaluation import step_accuracy
 from domains.arithmetic import exact_first_error, gold_solution, parse_expression
 from domains.arithmetic import split_steps as gold_steps
 
@@ -85,3 +86,36 @@ def first_error_agreement(rows: Iterable[Mapping[str, Any]], key: str = "first_e
         "by_kind": {k: {"agreement": a / c, "n": c} for k, (a, c) in sorted(by_kind.items())},
         "skipped": skipped,
     }
+
+
+def exact_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every annotator of an arithmetic-domain run against the exact step truth."""
+    rows = [r for r in rows if arithmetic_expression(r["prompt"]) is not None]
+    if not rows:
+        return {}
+    columns = {"mc": "labels"} | {
+        k[: -len("_labels")]: k for k in rows[0] if k.endswith("_labels") and k not in ("rpe_labels",)
+    }
+    out: dict[str, Any] = {"n_paths": len(rows)}
+    for name, column in sorted(columns.items()):
+        firsts = []
+        preds, truths = [], []
+        for r in rows:
+            labels = r[column]
+            firsts.append({**r, "_first": next((i for i, v in enumerate(labels) if v is False), -1)})
+            first = exact_first_error_of(
+                r["prompt"], list(r["completions"]), complete=not r.get("truncated_after_first_error", False)
+            )
+            truth = [first < 0 or i < first for i in range(len(labels))]
+            for p, t in zip(labels, truth, strict=True):
+                if p is not None:
+                    preds.append(p)
+                    truths.append(t)
+        agreement = first_error_agreement(firsts, key="_first")
+        out[name] = {
+            "first_error_agreement": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
+            "by_chain_length": {str(k): round(v["agreement"], 4) for k, v in agreement["by_chain_length"].items()},
+            "step_accuracy": round(step_accuracy(preds, truths), 4) if preds else None,
+            "steps_scored": len(preds),
+        }
+    return out

@@ -31,7 +31,7 @@ __all__ = [
     "CRITIQUE_TEMPLATE",
     "MAX_CRITIQUE_CHARS",
     "PARSERS",
-    "JudgeEvidence",
+    "JudgeVote",
     "build_judge_prompt",
     "evidence_from_critiques",
     "extract_reference",
@@ -193,7 +193,7 @@ def vote_reference(critiques: Sequence[str]) -> int | None:
 
 
 @dataclass(frozen=True)
-class JudgeEvidence:
+class JudgeVote:
     """The judge's critiques for one solution, parsed and voted.
 
     ``parsed[i]`` is None when critique ``i`` has no usable box or its index is out of range
@@ -208,7 +208,7 @@ class JudgeEvidence:
     parser: str
 
 
-def evidence_from_critiques(critiques: Sequence[str], n_steps: int, parser: str = "reference") -> JudgeEvidence:
+def evidence_from_critiques(critiques: Sequence[str], n_steps: int, parser: str = "reference") -> JudgeVote:
     """Parse and vote stored critiques; pure, so a relabelling run can re-parse without a model call."""
     if parser not in PARSERS:
         raise ValueError(f"unknown judge parser {parser!r}; expected one of {sorted(PARSERS)}")
@@ -218,7 +218,7 @@ def evidence_from_critiques(critiques: Sequence[str], n_steps: int, parser: str 
     for text in texts:
         index = parse(text)
         parsed.append(index if index is not None and -1 <= index < n_steps else None)
-    return JudgeEvidence(
+    return JudgeVote(
         critiques=texts,
         parsed=parsed,
         first_error=vote(parsed),
@@ -251,7 +251,7 @@ def judge_search(
     parser: str = "reference",
     key: str | None = None,
     template: str = CRITIQUE_TEMPLATE,
-) -> Generator[list[Request], list[list[Sample]], JudgeEvidence]:
+) -> Generator[list[Request], list[list[Sample]], JudgeVote]:
     """A search coroutine (engines/driver.py): one request for ``m`` critiques, then the parsed, voted evidence.
 
     ``render`` turns the user message into the judge model's prompt (its chat template). The request seed is

@@ -10,17 +10,25 @@ Two pure parts:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from annotators.answers import Verdict, judge_text
 from annotators.steps import split_steps
-from schemas.records import Completion, Problem, Request, Sample, SamplingParams, Solution, derive_seed
+from schemas.records import (
+    Completion,
+    Problem,
+    Request,
+    Sample,
+    SamplingParams,
+    Solution,
+    derive_seed,
+    path_id,
+    prefix_key,
+)
 
-Judge = Callable[[str, str, str], Verdict]  # (text, finish_reason, gold) -> verdict
+Grader = Callable[[str, str, str], Verdict]  # (text, finish_reason, gold) -> verdict on the final answer
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class McSearchConfig:
 
 
 @dataclass
-class McEvidence:
+class McResult:
     """Everything the MC search produced for one problem (DESIGN.md, "evidence")."""
 
     problem: Problem
@@ -49,11 +57,11 @@ class McEvidence:
     generated_tokens: int = 0
 
 
-def default_judge(truncation_policy: str) -> Judge:
-    def judge(text: str, finish_reason: str, gold: str) -> Verdict:
+def default_grader(truncation_policy: str) -> Grader:
+    def grade(text: str, finish_reason: str, gold: str) -> Verdict:
         return judge_text(text, finish_reason, gold, truncation_policy=truncation_policy)
 
-    return judge
+    return grade
 
 
 def search_status(solutions: list[Solution], prefilter: bool) -> str:
@@ -69,31 +77,26 @@ def search_status(solutions: list[Solution], prefilter: bool) -> str:
     return "ok"
 
 
-def prefix_key(prefix: str) -> str:
-    """Request identity of a prefix: identical prefixes (across solutions) are estimated once, with one seed."""
-    return "prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]
-
-
 def math_shepherd_search(
-    problem: Problem, prompt: str, config: McSearchConfig, run_seed: int, judge: Judge | None = None
-) -> Generator[list[Request], list[list[Sample]], McEvidence]:
+    problem: Problem, prompt: str, config: McSearchConfig, run_seed: int, grade: Grader | None = None
+) -> Generator[list[Request], list[list[Sample]], McResult]:
     """Sample N solutions, then k completions from each step prefix; returns the evidence."""
-    judge = judge or default_judge(config.truncation_policy)
+    grade = grade or default_grader(config.truncation_policy)
     pid = problem.problem_id
 
     def request(key: str, text: str, n: int) -> Request:
         sampling = replace(config.sampling, seed=derive_seed(run_seed, pid, key))
         return Request(prompt=text, n=n, sampling=sampling, key=key)
 
-    evidence = McEvidence(problem=problem, status="ok")
+    result = McResult(problem=problem, status="ok")
     sol_request = request("solutions", prompt, config.num_solutions)
     (samples,) = yield [sol_request]
-    evidence.requests += 1
+    result.requests += 1
     for index, sample in enumerate(samples):
         steps, ends = split_steps(sample.text, config.splitter, config.pattern, max_steps=config.max_steps)
-        verdict = judge(sample.text, sample.finish_reason, problem.answer)
-        evidence.generated_tokens += sample.n_tokens
-        evidence.solutions.append(
+        verdict = grade(sample.text, sample.finish_reason, problem.answer)
+        result.generated_tokens += sample.n_tokens
+        result.solutions.append(
             Solution(
                 problem_id=pid,
                 solution_index=index,
@@ -108,10 +111,10 @@ def math_shepherd_search(
                 seed=sample.seed,
             )
         )
-    evidence.status = search_status(evidence.solutions, config.prefilter)
-    if evidence.status != "ok":
-        return evidence
-    labelled = [s for s in evidence.solutions if s.steps]
+    result.status = search_status(result.solutions, config.prefilter)
+    if result.status != "ok":
+        return result
+    labelled = [s for s in result.solutions if s.steps]
 
     # One request per distinct prefix; every (solution, step) that shares it points at the same samples.
     requests: list[Request] = []
@@ -125,19 +128,19 @@ def math_shepherd_search(
                 requests.append(request(prefix_key(prefix), prompt + prefix, config.completions_per_step))
             wanted.append((solution, step_index, by_prefix[prefix]))
     if not requests:
-        return evidence
+        return result
     answers = yield requests
-    evidence.requests += len(requests)
+    result.requests += len(requests)
     verdicts: list[list[Verdict]] = []
     for req, samples in zip(requests, answers, strict=True):
         prefix = req.prompt[len(prompt) :]
-        verdicts.append([judge(prefix + s.text, s.finish_reason, problem.answer) for s in samples])
-        evidence.generated_tokens += sum(s.n_tokens for s in samples)
+        verdicts.append([grade(prefix + s.text, s.finish_reason, problem.answer) for s in samples])
+        result.generated_tokens += sum(s.n_tokens for s in samples)
     for solution, step_index, request_index in wanted:
         for completion_index, (sample, verdict) in enumerate(
             zip(answers[request_index], verdicts[request_index], strict=True)
         ):
-            evidence.completions.append(
+            result.completions.append(
                 Completion(
                     problem_id=pid,
                     solution_index=solution.solution_index,
@@ -152,7 +155,7 @@ def math_shepherd_search(
                     seed=sample.seed,
                 )
             )
-    return evidence
+    return result
 
 
 @dataclass(frozen=True)
@@ -170,15 +173,15 @@ class LabelRule:
         return mc > 0 if self.hard_rule == "mc>0" else mc > self.threshold
 
 
-def step_estimates(evidence: McEvidence) -> dict[int, list[tuple[int, int]]]:
+def step_estimates(result: McResult) -> dict[int, list[tuple[int, int]]]:
     """(n_correct, n) per solution and step from the stored completions; `None` verdicts count as wrong."""
     counts: dict[tuple[int, int], list[int]] = {}
-    for c in evidence.completions:
+    for c in result.completions:
         tally = counts.setdefault((c.solution_index, c.step_index), [0, 0])
         tally[0] += 1 if c.correct else 0
         tally[1] += 1
     out: dict[int, list[tuple[int, int]]] = {}
-    for solution in evidence.solutions:
+    for solution in result.solutions:
         out[solution.solution_index] = [
             tuple(counts.get((solution.solution_index, t), [0, 0])) for t in range(len(solution.steps) - 1)
         ]
@@ -200,21 +203,16 @@ def generated_completions(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str
     return out
 
 
-def path_id(problem_id: str, steps: list[str]) -> str:
-    """Stable id of a labelled path; MC passes `problem_id#solution_index`, since two samples can share steps."""
-    return hashlib.sha256(json.dumps([problem_id, steps]).encode()).hexdigest()[:24]
-
-
-def label_paths(evidence: McEvidence, rule: LabelRule) -> list[dict[str, Any]]:
+def label_paths(result: McResult, rule: LabelRule) -> list[dict[str, Any]]:
     """Labelled-path rows (schemas.tables.PATHS columns from the evidence) for every solution with steps.
 
     Soft label = MC = n_correct / k per prefix (Eq. 4); the last step's value is its own answer's correctness.
     """
-    if evidence.status != "ok":
+    if result.status != "ok":
         return []
-    estimates = step_estimates(evidence)
+    estimates = step_estimates(result)
     rows = []
-    for solution in evidence.solutions:
+    for solution in result.solutions:
         if not solution.steps:
             continue
         tallies = estimates[solution.solution_index]
@@ -224,10 +222,10 @@ def label_paths(evidence: McEvidence, rule: LabelRule) -> list[dict[str, Any]]:
         first_error = next((i for i, ok in enumerate(labels) if not ok), -1)
         rows.append(
             {
-                "id": path_id(f"{evidence.problem.problem_id}#{solution.solution_index}", solution.steps),
-                "problem_id": evidence.problem.problem_id,
-                "source": evidence.problem.source,
-                "prompt": evidence.problem.question,
+                "id": path_id(f"{result.problem.problem_id}#{solution.solution_index}", solution.steps),
+                "problem_id": result.problem.problem_id,
+                "source": result.problem.source,
+                "prompt": result.problem.question,
                 "completions": list(solution.steps),
                 "labels": labels,
                 "mc_values": mc_values,
@@ -239,14 +237,14 @@ def label_paths(evidence: McEvidence, rule: LabelRule) -> list[dict[str, Any]]:
                 "is_terminal": solution.finish_reason == "stop",
                 "final_answer": solution.final_answer,
                 "outcome_correct": solution.outcome_correct,
-                "gold_answer": evidence.problem.answer,
+                "gold_answer": result.problem.answer,
                 "meta": {
                     "solution_index": solution.solution_index,
                     "solution_seed": solution.seed,
                     "verdict_reason": solution.verdict_reason,
                     "finish_reason": solution.finish_reason,
                     "n_tokens": solution.n_tokens,
-                    "domain": evidence.problem.domain,
+                    "domain": result.problem.domain,
                 },
             }
         )

@@ -45,8 +45,6 @@ enter the pool: a truncated or answerless text ends where the policy stopped, so
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field, replace
@@ -57,7 +55,7 @@ import pyarrow as pa
 
 from annotators.answers import TRUNCATION_POLICIES, TruncatedGenerationError, Verdict, judge_text
 from annotators.steps import SPLITTERS, split_steps
-from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed
+from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed, path_id, prefix_key
 
 CUTS = ("step", "token")
 MC_SOURCES = ("monte_carlo", "terminal_answer")
@@ -73,7 +71,7 @@ STATUSES = (
 LABEL_POLICY = "mc>0"  # OmegaPRM's hard label: a prefix that can still reach the gold answer
 
 
-Judge = Callable[[str, str], Verdict]  # (solution text, finish_reason) -> verdict; the gold answer is bound
+Grader = Callable[[str, str], Verdict]  # (solution text, finish_reason) -> verdict; the gold answer is bound
 Splitter = Callable[[str], tuple[list[str], list[int]]]  # text -> (steps, step_ends), text[:step_ends[t]] lossless
 TokenOffsets = Callable[[str], list[int]]  # text -> char offsets of token boundaries
 
@@ -270,37 +268,27 @@ def nodes_to_rows(result: OmegaPRMResult) -> list[dict[str, Any]]:
     return [{name: node[name] for name in NODES_SCHEMA.names} for node in result.nodes]
 
 
-def prefix_key(prefix: str) -> str:
-    """Request identity of a prefix: each prefix is estimated once, so the key (and seed) is unique per request."""
-    return "omegaprm/prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]
-
-
-def path_id(problem_id: str, steps: list[str]) -> str:
-    """Stable path id, the same formula as `annotators.mc.path_id`."""
-    return hashlib.sha256(json.dumps([problem_id, steps]).encode()).hexdigest()[:24]
-
-
 def omegaprm_search(
     problem: Problem,
     prompt: str,
     config: OmegaPRMConfig,
     run_seed: int,
-    judge: Judge | None = None,
+    grade: Grader | None = None,
     token_offsets: TokenOffsets | None = None,
     split: Splitter | None = None,
 ) -> Generator[list[Request], list[list[Sample]], OmegaPRMResult]:
     """The OmegaPRM search for one problem as a coroutine (yields requests, receives samples, returns the result).
 
     `prompt` is the rendered prompt; a rollout from prefix p is sampled from `prompt + p` and its text is appended
-    to p. `judge(text, finish_reason)` grades a full solution text against `problem.answer` (default:
+    to p. `grade(text, finish_reason)` grades a full solution text against `problem.answer` (default:
     `annotators.answers.judge_text`); `split` cuts a continuation into steps (default: `annotators.steps.split_steps`
     with the configured splitter); `token_offsets` is required for `cut="token"` and gives `action_tokens` otherwise.
     """
     if config.cut == "token" and token_offsets is None:
         raise ValueError("token_offsets: required with cut='token'")
-    if judge is None:
+    if grade is None:
 
-        def judge(text: str, finish_reason: str) -> Verdict:
+        def grade(text: str, finish_reason: str) -> Verdict:
             return judge_text(text, finish_reason, problem.answer, truncation_policy=config.truncation_policy)
 
     if split is None and config.cut == "step":
@@ -308,7 +296,7 @@ def omegaprm_search(
         def split(text: str) -> tuple[list[str], list[int]]:
             return split_steps(text, config.splitter, config.split_pattern)
 
-    return _Search(problem, prompt, config, run_seed, judge, split, token_offsets).run()
+    return _Search(problem, prompt, config, run_seed, grade, split, token_offsets).run()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -390,7 +378,7 @@ class _Search:
         prompt: str,
         config: OmegaPRMConfig,
         run_seed: int,
-        judge: Judge,
+        grade: Grader,
         split: Splitter | None,
         token_offsets: TokenOffsets | None,
     ) -> None:
@@ -398,7 +386,7 @@ class _Search:
         self.prompt = prompt
         self.config = config
         self.run_seed = run_seed
-        self.judge = judge
+        self.grade = grade
         self.split = split
         self.token_offsets = token_offsets
         self.counters = OmegaPRMCounters()
@@ -645,7 +633,7 @@ class _Search:
         k = self.config.k
         if not self._affordable(k):
             return None  # checked before every request, so the budget is never overshot (openr checks per loop)
-        key = prefix_key(prefix)
+        key = prefix_key(prefix, "omegaprm/")
         request = self._request(key, prefix, k)
         samples = yield from self._ask(request)
         rollouts = [self._grade(prefix, sample) for sample in samples]
@@ -739,7 +727,7 @@ class _Search:
             raise TruncatedGenerationError(
                 f"{self.problem.problem_id}: a rollout hit max_tokens={self.config.sampling.max_tokens}"
             )
-        verdict = self.judge(prefix + sample.text, sample.finish_reason)
+        verdict = self.grade(prefix + sample.text, sample.finish_reason)
         correct, reason = verdict.correct, verdict.reason
         if truncated and self.config.truncation_policy == "wrong":
             correct, reason = False, "truncated"  # counted wrong, the denominator stays k

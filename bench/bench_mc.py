@@ -38,7 +38,7 @@ def main() -> None:
 
     from pipelines import synthesize
     from schemas import tables
-    from transforms.write import table_bytes
+    from schemas.tables import table_bytes
 
     work = Path(tempfile.mkdtemp(prefix="bench-mc-"))
     problems = write_problems(work / "problems.jsonl", args.problems, args.seed)

@@ -156,8 +156,8 @@ class Runs:
 
     def run(self, name: str, config: Config) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
         """The run folder, its manifest, and the per-step engine fill of its search stage (None when read back)."""
+        from engines.handler import model_fingerprint
         from pipelines import synthesize
-        from pipelines.manifest import model_fingerprint
 
         run = self.work / name
         stored = run / "manifest.json"
@@ -228,8 +228,8 @@ def omegaprm_costs(nodes: list[dict[str, Any]]) -> dict[str, int]:
 
 def mc_requests(run: Path, config: Config) -> list[Request]:
     """The requests the MC search sent, rebuilt from the stored evidence (same prompts, n and seeds)."""
-    from annotators.mc import prefix_key
     from engines.prompts import PromptRenderer
+    from schemas.records import prefix_key
 
     renderer = PromptRenderer(config.policy)
     base = base_sampling(config)

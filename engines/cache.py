@@ -1,12 +1,12 @@
 """A content-keyed generation cache in front of an engine.
 
-Every sample is keyed by what determines it (shared/reference/infra.md §4): the engine fingerprint (backend,
+Every sample is keyed by what determines it (docs/infrastructure.md §4): the engine fingerprint (backend,
 library version, model and revision or weight hash, settings that change outputs), the rendered prompt, the
 sampling parameters without `n`, the per-sample seed (vLLM gives sample i of `(prompt, n, seed)` the seed
 `seed + i`) and the schema version. A request is answered from cached samples where they exist; only the missing
 samples go to the engine, as requests `(prompt, 1 or more, seed + i)`, so a rerun with a larger budget generates
-only the new samples. The pipeline joins each problem with its cached samples (transforms/search.py); this class
-only does the lookup. `stream()` does the same per request for the request-level driver (`engines.base`).
+only the new samples. The pipeline joins each problem with its cached samples (transforms/search.py) and `engines.handler`
+persists new ones; this class only does the lookup. `stream()` does the same per request for the request-level driver (`engines.base`).
 """
 
 from __future__ import annotations
@@ -56,13 +56,11 @@ class CachedEngine:
         engine_factory: Callable[[], Any],
         fingerprint: str,
         entries: dict[str, CacheEntry],
-        problem_of: Callable[[Request], str],
     ):
         self._factory = engine_factory
         self._engine: Any = None
         self.fingerprint = fingerprint
         self.entries = dict(entries)
-        self.problem_of = problem_of
         self.new_entries: list[CacheEntry] = []
         self.on_new: Callable[[list[CacheEntry]], None] | None = None  # persists each call's new samples
         self.on_generated: Callable[[int, int], None] | None = None  # (samples, tokens) after each engine call
@@ -135,7 +133,7 @@ class CachedEngine:
             row[first + offset] = sample
             entry = CacheEntry(
                 key=sample_key(self.fingerprint, run, seed),
-                problem_id=self.problem_of(original),
+                problem_id=original.problem_id,
                 text=sample.text,
                 finish_reason=sample.finish_reason,
                 n_tokens=sample.n_tokens,

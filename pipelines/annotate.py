@@ -25,16 +25,15 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquet
 
+from annotators.evidence import ProblemEvidence
 from annotators.judge import evidence_from_critiques
-from annotators.labelling import ProblemEvidence
-from annotators.mc import LabelRule, McEvidence, label_paths, search_status
+from annotators.mc import McResult, search_status
+from annotators.omegaprm import OmegaPRMCounters, OmegaPRMResult
 from pipelines import manifest as manifest_lib
-from pipelines.synthesize import counters, finish_run, output_schema, pipeline_options, shard_writer
+from pipelines.synthesize import counters, finish_run, label_and_write, pipeline_options
 from schemas import tables
 from schemas.config import Config, ConfigError, config_from_dict
 from schemas.records import Completion, Problem, Solution
-from transforms import label as L
-from transforms.augment import AugmentRows
 from transforms.dead_letters import at_stage, contain, problem_id_of
 from transforms.read import DEAD
 from transforms.write import WriteDeadLetters
@@ -192,16 +191,16 @@ def _evidence(groups: dict[str, list[dict[str, Any]]], config: Config) -> Iterat
     with at_stage("evidence"):
         _check_rows(groups, ("problems", *used, *(("critiques",) if config.judge.enabled else ())))
     problem = _problem(groups["problems"][0])
-    rule = LabelRule(config.label.hard_rule, config.label.threshold)
+    search: McResult | OmegaPRMResult
     if config.search.method == "omegaprm":
         rows = sorted(groups["omegaprm_paths"], key=lambda r: r["id"])
         roots = [n["mc"] for n in groups["omegaprm_nodes"] if n["parent_id"] is None]
-        evidence = ProblemEvidence(
-            problem=problem,
-            method="omegaprm",
-            status="ok" if rows else "no labelled path (stored search)",
-            rows=[{k: v for k, v in r.items() if k in tables.PATHS.names} for r in rows],
+        search = OmegaPRMResult(
+            problem_id=problem.problem_id,
+            status="stored search",
+            counters=OmegaPRMCounters(),
             root_mc=roots[0] if roots else None,
+            paths=[{k: v for k, v in r.items() if k in tables.PATHS.names} for r in rows],
         )
     else:
         solutions = [Solution(**r) for r in sorted(groups["solutions"], key=lambda r: r["solution_index"])]
@@ -212,16 +211,13 @@ def _evidence(groups: dict[str, list[dict[str, Any]]], config: Config) -> Iterat
             )
         ]
         status = search_status(solutions, config.search.prefilter)
-        mc = McEvidence(problem=problem, status=status, solutions=solutions, completions=completions)
-        evidence = ProblemEvidence(
-            problem=problem, method="mc", status=status, solutions=solutions, completions=completions,
-            rows=label_paths(mc, rule),
-        )  # fmt: skip
+        search = McResult(problem=problem, status=status, solutions=solutions, completions=completions)
+    evidence = ProblemEvidence(problem=problem, search=search)
     if config.judge.enabled:
         by_path: dict[str, list[dict[str, Any]]] = {}
         for critique in groups["critiques"]:
             by_path.setdefault(critique["path_id"], []).append(critique)
-        steps = {row["id"]: len(row["completions"]) for row in evidence.rows}
+        steps = {path.id: len(path.steps) for path in evidence.paths()}
         for path_id, critiques in by_path.items():
             if path_id in steps:
                 texts = [c["text"] for c in sorted(critiques, key=lambda c: c["critique_index"])]
@@ -249,32 +245,16 @@ def build(pipeline: beam.Pipeline, parent_run: str, config: Config, output: str)
         | "Join evidence by problem" >> beam.CoGroupByKey()
         | "Rebuild evidence" >> beam.FlatMap(_rebuild, config).with_outputs(DEAD, main="evidence")
     )
-    labelled = rebuilt["evidence"] | "Label" >> L.LabelEvidence(config)
-    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
-    schema = output_schema(config)
-    shards = shard_writer(config, output)
-
-    written = [augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")]
-    filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
-    written.append(filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"]))
-    if config.annotators:
-        written.append(
-            labelled[L.VERDICTS]
-            | "Write verdicts"
-            >> shards(
-                "evidence/verdicts",
-                tables.VERDICTS,
-                lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}",
-            )
-        )
-    dead = (
+    dead = [
         parent_letters[0],
         rebuilt[DEAD],
-        labelled[DEAD],
-        augmented[DEAD],
-        *(w[DEAD] for w in written),
-    ) | "Merge dead letters" >> beam.Flatten()
-    _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
+        *label_and_write(rebuilt["evidence"], config, output),
+    ]
+    _ = (
+        tuple(dead)
+        | "Merge dead letters" >> beam.Flatten()
+        | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
+    )
 
 
 def _read_dead_letters(path: str) -> Iterator[dict[str, str]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
-from annotators.exact import arithmetic_expression, exact_first_error_of, first_error_agreement
+from annotators.exact import exact_quality
 from annotators.labelling import make_verifier
 from annotators.verifiers.base import first_flagged
 from schemas.config import Config, ConfigError, load_config
@@ -53,7 +53,7 @@ def judge_first_errors(config: Config, items: list[tuple[str, str, list[str]]]) 
     from engines import get_engine
     from engines.driver import run_searches
     from engines.prompts import PromptRenderer
-    from transforms.search import sampling_params
+    from schemas.config import sampling_params
 
     engine_config = config.judge_engine()
     renderer = PromptRenderer(engine_config)
@@ -154,39 +154,6 @@ def evaluate_prm800k(config: Config, path: Path, neutral: str = "exclude", limit
         "positives": sum(truths),
         "annotators": annotators,
     }
-
-
-def exact_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every annotator of an arithmetic-domain run against the exact step truth."""
-    rows = [r for r in rows if arithmetic_expression(r["prompt"]) is not None]
-    if not rows:
-        return {}
-    columns = {"mc": "labels"} | {
-        k[: -len("_labels")]: k for k in rows[0] if k.endswith("_labels") and k not in ("rpe_labels",)
-    }
-    out: dict[str, Any] = {"n_paths": len(rows)}
-    for name, column in sorted(columns.items()):
-        firsts = []
-        preds, truths = [], []
-        for r in rows:
-            labels = r[column]
-            firsts.append({**r, "_first": next((i for i, v in enumerate(labels) if v is False), -1)})
-            first = exact_first_error_of(
-                r["prompt"], list(r["completions"]), complete=not r.get("truncated_after_first_error", False)
-            )
-            truth = [first < 0 or i < first for i in range(len(labels))]
-            for p, t in zip(labels, truth, strict=True):
-                if p is not None:
-                    preds.append(p)
-                    truths.append(t)
-        agreement = first_error_agreement(firsts, key="_first")
-        out[name] = {
-            "first_error_agreement": round(agreement["agreement"], 4) if agreement["agreement"] is not None else None,
-            "by_chain_length": {str(k): round(v["agreement"], 4) for k, v in agreement["by_chain_length"].items()},
-            "step_accuracy": round(step_accuracy(preds, truths), 4) if preds else None,
-            "steps_scored": len(preds),
-        }
-    return out
 
 
 def evaluate_run(run: Path) -> dict[str, Any]:

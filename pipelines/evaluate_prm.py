@@ -211,8 +211,8 @@ def generate_samples(config: Config, problems: list[dict[str, str]], samples: in
     from engines import get_engine
     from engines.base import checked_generate
     from engines.prompts import PromptRenderer
+    from schemas.config import sampling_params
     from schemas.records import Request, derive_seed
-    from transforms.search import sampling_params
 
     renderer = PromptRenderer(config.policy)
     base = sampling_params(config.sampling)

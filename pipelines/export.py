@@ -18,7 +18,6 @@ import argparse
 import glob
 import json
 import os
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import pyarrow.parquet as pq
 
 from schemas import formats
 from schemas.tables import DEAD_LETTERS, SCHEMA_VERSION, paths_schema
+from storage import atomic_write
 
 # format -> (file suffix, Arrow schema for Parquet or None for JSONL, who reads it)
 EXPORT_FORMATS: dict[str, tuple[str, pa.Schema | None, str]] = {
@@ -57,19 +57,12 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    temp.write_bytes(payload)
-    os.replace(temp, path)
-
-
 def _jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows).encode()
 
 
 def _parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
-    from transforms.write import table_bytes  # the run's own writer settings: zstd, fixed row groups, no timestamps
+    from schemas.tables import table_bytes  # the run's own writer settings: zstd, fixed row groups, no timestamps
 
     return table_bytes(rows, schema, "zstd", 1000)
 
@@ -221,12 +214,12 @@ def export_run(
                 steps_out += steps
         name = f"train-{i:05d}-of-{len(shards):05d}{suffix}"
         payload = _jsonl_bytes(converted) if schema is None else _parquet_bytes(converted, schema)
-        _atomic_write(out_dir / name, payload)
+        atomic_write(out_dir / name, payload)
         written.append({"source": shard.name, "file": name, "rows_in": len(rows), "rows_out": len(converted)})
         rows_in += len(rows)
         rows_out += len(converted)
     dead.sort(key=lambda d: tuple(d[f] for f in DEAD_LETTERS.names))
-    _atomic_write(out_dir / "dead_letters.jsonl", _jsonl_bytes(dead))
+    atomic_write(out_dir / "dead_letters.jsonl", _jsonl_bytes(dead))
     keep = {w["file"] for w in written}
     for stale in out_dir.glob(f"train-*-of-*{suffix}"):
         if stale.name not in keep:
@@ -261,7 +254,7 @@ def export_run(
             "reward_tokens": list(formats.OPENRLHF_REWARD_TOKENS),
         }
         summary["placeholder_check"] = placeholder_check
-    _atomic_write(out_dir / "export.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(out_dir / "export.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary
 
 
@@ -315,7 +308,8 @@ def import_rows(
     row, with its reason) and `manifest.json` last; returns the manifest.
     """
     from pipelines.manifest import code_version
-    from transforms.write import shard_of, table_bytes
+    from schemas.tables import table_bytes
+    from transforms.write import shard_of
 
     if fmt not in IMPORT_FORMATS:
         raise ValueError(f"unknown import format {fmt!r}; one of {list(IMPORT_FORMATS)}")
@@ -364,9 +358,9 @@ def import_rows(
     for shard, shard_rows in by_shard.items():
         shard_rows.sort(key=lambda r: (r["id"], json.dumps(r, sort_keys=True)))
         name = f"train-{shard:05d}-of-{num_shards:05d}.parquet"
-        _atomic_write(out / "data" / name, table_bytes(shard_rows, schema, "zstd", 1000))
+        atomic_write(out / "data" / name, table_bytes(shard_rows, schema, "zstd", 1000))
     dead.sort(key=lambda d: tuple(d[f] for f in DEAD_LETTERS.names))
-    _atomic_write(out / "dead_letters" / "dead_letters.jsonl", _jsonl_bytes(dead))
+    atomic_write(out / "dead_letters" / "dead_letters.jsonl", _jsonl_bytes(dead))
 
     steps = sum(len(r["labels"]) for r in rows)
     positives = sum(sum(r["labels"]) for r in rows)
@@ -394,11 +388,11 @@ def import_rows(
         },
         "outputs": {"paths": "data/train-*.parquet", "dead_letters": "dead_letters/dead_letters.jsonl"},
     }
-    _atomic_write(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
 
 
-# ---------------------------------------------------------------- command line (wired into run.py by the lead)
+# ---------------------------------------------------------------- command line
 
 
 def _unescape(text: str) -> str:

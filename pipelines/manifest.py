@@ -10,7 +10,6 @@ summary, the report and the dataset card repeat them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from collections import Counter
@@ -20,8 +19,10 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from engines.handler import model_fingerprint
 from schemas.config import Config, ConfigError
 from schemas.tables import SCHEMA_VERSION
+from storage import glob, read_bytes
 from transforms.dead_letters import problem_id_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,19 +49,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def model_fingerprint(model: str) -> str | None:
-    """sha256 over a local model folder's config and weights (a hub id is identified by its revision)."""
-    for candidate in (Path(model), REPO_ROOT / model):
-        if candidate.is_dir():
-            digest = hashlib.sha256()
-            for path in sorted(candidate.glob("*")):
-                if path.suffix in (".json", ".safetensors", ".model", ".txt") and path.is_file():
-                    digest.update(path.name.encode())
-                    digest.update(path.read_bytes())
-            return digest.hexdigest()
-    return None
-
-
 def finished_run(run: str | Path, option: str) -> Path:
     """`run` as a local finished run folder, or a ConfigError naming `option` and what is missing there."""
     folder = Path(run)
@@ -71,19 +59,10 @@ def finished_run(run: str | Path, option: str) -> Path:
     return folder
 
 
-def _read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
-
-
-def _glob(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def _parquet_stats(pattern: str, columns: list[str]) -> tuple[int, list[dict[str, Any]]]:
     rows = 0
     data: list[dict[str, Any]] = []
-    for path in _glob(pattern):
+    for path in glob(pattern):
         with FileSystems.open(path) as handle:
             table = pq.read_table(handle, columns=columns or None)
         rows += table.num_rows
@@ -104,7 +83,7 @@ def count_outputs(output: str, evidence_run: str | None = None) -> dict[str, Any
     solutions, _ = _parquet_stats(FileSystems.join(evidence_run, "evidence", "solutions", "part-*.parquet"), [])
     completions, _ = _parquet_stats(FileSystems.join(evidence_run, "evidence", "completions", "part-*.parquet"), [])
     dead_path = FileSystems.join(output, "dead_letters", "dead_letters.jsonl")
-    dead = [json.loads(line) for line in _read_bytes(dead_path).decode().splitlines() if line.strip()]
+    dead = [json.loads(line) for line in read_bytes(dead_path).decode().splitlines() if line.strip()]
     steps = sum(len(r["labels"]) for r in paths)
     positives = sum(sum(r["labels"]) for r in paths)
     labelled = {r["problem_id"] for r in paths + filtered}
@@ -162,7 +141,7 @@ def _filter_drops(kept: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> 
 def _annotator_retention(output: str, config: Config) -> dict[str, Any] | None:
     """Per consensus annotator, its agreement with MC over the rows consensus saw (None when consensus is off)."""
     from annotators.consensus import retention_by_annotator
-    from transforms.label import consensus_config
+    from transforms.filter import consensus_config
 
     consensus = consensus_config(config)
     if consensus is None:
@@ -170,7 +149,7 @@ def _annotator_retention(output: str, config: Config) -> dict[str, Any] | None:
     columns = ["id", "first_error_index", *(f"{n}_labels" for n in consensus.annotators if n != "mc")]
     rows: list[dict[str, Any]] = []
     for folder, pattern in (("data", "train-*.parquet"), ("filtered", "part-*.parquet")):
-        for path in _glob(FileSystems.join(output, folder, pattern)):
+        for path in glob(FileSystems.join(output, folder, pattern)):
             with FileSystems.open(path) as handle:
                 present = [c for c in columns if c in pq.read_schema(handle).names]
             with FileSystems.open(path) as handle:
@@ -241,7 +220,7 @@ def _filter_warnings(counts: dict[str, Any], share: float) -> list[str]:
 
 def _columns(output: str) -> list[str]:
     """The label columns of a run's paths (the annotator columns depend on its config)."""
-    paths = _glob(FileSystems.join(output, "data", "train-*.parquet"))
+    paths = glob(FileSystems.join(output, "data", "train-*.parquet"))
     if not paths:
         return []
     with FileSystems.open(paths[0]) as handle:
@@ -253,7 +232,7 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     path = FileSystems.join(output, "_work", "engine_stats.json")
     if not FileSystems.exists(path):
         return {}
-    batches = json.loads(_read_bytes(path))
+    batches = json.loads(read_bytes(path))
     calls = [s for b in batches for s in b["call_sequences"]]  # per engine call, or per step (request level)
     units = sorted({b.get("unit", "call") for b in batches})
     fills = sorted(min(1.0, s / capacity) for s in calls) or [0.0]
@@ -261,7 +240,9 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     tokens = sum(b["generated_tokens"] for b in batches)
     hits = sum(b.get("cache_hits", 0) for b in batches)
     misses = sum(b.get("cache_misses", 0) for b in batches)
-    judge_tokens = sum(b.get("judge", {}).get("generated_tokens", 0) for b in batches)
+    judge_path = FileSystems.join(output, "_work", "judge_stats.json")
+    judged = json.loads(read_bytes(judge_path)) if FileSystems.exists(judge_path) else []
+    judge_tokens = sum(b["generated_tokens"] for b in judged)
     omegaprm: Counter[str] = Counter()
     for b in batches:
         omegaprm.update(b.get("omegaprm") or {})
@@ -311,7 +292,7 @@ def write_manifest(
     tokens = engine.get("generated_tokens", int(counters.get("search.generated_tokens", 0)))
     quality = None
     if config.input.domain in ("arithmetic", "chains"):  # chains are arithmetic expressions without products
-        from pipelines.evaluate import exact_quality
+        from annotators.exact import exact_quality
 
         _, rows = _parquet_stats(FileSystems.join(output, "data", "train-*.parquet"), list(_columns(output)))
         quality = {"exact_arithmetic": exact_quality(rows)} if rows else None

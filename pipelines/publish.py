@@ -289,7 +289,7 @@ def publish(
     return {**plan, "commit_oid": commit.oid, "commit_url": str(commit.commit_url), "record": str(record)}
 
 
-# ---------------------------------------------------------------- command line (wired into run.py by the lead)
+# ---------------------------------------------------------------- command line
 
 
 def cmd_publish(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:

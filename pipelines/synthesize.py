@@ -1,4 +1,4 @@
-"""The `synthesize` pipeline: read problems -> search (+ judge) -> verify and label -> filter/augment -> write.
+"""The `synthesize` pipeline: read -> search -> judge (optional) -> verify -> label -> filter -> augment -> write.
 
 `build(pipeline, config, output)` adds the stages to a Beam pipeline (tests inject their own); `run(...)`
 builds, runs and waits, then writes `manifest.json` last, so a manifest marks a finished run.
@@ -17,41 +17,40 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from annotators.omegaprm import NODES_SCHEMA
 from pipelines import manifest as manifest_lib
 from schemas import tables
 from schemas.config import Config, ConfigError
-from transforms import label as L
-from transforms.augment import AugmentRows
+from transforms import evidence as E
+from transforms.augment import AugmentPaths
+from transforms.filter import FILTERED, FilterPaths
+from transforms.judge import CRITIQUES, JudgePaths
+from transforms.label import LabelPaths, label_setting
 from transforms.read import DEAD, PROBLEMS, ReadProblems, check_input
 from transforms.search import EVIDENCE, STATS, SearchProblems, omegaprm_config
+from transforms.verify import VERDICTS, VerifyPaths
 from transforms.write import WriteDeadLetters, WriteShards
 
 log = logging.getLogger(__name__)
 
-# Evidence tables: (tag, folder, schema or None for the OmegaPRM node schema, sort key).
-EVIDENCE_TABLES = [
-    (L.PROBLEMS, "problems", tables.PROBLEMS, lambda r: r["problem_id"]),
-    (L.SOLUTIONS, "solutions", tables.SOLUTIONS, lambda r: f"{r['problem_id']}/{r['solution_index']:06d}"),
-    (
-        L.COMPLETIONS,
-        "completions",
+# Evidence tables: (tag, schema, sort key); each is written to `evidence/<tag>/`.
+EVIDENCE_TABLES = {
+    E.PROBLEMS: (tables.PROBLEMS, lambda r: r["problem_id"]),
+    E.SOLUTIONS: (tables.SOLUTIONS, lambda r: f"{r['problem_id']}/{r['solution_index']:06d}"),
+    E.COMPLETIONS: (
         tables.COMPLETIONS,
         lambda r: f"{r['problem_id']}/{r['solution_index']:06d}/{r['step_index']:04d}/{r['completion_index']:04d}",
     ),
-    (L.NODES, "omegaprm_nodes", None, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
-    (L.SEARCH_PATHS, "omegaprm_paths", tables.paths_schema(), lambda r: r["id"]),
-    (L.CRITIQUES, "critiques", tables.CRITIQUES, lambda r: f"{r['path_id']}/{r['critique_index']:04d}"),
-    (
-        L.VERDICTS,
-        "verdicts",
-        tables.VERDICTS,
-        lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}",
-    ),
-]
+    E.NODES: (NODES_SCHEMA, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
+    E.SEARCH_PATHS: (tables.paths_schema(), lambda r: r["id"]),
+    CRITIQUES: (tables.CRITIQUES, lambda r: f"{r['path_id']}/{r['critique_index']:04d}"),
+    VERDICTS: (tables.VERDICTS, lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}"),
+}
 
 
 def output_schema(config: Config):
-    return tables.paths_schema(sorted(config.annotators), judge=config.judge.enabled, progress=config.progress.enabled)
+    """The labelled-path table of a run: the base columns and those its annotators declare."""
+    return tables.paths_schema(label_setting(config).columns())
 
 
 def cache_dir(config: Config, output: str) -> str | None:
@@ -86,40 +85,72 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
     """Add every stage of a synthesize run writing under `output` to `pipeline`."""
     read = pipeline | "Read problems" >> ReadProblems(config.input)
     searched = read[PROBLEMS] | "Search" >> SearchProblems(config, cache)
-    labelled = searched[EVIDENCE] | "Label" >> L.LabelEvidence(config)
-    augmented = labelled[L.PATHS] | "Filter and augment" >> AugmentRows(config)
-    schema = output_schema(config)
-
+    evidence = searched[EVIDENCE]
+    dead = [read[DEAD], searched[DEAD]]
     shards = shard_writer(config, output)
-
-    written = [augmented["paths"] | "Write paths" >> shards("data", schema, lambda r: r["id"], prefix="train")]
-    filtered = (labelled[L.FILTERED], augmented["filtered"]) | "Merge filtered" >> beam.Flatten()
-    written.append(filtered | "Write filtered" >> shards("filtered", tables.filtered_schema(schema), lambda r: r["id"]))
-    for tag, folder, table_schema, key in EVIDENCE_TABLES:
-        if tag in (L.NODES, L.SEARCH_PATHS) and config.search.method != "omegaprm":
-            continue
-        if tag == L.NODES:
-            from annotators.omegaprm import NODES_SCHEMA
-
-            table_schema = NODES_SCHEMA
-        if tag == L.CRITIQUES and not config.judge.enabled:
-            continue
-        if tag == L.VERDICTS and not config.annotators:
-            continue
-        written.append(labelled[tag] | f"Write {folder}" >> shards(f"evidence/{folder}", table_schema, key))
-    dead = (
-        read[DEAD],
-        searched[DEAD],
-        labelled[DEAD],
-        augmented[DEAD],
-        *(w[DEAD] for w in written),
-    ) | "Merge dead letters" >> beam.Flatten()
-    _ = dead | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
-    _ = (
-        searched[STATS]
-        | "Collect engine stats" >> beam.combiners.ToList()
-        | "Write engine stats" >> beam.Map(_write_json, FileSystems.join(output, "_work", "engine_stats.json"))
+    stats = [(searched[STATS], "engine_stats.json")]
+    written = []
+    if config.judge.enabled:
+        judged = evidence | "Judge" >> JudgePaths(config)
+        evidence = judged["evidence"]
+        dead.append(judged[DEAD])
+        stats.append((judged[STATS], "judge_stats.json"))
+        written.append(_write_evidence(judged[CRITIQUES], CRITIQUES, shards))
+    stored = evidence | "Store evidence" >> E.EvidenceRows(config)
+    dead.append(stored[DEAD])
+    # Every run has the problems, solutions and completions tables (empty ones too); OmegaPRM adds its tree.
+    used = (
+        E.PROBLEMS,
+        E.SOLUTIONS,
+        E.COMPLETIONS,
+        *((E.NODES, E.SEARCH_PATHS) if config.search.method == "omegaprm" else ()),
     )
+    written.extend(_write_evidence(stored[tag], tag, shards) for tag in used)
+    dead.extend(label_and_write(evidence, config, output))
+    dead.extend(w[DEAD] for w in written)
+    _ = (
+        tuple(dead)
+        | "Merge dead letters" >> beam.Flatten()
+        | "Write dead letters" >> WriteDeadLetters(FileSystems.join(output, "dead_letters", "dead_letters.jsonl"))
+    )
+    for collection, name in stats:
+        _ = (
+            collection
+            | f"Collect {name}" >> beam.combiners.ToList()
+            | f"Write {name}" >> beam.Map(_write_json, FileSystems.join(output, "_work", name))
+        )
+
+
+def _meta_json() -> beam.PTransform:
+    """Rows with `meta` as the JSON text the tables store: it stays a dict through label, filter and augment."""
+    return beam.Map(lambda r: tables.with_meta_json(dict(r)))
+
+
+def _write_evidence(rows: beam.PCollection, tag: str, shards) -> dict[str, beam.PCollection]:
+    schema, key = EVIDENCE_TABLES[tag]
+    return rows | f"Write {tag}" >> shards(f"evidence/{tag}", schema, key)
+
+
+def label_and_write(evidence: beam.PCollection, config: Config, output: str) -> list[beam.PCollection]:
+    """Verify, label, filter, augment and write the paths of `evidence` under `output` (synthesize and annotate
+    alike); returns the stages' dead letters."""
+    shards = shard_writer(config, output)
+    dead = []
+    if config.annotators:
+        verified = evidence | "Verify" >> VerifyPaths(config)
+        evidence = verified["evidence"]
+        dead.extend([verified[DEAD], _write_evidence(verified[VERDICTS], VERDICTS, shards)[DEAD]])
+    labelled = evidence | "Label" >> LabelPaths(config)
+    filtered = labelled["paths"] | "Filter" >> FilterPaths(config)
+    augmented = filtered["paths"] | "Augment" >> AugmentPaths(config)
+    schema = output_schema(config)
+    written = [
+        augmented["paths"]
+        | "Write paths" >> (_meta_json() | shards("data", schema, lambda r: r["id"], prefix="train")),
+        filtered[FILTERED]
+        | "Write filtered" >> (_meta_json() | shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])),
+    ]
+    return [labelled[DEAD], filtered[DEAD], augmented[DEAD], *(w[DEAD] for w in written)]
 
 
 def _write_json(items: list[dict[str, Any]], path: str) -> None:

@@ -17,12 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotators.labelling import attach_verdicts, make_verifier
-from annotators.mc import path_id
+from annotators.labelling import attach_verdicts, make_verifier, verifier_columns
 from schemas import tables
-from schemas.records import Problem
+from schemas.records import Problem, path_id
+from schemas.tables import table_bytes
+from storage import atomic_write
 from transforms.dead_letters import contain
-from transforms.write import _atomic_write, dead_letter_sort_key, table_bytes
+from transforms.write import dead_letter_sort_key
 
 
 def _row(problem: dict[str, Any], steps: list[str], labels: list[bool], source: str, **extra: Any) -> dict[str, Any]:
@@ -144,10 +145,10 @@ def verify_rows(
 
 
 def write(output: Path, rows: list[dict[str, Any]], verifiers: list[str], report: dict[str, Any]) -> None:
-    schema = tables.paths_schema(verifiers)
+    schema = tables.paths_schema([c for name in sorted(verifiers) for c in verifier_columns(name)])
     rows = sorted(rows, key=lambda r: r["id"])
     full = [{name: r.get(name) for name in schema.names} for r in rows]
-    _atomic_write(str(output / "data" / "train-00000-of-00001.parquet"), table_bytes(full, schema, "zstd", 1000))
+    atomic_write(str(output / "data" / "train-00000-of-00001.parquet"), table_bytes(full, schema, "zstd", 1000))
     (output / "manifest.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
@@ -180,7 +181,7 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str] | None = None) -> 
     write(Path(args.output), kept, verifiers, report)
     dead.sort(key=dead_letter_sort_key)
     payload = "".join(json.dumps(d, sort_keys=True, ensure_ascii=False) + "\n" for d in dead).encode()
-    _atomic_write(str(Path(args.output) / "dead_letters" / "dead_letters.jsonl"), payload)
+    atomic_write(str(Path(args.output) / "dead_letters" / "dead_letters.jsonl"), payload)
     print(json.dumps(report, indent=2, sort_keys=True))
     return 0
 

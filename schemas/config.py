@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from schemas.records import SamplingParams
+
 VERIFIERS = ("arithmetic", "logic", "code")
 
 
@@ -115,6 +117,11 @@ class SamplingConfig:
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{key}.top_p: must be in (0, 1]")
         _positive(f"{key}.max_tokens", self.max_tokens)
+
+
+def sampling_params(s: SamplingConfig) -> SamplingParams:
+    """The engine's sampling parameters of a config section (the seed is set per request by the search)."""
+    return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=tuple(s.stop))
 
 
 @dataclass

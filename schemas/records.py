@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,15 @@ class Request:
     """One generation request: `n` samples of `prompt`.
 
     `key` names the request inside its search (e.g. "p17/sol" or "p17/s2/t3"); it is the request identity that
-    seeds derive from and the evidence records point back to.
+    seeds derive from and the evidence records point back to. `problem_id` is the problem whose search asked for
+    it, set when the requests of many problems are merged into engine calls (the sample cache files by it).
     """
 
     prompt: str
     n: int
     sampling: SamplingParams
     key: str = ""
+    problem_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,15 @@ def derive_seed(run_seed: int, problem_id: str, request_key: str) -> int:
     """
     digest = hashlib.blake2b(f"{run_seed}\x1f{problem_id}\x1f{request_key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % (2**31 - 2**16)
+
+
+def path_id(scope: str, steps: list[str]) -> str:
+    """Stable id of a labelled path: a hash of its scope (the problem id; MC uses `problem_id#solution_index`, since
+    two samples can share steps) and its steps."""
+    return hashlib.sha256(json.dumps([scope, steps]).encode()).hexdigest()[:24]
+
+
+def prefix_key(prefix: str, namespace: str = "") -> str:
+    """Request identity of a step prefix: identical prefixes are estimated once, with one seed; `namespace` keeps
+    one search's keys (and so its seeds) apart from another's ("omegaprm/")."""
+    return f"{namespace}prefix/" + hashlib.sha256(prefix.encode()).hexdigest()[:20]

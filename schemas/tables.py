@@ -10,10 +10,13 @@ rewritten by hand or by another tool fails with the file and column named, `Tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 class TableError(ValueError):
@@ -140,22 +143,27 @@ DEAD_LETTERS = pa.schema(
 )
 
 
-def paths_schema(verifiers: list[str] | tuple[str, ...] = (), judge: bool = False, progress: bool = False) -> pa.Schema:
-    """The labelled-path schema plus the columns of the configured annotators.
+@dataclass(frozen=True)
+class Column:
+    """A column an annotator adds to the labelled-path table; `kind` names its Arrow type (`COLUMN_TYPES`)."""
 
-    Per verifier and for the judge: `<name>_labels` (null = cannot check) and `<name>_reasons`; the judge also
-    gets `judge_first_error`; progress adds PAV advantages and GenPRM relative-progress labels.
-    """
-    fields = list(PATHS)
-    for name in sorted(verifiers) + (["judge"] if judge else []):
-        fields.append(pa.field(f"{name}_labels", pa.list_(pa.bool_())))
-        fields.append(pa.field(f"{name}_reasons", pa.list_(pa.string())))
-    if judge:
-        fields.append(pa.field("judge_first_error", pa.int32()))
-    if progress:
-        fields.append(pa.field("pav_advantages", pa.list_(pa.float32())))
-        fields.append(pa.field("rpe_labels", pa.list_(pa.bool_())))
-    return pa.schema(fields)
+    name: str
+    kind: str  # bools | strings | int | floats
+
+
+# One Arrow type per column kind: per-step verdicts (null = cannot check), reasons, an index, per-step values.
+COLUMN_TYPES = {
+    "bools": pa.list_(pa.bool_()),
+    "strings": pa.list_(pa.string()),
+    "int": pa.int32(),
+    "floats": pa.list_(pa.float32()),
+}
+
+
+def paths_schema(added: Sequence[Column] = ()) -> pa.Schema:
+    """The labelled-path schema plus the columns the configured annotators declare
+    (`annotators.labelling.LabelSetting.columns`)."""
+    return pa.schema([*PATHS, *(pa.field(c.name, COLUMN_TYPES[c.kind]) for c in added)])
 
 
 def filtered_schema(schema: pa.Schema) -> pa.Schema:
@@ -210,3 +218,26 @@ def missing_values(row: dict[str, Any], columns: Iterable[str]) -> str | None:
         if isinstance(value, list) and any(item is None for item in value):
             return f"column {column!r} holds a null at {value.index(None)}"
     return None
+
+
+def table_bytes(rows: list[dict[str, Any]], schema: pa.Schema, compression: str, row_group_size: int) -> bytes:
+    """Parquet bytes of `rows` with an explicit schema and fixed writer settings (no timestamps): the same rows
+    give the same bytes."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=None if compression == "none" else compression,
+        row_group_size=row_group_size,
+        write_statistics=True,
+        write_page_index=True,
+    )
+    return sink.getvalue().to_pybytes()
+
+
+def with_meta_json(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with its `meta` dict as the JSON text the tables store (sorted keys, UTF-8 kept)."""
+    if not isinstance(row.get("meta"), str):
+        row["meta"] = json.dumps(row.get("meta") or {}, sort_keys=True, ensure_ascii=False, default=str)
+    return row

@@ -26,13 +26,13 @@ class SeedEcho:
         pass
 
 
-def req(prompt, n, seed, key="p1|x"):
-    return Request(prompt, n, SamplingParams(seed=seed, max_tokens=8), key)
+def req(prompt, n, seed, key="x"):
+    return Request(prompt, n, SamplingParams(seed=seed, max_tokens=8), key, problem_id="p1")
 
 
 def make(entries=None):
     inner = SeedEcho()
-    cached = CachedEngine(lambda: inner, "fp", entries or {}, lambda r: r.key.split("|")[0])
+    cached = CachedEngine(lambda: inner, "fp", entries or {})
     return inner, cached
 
 
@@ -41,7 +41,7 @@ def test_second_pass_is_all_hits_and_never_builds_the_engine():
     out1 = first.generate([req("a", 3, 100), req("b", 2, 7)])
     assert first.misses == 5 and first.hits == 0 and len(first.new_entries) == 5
     built = []
-    second = CachedEngine(lambda: built.append(1) or inner, "fp", {e.key: e for e in first.new_entries}, lambda r: "p1")
+    second = CachedEngine(lambda: built.append(1) or inner, "fp", {e.key: e for e in first.new_entries})
     out2 = second.generate([req("a", 3, 100), req("b", 2, 7)])
     assert [[s.text for s in x] for x in out2] == [[s.text for s in x] for x in out1]
     assert second.hits == 5 and second.misses == 0 and built == []
@@ -108,7 +108,7 @@ def test_a_fully_cached_stream_never_builds_the_engine():
     inner, first = make()
     first.generate([req("a", 3, 100)])
     built = []
-    cached = CachedEngine(lambda: built.append(1) or inner, "fp", {e.key: e for e in first.new_entries}, lambda r: "p1")
+    cached = CachedEngine(lambda: built.append(1) or inner, "fp", {e.key: e for e in first.new_entries})
     with cached.stream() as stream:
         out = drain(stream, [req("a", 3, 100)])
         assert stream.in_flight() == 0

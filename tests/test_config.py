@@ -84,7 +84,7 @@ def test_yaml_errors_are_reported(tmp_path):
 
 
 def test_consensus_preset_votes_mc_with_the_arithmetic_verifier():
-    from transforms.label import consensus_config
+    from transforms.filter import consensus_config
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "consensus.yaml")
     assert config.filters.consensus.enabled and config.filters.consensus.annotators == ["mc", "arithmetic"]

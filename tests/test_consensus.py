@@ -10,13 +10,13 @@ import pytest
 from annotators.consensus import (
     ConsensusConfig,
     consensus,
-    filter_rows,
     first_errors,
     retention_by_annotator,
     retention_by_source,
     update_meta,
     verifier_flags,
 )
+from annotators.filters import filter_rows
 
 
 def _row(row_id: str, first_error: int, source: str = "gsm8k", **columns: Any) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def clean(tmp_path_factory, vllm_engine):
 @pytest.fixture(scope="module")
 def poisoned_search(clean):
     """Poisoned at search start (prompt), search (grading), base labels and judge parsing: one problem each."""
+    import annotators.labelling as labelling
+    import transforms.judge as judge
     import transforms.search as search
     from engines.prompts import PromptRenderer
     from pipelines import synthesize
@@ -91,7 +93,7 @@ def poisoned_search(clean):
     prompt_id, grader_id, label_id, judge_id = labelled[:4]
     questions = {r["problem_id"]: r["question"] for r in rows(root / "clean", "evidence/problems")}
     render, mc_search, label_paths, judge_search = (
-        PromptRenderer.render, search.math_shepherd_search, search.label_paths, search.judge_search
+        PromptRenderer.render, search.math_shepherd_search, labelling.label_paths, judge.judge_search
     )  # fmt: skip
 
     def poisoned_render(self, question):
@@ -103,13 +105,13 @@ def poisoned_search(clean):
         raise ValueError("poisoned grader")
 
     def poisoned_mc_search(problem, prompt, mc, seed):
-        judge = poisoned_grader if problem.problem_id == grader_id else None
-        return mc_search(problem, prompt, mc, seed, judge=judge)
+        grade = poisoned_grader if problem.problem_id == grader_id else None
+        return mc_search(problem, prompt, mc, seed, grade=grade)
 
-    def poisoned_label_paths(evidence, rule):
-        if evidence.problem.problem_id == label_id:
+    def poisoned_label_paths(result, rule):
+        if result.problem.problem_id == label_id:
             raise KeyError("poisoned base labels")
-        return label_paths(evidence, rule)
+        return label_paths(result, rule)
 
     def poisoned_judge_search(problem_id, *args, **kwargs):
         inner = judge_search(problem_id, *args, **kwargs)
@@ -125,8 +127,8 @@ def poisoned_search(clean):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PromptRenderer, "render", poisoned_render)
         patch.setattr(search, "math_shepherd_search", poisoned_mc_search)
-        patch.setattr(search, "label_paths", poisoned_label_paths)
-        patch.setattr(search, "judge_search", poisoned_judge_search)
+        patch.setattr(labelling, "label_paths", poisoned_label_paths)
+        patch.setattr(judge, "judge_search", poisoned_judge_search)
         manifest = synthesize.run(config, str(root / "poisoned-search"))
     ids = {"search start": prompt_id, "grading": grader_id, "label": label_id, "judge": judge_id}
     return root / "poisoned-search", manifest, ids
@@ -135,8 +137,8 @@ def poisoned_search(clean):
 @pytest.fixture(scope="module")
 def poisoned_relabel(clean):
     """A relabel from the clean run's evidence poisoned at verify, label, augment and write: one problem each."""
+    import annotators.labelling as label
     import transforms.augment as augment
-    import transforms.label as label
     from annotators.verifiers.arithmetic import ArithmeticVerifier
     from pipelines import annotate
 
@@ -218,10 +220,17 @@ def test_a_relabel_keeps_the_dead_letters_of_problems_without_evidence(clean, po
 
     root, config, _, _ = clean
     run, _, ids = poisoned_search
-    manifest = annotate.run(str(run), config, str(root / "relabel-of-poisoned"))
-    assert letters(root / "relabel-of-poisoned") == letters(run)  # nothing here can recompute them
-    assert rows(root / "relabel-of-poisoned", "data") == rows(run, "data")
-    assert manifest["counts"]["balanced"] is True and manifest["counts"]["problems_dead_lettered"] == len(ids)
+    relabelled = root / "relabel-of-poisoned"
+    manifest = annotate.run(str(run), config, str(relabelled))
+    # Search and judge failures left no evidence: nothing here can recompute them, so their dead letters carry over.
+    # The problem whose labelling failed had its evidence stored first: the relabel labels it as the clean run did.
+    relabel = ids["label"]
+    assert letters(relabelled) == [d for d in letters(run) if problem_of(d) != relabel]
+    assert [r for r in rows(relabelled, "data") if r["problem_id"] != relabel] == rows(run, "data")
+    assert [r for r in rows(relabelled, "data") if r["problem_id"] == relabel] == [
+        r for r in rows(root / "clean", "data") if r["problem_id"] == relabel
+    ]
+    assert manifest["counts"]["balanced"] is True and manifest["counts"]["problems_dead_lettered"] == len(ids) - 1
 
 
 def test_relabel_stage_faults_are_dead_letters(clean, poisoned_relabel):

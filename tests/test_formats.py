@@ -14,8 +14,7 @@ import pytest
 from pipelines.export import add_export_commands, export_run, import_rows
 from schemas import formats
 from schemas.formats import FormatError, check_openrlhf_row
-from schemas.tables import PATHS, paths_schema
-from transforms.write import table_bytes
+from schemas.tables import PATHS, paths_schema, table_bytes
 
 PRM800K_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "prm800k" / "phase1_test.jsonl"
 

@@ -12,7 +12,7 @@ from annotators.evaluation import load_processbench
 from annotators.judge import (
     CRITIQUE_TEMPLATE,
     MAX_CRITIQUE_CHARS,
-    JudgeEvidence,
+    JudgeVote,
     build_judge_prompt,
     evidence_from_critiques,
     judge_labels,
@@ -183,7 +183,7 @@ def test_judge_search_coroutine() -> None:
     with pytest.raises(StopIteration) as stop:
         search.send([_samples(["\\boxed{1}", "\\boxed{9}", "nothing", "\\boxed{1}"])])
     evidence = stop.value.value
-    assert isinstance(evidence, JudgeEvidence)
+    assert isinstance(evidence, JudgeVote)
     assert evidence.parsed == [1, None, None, 1]
     assert evidence.first_error == 1
     assert evidence.n_unparseable == 2

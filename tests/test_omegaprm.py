@@ -404,11 +404,11 @@ def test_truncated_rollouts_follow_the_policy() -> None:
 
 
 def test_unparseable_answers_count_as_wrong() -> None:
-    def judge(text: str, finish_reason: str) -> Verdict:  # a judge that cannot decide the wrong answers
+    def grade(text: str, finish_reason: str) -> Verdict:  # a grader that cannot decide the wrong answers
         extracted = text.rsplit("Answer: ", 1)[-1]
         return Verdict(True, "ok", "98") if extracted == "98" else Verdict(None, "undecided", extracted)
 
-    result = run(OmegaPRMConfig(rollout_budget=None), ScriptedPolicy([EXPRESSION]), judge=judge)
+    result = run(OmegaPRMConfig(rollout_budget=None), ScriptedPolicy([EXPRESSION]), grade=grade)
     root = result.nodes[0]
     assert root["mc"] == 0.5 and root["n_rollouts"] == 8
     assert sum(r["correct"] is None for r in root["rollouts"]) == 4

@@ -15,8 +15,7 @@ import pytest
 
 from prm.alignment import AlignmentError, tokenize_row
 from prm.examples import examples_of, split_by_problem, targets_of
-from schemas.tables import PATHS
-from transforms.write import table_bytes
+from schemas.tables import PATHS, table_bytes
 
 pytestmark = pytest.mark.slow
 

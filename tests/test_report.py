@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from annotators.labelling import LabelSetting
+from annotators.mc import LabelRule
 from pipelines import manifest as manifest_lib
 from pipelines import report
 from schemas import tables
@@ -92,7 +94,7 @@ def make_fake_run(root: Path, *, label_quality: dict | None = None) -> tuple[Pat
             "output": {"num_shards": 2},
         }
     )
-    schema = tables.paths_schema(["arithmetic"], judge=True)
+    schema = tables.paths_schema(LabelSetting(LabelRule("mc>0"), ("arithmetic",), judge=True).columns())
     rows = [_path_row(p, schema, config.config_hash()) for p in PATHS]
     _write(root / "data" / "train-00000-of-00002.parquet", rows[:3], schema)
     _write(root / "data" / "train-00001-of-00002.parquet", rows[3:], schema)
@@ -333,7 +335,7 @@ def test_fake_run_report_has_every_plot_and_matches_the_manifest(fake_run):
     assert not manifest.get("label_quality") and 'id="table-label_quality' not in html_text
 
 
-EXACT_QUALITY = {  # the shape `pipelines.evaluate.exact_quality` writes for an arithmetic-domain run
+EXACT_QUALITY = {  # the shape `annotators.exact.exact_quality` writes for an arithmetic-domain run
     "exact_arithmetic": {
         "n_paths": 6,
         "mc": {"first_error_agreement": 0.5, "by_chain_length": {"2": 0.5, "3": 1.0}, "step_accuracy": 0.9,
@@ -479,7 +481,7 @@ def test_omegaprm_rollouts_count_as_completions_of_their_method(fake_run):
         {"problem_id": "p9", "node_id": 1, "parent_id": 0, "prefix": "a", "rollouts": [rollout]},
     ]
     _write(run / "evidence" / "omegaprm_nodes" / "part-00000-of-00001.parquet", nodes, NODES_SCHEMA)
-    schema = tables.paths_schema(["arithmetic"], judge=True)
+    schema = tables.paths_schema(LabelSetting(LabelRule("mc>0"), ("arithmetic",), judge=True).columns())
     row = _path_row(("p9-0", "p9", "math", [T, T, F], [1.0, 0.5, 0.0], [T, T, F], [T, T, F], True), schema, "h")
     _write(run / "data" / "train-00002-of-00002.parquet", [{**row, "search": "omegaprm"}], schema)
     figures = report.report_figures(report.load_run(run))

@@ -90,9 +90,8 @@ def test_every_export_format_with_the_smollm2_tokenizer(tmp_path):
 
     from pipelines.export import export_run
     from prm.alignment import tokenize_row
-    from schemas.tables import PATHS
+    from schemas.tables import PATHS, table_bytes
     from tests.test_prm_train import _row
-    from transforms.write import table_bytes
 
     tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
     run = tmp_path / "run"

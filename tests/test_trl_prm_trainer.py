@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.export import export_run
-from schemas.tables import PATHS
-from transforms.write import table_bytes
+from schemas.tables import PATHS, table_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -2,23 +2,23 @@
 
 Rows go to shard `int(sha256(key)[:8], 16) % N`, are sorted by key inside the shard and written to a temp
 file that is renamed onto `data/train-00000-of-0000N.parquet`: the same rows give the same bytes, and a
-retried bundle overwrites with identical content (shared/reference/infra.md §3.2).
+retried bundle overwrites with identical content (docs/infrastructure.md §3.2).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from schemas.tables import table_bytes
+from storage import atomic_write
 from transforms.dead_letters import contain, contain_group
 from transforms.progress import PROGRESS
 from transforms.read import DEAD
@@ -30,30 +30,6 @@ def shard_of(key: str, num_shards: int) -> int:
 
 def shard_name(directory: str, prefix: str, shard: int, num_shards: int, suffix: str = ".parquet") -> str:
     return FileSystems.join(directory, f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}")
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    temp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with FileSystems.create(temp) as handle:
-        handle.write(payload)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temp], [path])
-
-
-def table_bytes(rows: list[dict[str, Any]], schema: pa.Schema, compression: str, row_group_size: int) -> bytes:
-    """Parquet bytes of `rows` with an explicit schema and fixed writer settings (no timestamps)."""
-    table = pa.Table.from_pylist(rows, schema=schema)
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
-        compression=None if compression == "none" else compression,
-        row_group_size=row_group_size,
-        write_statistics=True,
-        write_page_index=True,
-    )
-    return sink.getvalue().to_pybytes()
 
 
 class WriteShards(beam.PTransform):
@@ -108,7 +84,7 @@ class WriteShards(beam.PTransform):
         for letter in dead:
             yield beam.pvalue.TaggedOutput(DEAD, letter)
         path = shard_name(self.directory, self.prefix, shard, self.num_shards)
-        _atomic_write(path, payload if payload is not None else self._bytes([]))
+        atomic_write(path, payload if payload is not None else self._bytes([]))
         if self.prefix == "train":
             PROGRESS.update("rows written", len(written), unit="rows")
         yield {"path": path, "rows": len(written)}
@@ -145,5 +121,5 @@ class WriteDeadLetters(beam.PTransform):
         for row in rows:  # dead letters by reason, as Beam metrics (the Dataflow UI shows them)
             Metrics.counter("dead_letters", row["reason"].split(":")[0][:60]).inc()
         payload = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode()
-        _atomic_write(self.path, payload)
+        atomic_write(self.path, payload)
         return {"path": self.path, "rows": len(rows)}

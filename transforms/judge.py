@@ -1,0 +1,134 @@
+"""Judge: evidence -> evidence with the judge's parsed, voted critiques of every path (when `judge.enabled`).
+
+The critiques of a batch of problems' paths run together on the judge engine, as the searches do on the policy
+engine. A path whose critique prompt or parsing raises makes its problem a judge-stage dead letter; an engine that
+does not answer is not the problem's fault, so that path only has no verdict. The critiques leave as evidence rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from annotators.evidence import ProblemEvidence
+from annotators.judge import CRITIQUE_TEMPLATE, judge_search
+from schemas.config import Config, sampling_params
+from transforms.dead_letters import failure_reason
+from transforms.read import DEAD, dead_letter
+from transforms.search import STATS, Batches, drive, with_accelerator
+
+log = logging.getLogger(__name__)
+
+CRITIQUES = "critiques"
+
+
+@dataclasses.dataclass
+class Raised:
+    """The result of a coroutine that raised: its own error, told apart from an engine that failed it."""
+
+    error: BaseException
+
+
+def raised_as_result(search: Any) -> Any:
+    """`search`, with an exception of its own (not the engine's) returned as `Raised` instead of raised."""
+    try:
+        return (yield from search)
+    except Exception as error:  # noqa: BLE001 - reported by the caller as the element's dead letter
+        return Raised(error)
+
+
+def critique_rows(evidence: ProblemEvidence) -> Iterator[dict[str, Any]]:
+    """The evidence table `critiques`: every critique text of every judged path, with its parse."""
+    for path_id, vote in sorted(evidence.critiques.items()):
+        for index, (text, parsed) in enumerate(zip(vote.critiques, vote.parsed, strict=True)):
+            yield {"problem_id": evidence.problem.problem_id, "path_id": path_id, "critique_index": index,
+                   "text": text, "parsed": parsed, "parser": vote.parser}  # fmt: skip
+
+
+class _JudgeBatch(beam.DoFn):
+    """m critiques of every path of a batch of problems, merged into judge-engine calls."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.tokens = Metrics.counter("judge", "generated_tokens")
+        self.unparseable = Metrics.counter("judge", "unparseable_critiques")
+        self.failed = Metrics.counter("judge", "problems_failed")
+
+    def setup(self) -> None:
+        from engines.handler import EngineHandler
+        from engines.prompts import PromptRenderer
+
+        engine = self.config.judge_engine()
+        share = self.config.resources.share_engine_across_processes
+        self.engine = EngineHandler(engine, share_across_processes=share).load_model()
+        self.renderer = PromptRenderer(engine)
+
+    def process(self, element: tuple[int, list[ProblemEvidence]]) -> Iterator[Any]:
+        judge = self.config.judge
+        evidences = sorted(element[1], key=lambda ev: ev.problem.problem_id)
+        jobs = [(ev, path) for ev in evidences for path in ev.paths()]
+        searches = [
+            raised_as_result(
+                judge_search(
+                    ev.problem.problem_id,
+                    ev.problem.question,
+                    path.steps,
+                    judge.samples,
+                    sampling_params(judge.sampling),
+                    self.config.run.seed,
+                    self.renderer.render_user,
+                    parser=judge.parser,
+                    key=f"judge/{path.id}",
+                    template=judge.template or CRITIQUE_TEMPLATE,
+                )
+            )
+            for ev, path in jobs
+        ]
+        started = time.perf_counter()
+        outcomes, stats = drive(searches, self.engine, self.config)
+        failures: dict[str, dict[str, str]] = {}
+        for (ev, path), outcome in zip(jobs, outcomes, strict=True):
+            problem = ev.problem
+            if isinstance(outcome.result, Raised):
+                if problem.problem_id not in failures:
+                    reason = failure_reason("judge", outcome.result.error)
+                    failures[problem.problem_id] = dead_letter("judge", problem.source, reason, problem.to_dict())
+            elif outcome.error is None:
+                ev.critiques[path.id] = outcome.result
+                self.unparseable.inc(outcome.result.n_unparseable)
+        self.tokens.inc(stats.generated_tokens)
+        for ev in evidences:
+            if ev.problem.problem_id in failures:
+                self.failed.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, failures[ev.problem.problem_id])
+                continue
+            yield ev
+            for row in critique_rows(ev):
+                yield beam.pvalue.TaggedOutput(CRITIQUES, row)
+        yield beam.pvalue.TaggedOutput(STATS, {**asdict(stats), "wall_seconds": time.perf_counter() - started})
+
+
+class JudgePaths(beam.PTransform):
+    """Evidence -> {evidence (with critiques), critiques (evidence rows), dead_letters, stats per batch}."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+
+    def expand(self, evidence: beam.PCollection) -> dict[str, beam.PCollection]:
+        judge = beam.ParDo(_JudgeBatch(self.config)).with_outputs(CRITIQUES, DEAD, STATS, main="evidence")
+        outputs = (
+            evidence
+            | "Batch for the judge" >> Batches(self.config.search.problems_per_batch, lambda ev: ev.problem.problem_id)
+            | "Critique paths" >> with_accelerator(judge, self.config)
+        )
+        # Critiques are generated work too: a downstream retry never redoes them (docs/infrastructure.md §4).
+        judged = outputs["evidence"] | "Checkpoint critiques" >> beam.Reshuffle()
+        return {"evidence": judged, CRITIQUES: outputs[CRITIQUES], DEAD: outputs[DEAD], STATS: outputs[STATS]}

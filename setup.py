@@ -15,6 +15,7 @@ setup(
         "domains",
         "engines",
         "pipelines",
+        "pipelines.report",
         "prm",
         "schemas",
         "transforms",

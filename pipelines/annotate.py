@@ -101,7 +101,7 @@ REQUIRED = {
 def evidence_schema(folder: str) -> pa.Schema:
     """The schema the evidence table in `RUN/evidence/<folder>/` was written with."""
     if folder == "omegaprm_nodes":
-        from annotators.omegaprm import NODES_SCHEMA
+        from schemas.tables import OMEGAPRM_NODES as NODES_SCHEMA
 
         return NODES_SCHEMA
     if folder == "omegaprm_paths":

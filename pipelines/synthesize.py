@@ -99,7 +99,7 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
         if tag in (L.NODES, L.SEARCH_PATHS) and config.search.method != "omegaprm":
             continue
         if tag == L.NODES:
-            from annotators.omegaprm import NODES_SCHEMA
+            from schemas.tables import OMEGAPRM_NODES as NODES_SCHEMA
 
             table_schema = NODES_SCHEMA
         if tag == L.CRITIQUES and not config.judge.enabled:

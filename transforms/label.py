@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from annotators.consensus import ConsensusConfig, filter_rows
 from annotators.labelling import ProblemEvidence, attach_judge, attach_progress, attach_verdicts, make_verifier, root_mc
-from annotators.omegaprm import no_path_reason, nodes_to_rows
+from annotators.omegaprm_rows import no_path_reason, nodes_to_rows
 from schemas.config import Config
 from schemas.tables import SCHEMA_VERSION
 from transforms.dead_letters import at_stage, contain

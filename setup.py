@@ -18,6 +18,7 @@ setup(
         "pipelines.report",
         "prm",
         "schemas",
+        "schemas.formats",
         "transforms",
     ],
     python_requires=">=3.11",

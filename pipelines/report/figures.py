@@ -9,13 +9,10 @@ from typing import Any
 import numpy as np
 
 from annotators.mc import generated_completions
+from annotators.rounding import round_figure
 from pipelines.report.loading import RunFiles
 
 REPORT_VERSION = 1
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
 
 
 def first_error_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
@@ -43,7 +40,7 @@ def first_error_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
         "paths_without_error": total - len(indices),
         "paths_truncated_after_error": len(indices) - len(relative),
         "absolute": {"step_index": list(range(len(absolute_counts))), "counts": absolute_counts},
-        "relative": {"edges": [_round(e) for e in edges], "counts": relative_counts.tolist()},
+        "relative": {"edges": [round_figure(e) for e in edges], "counts": relative_counts.tolist()},
     }
 
 
@@ -66,8 +63,8 @@ def mc_value_figures(paths: dict[str, list[Any]]) -> dict[str, Any]:
         "available": bool(values),
         "steps_with_value": len(values),
         "steps_without_value": nulls,
-        "mean": _round(sum(values) / len(values)) if values else None,
-        "edges": [_round(e) for e in edges],
+        "mean": round_figure(sum(values) / len(values)) if values else None,
+        "edges": [round_figure(e) for e in edges],
         "counts_by_label": counts,
     }
 
@@ -119,7 +116,7 @@ def agreement_figures(paths: dict[str, list[Any]], columns: list[str]) -> dict[s
             chance = (a_true * b_true + (n - a_true) * (n - b_true)) / (n * n) if n else None
             k = (rate - chance) / (1 - chance) if n and chance < 1 else None
             for i, j in ((a, b), (b, a)):
-                counts[i][j], agreement[i][j], kappa[i][j] = n, _round(rate), _round(k)
+                counts[i][j], agreement[i][j], kappa[i][j] = n, round_figure(rate), round_figure(k)
     return {
         "available": size >= 2,
         "reason": None if size >= 2 else f"only one label column ({', '.join(names) or 'none'})",
@@ -168,8 +165,8 @@ def cost_figures(run: RunFiles) -> dict[str, Any]:
         steps = figures["labelled_steps"]
         tokens = figures["solution_tokens"] + figures["completion_tokens"]
         figures["generated_tokens"] = tokens
-        figures["completions_per_step"] = _round(figures["completions"] / steps) if steps else None
-        figures["generated_tokens_per_step"] = _round(tokens / steps, 2) if steps else None
+        figures["completions_per_step"] = round_figure(figures["completions"] / steps) if steps else None
+        figures["generated_tokens_per_step"] = round_figure(tokens / steps, 2) if steps else None
     return {"available": bool(methods), "reason": None, "by_method": dict(sorted(methods.items()))}
 
 
@@ -230,9 +227,9 @@ def batch_fill_figures(run: RunFiles) -> dict[str, Any]:
         "batches": len(run.engine_stats),
         "batch_ends": boundaries[:-1],
         "call_sequences": sequences,
-        "fills": [_round(f) for f in fills],
-        "batch_fill_mean": _round(sum(ordered) / len(ordered)),
-        "batch_fill_p10": _round(ordered[int(0.1 * (len(ordered) - 1))]),
+        "fills": [round_figure(f) for f in fills],
+        "batch_fill_mean": round_figure(sum(ordered) / len(ordered)),
+        "batch_fill_p10": round_figure(ordered[int(0.1 * (len(ordered) - 1))]),
     }
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from annotators.exact import exact_first_error_of, row_agreement
+from annotators.rounding import round_figure
 
 MEASURES = ("all", "error_claims", "no_error_claims")
 Tally = dict[str, dict[str, list[int]]]  # problem -> measure -> [agree, n]
@@ -143,7 +144,7 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
             {
                 "baseline": base.name,
                 "samples_per_unique_labelled_step": round(base_cost, 2) if base_cost else None,
-                "agreement": {m: _round(agreement(theirs, problems, m)) for m in measures},
+                "agreement": {m: round_figure(agreement(theirs, problems, m)) for m in measures},
                 "candidate_minus_baseline": {
                     m: paired_difference(mine, theirs, problems, m, drawn=drawn) for m in measures
                 },
@@ -165,7 +166,7 @@ def matched_quality(candidate: Labeller, baselines: list[Labeller], measures: tu
         "candidate": candidate.name,
         "problems": len(problems),
         "samples_per_unique_labelled_step": round(cost, 2) if cost else None,
-        "agreement": {m: _round(agreement(mine, problems, m)) for m in measures},
+        "agreement": {m: round_figure(agreement(mine, problems, m)) for m in measures},
         "rows": {m: sum(t[m][1] for t in mine.values()) for m in measures},
         "baselines": rows,
         "matched": verdict,
@@ -180,10 +181,6 @@ def _dearest(beaten: list[dict]) -> dict:
         return {"baseline": None, "ratio": None}
     dearest = max(priced, key=lambda r: r["samples_per_unique_labelled_step"])
     return {"baseline": dearest["baseline"], "ratio": dearest["cost_ratio"]}
-
-
-def _round(value: float | None) -> float | None:
-    return round(value, 4) if value is not None else None
 
 
 def mc_assumption(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def omegaprm_table_counts(
     prefilter: Sequence[Mapping[str, Any]] = (),
     split: Splitter | None = None,
 ) -> StepCounts:
-    """The three countings from one problem's stored rows: `NODES_SCHEMA` nodes, emitted paths, pre-filter samples.
+    """The three countings from one problem's stored rows: `OMEGAPRM_NODES` nodes, emitted paths, pre-filter samples.
 
     `split` cuts a full solution text into steps for (b) (default: the auto splitter); with `cut="step"` it is the
     splitter the search used, so (a) is a subset of (b) with the same labels.

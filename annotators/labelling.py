@@ -16,7 +16,8 @@ from typing import Any
 from annotators.evidence import ProblemEvidence
 from annotators.judge import JudgeVote, judge_labels
 from annotators.mc import LabelRule, label_paths
-from annotators.omegaprm import OmegaPRMResult, no_path_reason
+from annotators.omegaprm import OmegaPRMResult
+from annotators.omegaprm_rows import no_path_reason
 from annotators.progress import pav_advantages, rpe_labels
 from annotators.verifiers.base import StepVerdict, Verifier
 from schemas.tables import Column

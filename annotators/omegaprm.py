@@ -21,9 +21,10 @@ Each round of the coroutine yields the requests of ONE step of the search (the p
 binary-search probe: one `Request` with n = k); the driver (`engines.driver.run_searches`) merges the rounds of
 many problems into one engine call (DESIGN.md, "Search as coroutines").
 
-What the result holds:
+What the result holds (its rows are laid out by `annotators.omegaprm_rows`):
 
-- `nodes`: the lossless search graph (`NODES_SCHEMA`), every state with its rollouts, verdicts and visit count.
+- `nodes`: the lossless search graph (`schemas.tables.OMEGAPRM_NODES`), every state with its rollouts, verdicts
+  and visit count.
 - `paths`: labelled paths (the `schemas.tables.PATHS` columns the search knows):
   * one per distinct first error found by a binary search (two searches that land on the same first-error state
     give one row; `meta["searches"]` counts them). Steps run from the question through the first-error step;
@@ -47,15 +48,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
-import pyarrow as pa
-
 from annotators.answers import TRUNCATION_POLICIES, TruncatedGenerationError, Verdict, judge_text
+from annotators.omegaprm_rows import node_row, path_row, rollout_row
 from annotators.steps import SPLITTERS, split_steps
-from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed, path_id, prefix_key
+from schemas.records import Problem, Request, Sample, SamplingParams, derive_seed, prefix_key
 
 CUTS = ("step", "token")
 MC_SOURCES = ("monte_carlo", "terminal_answer")
@@ -68,7 +68,6 @@ STATUSES = (
     "search_limit",
     "rollout_budget",
 )
-LABEL_POLICY = "mc>0"  # OmegaPRM's hard label: a prefix that can still reach the gold answer
 
 
 Grader = Callable[[str, str], Verdict]  # (solution text, finish_reason) -> verdict; the gold answer is bound
@@ -196,45 +195,6 @@ class OmegaPRMResult:
     prefilter: list[dict[str, Any]] = field(default_factory=list)
 
 
-_ROLLOUT_TYPE = pa.struct(
-    [
-        ("text", pa.large_string()),
-        ("correct", pa.bool_()),
-        ("extracted", pa.string()),
-        ("verdict_reason", pa.string()),
-        ("n_tokens", pa.int32()),
-        ("finish_reason", pa.string()),
-        ("selected", pa.bool_()),
-        ("seed", pa.int64()),
-    ]
-)
-
-# The lossless search graph (the evidence table `omegaprm_nodes`); the lead moves it to schemas/tables.py.
-NODES_SCHEMA = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("node_id", pa.int32()),
-        ("parent_id", pa.int32()),  # the parent it was first reached through; null for the root
-        ("edges", pa.list_(pa.struct([("parent_id", pa.int32()), ("single_step", pa.bool_())]))),  # all in-edges
-        ("prefix", pa.large_string()),  # solution text after the prompt; parent.prefix + action == prefix
-        ("action", pa.large_string()),
-        ("action_tokens", pa.int32()),  # null when unknown (step cut without a tokenizer)
-        ("single_step", pa.bool_()),
-        ("steps", pa.list_(pa.large_string())),
-        ("step_ends", pa.list_(pa.int32())),  # prefix[:step_ends[t]] is the prefix through step t
-        ("mc", pa.float32()),
-        ("mc_source", pa.string()),  # monte_carlo | terminal_answer
-        ("n_correct", pa.int32()),
-        ("n_rollouts", pa.int32()),
-        ("visits", pa.int32()),
-        ("final_answer", pa.string()),  # terminal states only
-        ("request_key", pa.string()),
-        ("seed", pa.int64()),
-        ("rollouts", pa.list_(_ROLLOUT_TYPE)),
-    ]
-)
-
-
 def probes_per_search(units: int, splittable: Callable[[int], bool] = lambda n: n >= 2) -> int:
     """The most probes one binary search over `units` cut units can make: ceil(log2 units) when every segment of
     two or more units is split (step cut); `splittable(n)` says whether a segment of n units is split."""
@@ -249,23 +209,6 @@ def auto_rollout_budget(k: int, search_limit: int, prefilter_samples: int, max_p
     """`rollout_budget: auto`: the pre-filter, the root estimate, and `search_limit` searches of `max_probes`
     probes of k rollouts each, so that the search limit, not the budget, ends the question's search."""
     return prefilter_samples + k + search_limit * max_probes * k
-
-
-def no_path_reason(root_mc: float | None) -> str:
-    """Why a question left OmegaPRM without a labelled path, from its root estimate alone, so that a fresh run and
-    a relabel from the stored tree give the same dead letter. No colon: reasons are grouped by the text before it."""
-    if root_mc is None:
-        return "omegaprm labelled no path (no root estimate within the rollout budget)"
-    if root_mc == 0.0:
-        return "omegaprm labelled no path (every root rollout was wrong, so no correct prefix to search from)"
-    if root_mc == 1.0:
-        return "omegaprm labelled no path (every root rollout was right and positive_paths is off)"
-    return "omegaprm labelled no path (no search located a first error)"
-
-
-def nodes_to_rows(result: OmegaPRMResult) -> list[dict[str, Any]]:
-    """The rows of `NODES_SCHEMA` for one result, in node-id order."""
-    return [{name: node[name] for name in NODES_SCHEMA.names} for node in result.nodes]
 
 
 def omegaprm_search(
@@ -751,31 +694,6 @@ class _Search:
             return node.mc, 0, 1, node.node_id  # graded by its own answer, as annotators.mc does for the last step
         return node.mc, node.n_correct, node.n_rollouts, node.node_id
 
-    def _path_row(
-        self, steps: list[str], prefix: str, step_ends: list[int], labels: list[bool], extra: dict[str, Any]
-    ) -> dict[str, Any]:
-        extra = dict(extra)
-        meta = extra.pop("meta")
-        measured = [self._measured(prefix[:end]) for end in step_ends]
-        first_error = next((i for i, ok in enumerate(labels) if not ok), -1)
-        return {
-            "id": path_id(self.problem.problem_id, steps),
-            "problem_id": self.problem.problem_id,
-            "source": self.problem.source,
-            "search": "omegaprm",
-            "prompt": self.problem.question,
-            "completions": steps,
-            "labels": labels,
-            "mc_values": [m[0] for m in measured],
-            "n_correct": [m[1] for m in measured],
-            "n_rollouts": [m[2] for m in measured],
-            "label_policy": LABEL_POLICY,
-            "first_error_index": first_error,
-            "gold_answer": self.problem.answer,
-            **extra,
-            "meta": {"node_ids": [m[3] for m in measured], **meta},
-        }
-
     def _emit_negative(
         self,
         state: _Node,
@@ -804,10 +722,10 @@ class _Search:
         ]
         terminal = high is not None and high.mc_source == "terminal_answer"
         labels = [True] * (len(steps) - 1) + [False]  # every step before the first error is True
-        self.paths[key] = self._path_row(
+        self.paths[key] = path_row(
+            self.problem,
             steps,
-            high_prefix,
-            step_ends,
+            [self._measured(high_prefix[:end]) for end in step_ends],
             labels,
             {
                 "truncated_after_first_error": not terminal,  # steps after the first error were dropped
@@ -847,10 +765,10 @@ class _Search:
                     seg, cuts = _Segmentation(rollout.text, [0, len(rollout.text)], None), [0, 1]
                 steps = node.steps + seg.pieces(cuts)
                 step_ends = node.step_ends + [len(node.prefix) + e for e in seg.ends(cuts)]
-                row = self._path_row(
+                row = path_row(
+                    self.problem,
                     steps,
-                    full,
-                    step_ends,
+                    [self._measured(full[:end]) for end in step_ends],
                     [True] * len(steps),
                     {
                         "truncated_after_first_error": False,
@@ -885,37 +803,8 @@ class _Search:
             root_mc=self.nodes[0].mc if self.nodes else None,
             min_segment_tokens=self.min_segment if self.config.cut == "token" and self.nodes else None,
             rollout_budget=self.budget,
-            nodes=[self._node_row(node) for node in self.nodes],
+            nodes=[node_row(self.problem.problem_id, node) for node in self.nodes],
             paths=paths,
             selections=self.selections,
-            prefilter=[_rollout_row(r) for r in self.prefilter],
+            prefilter=[rollout_row(r) for r in self.prefilter],
         )
-
-    def _node_row(self, node: _Node) -> dict[str, Any]:
-        return {
-            "problem_id": self.problem.problem_id,
-            "node_id": node.node_id,
-            "parent_id": node.parent_id,
-            "edges": [dict(edge) for edge in node.edges],
-            "prefix": node.prefix,
-            "action": node.action,
-            "action_tokens": node.action_tokens,
-            "single_step": node.single_step,
-            "steps": list(node.steps),
-            "step_ends": list(node.step_ends),
-            "mc": node.mc,
-            "mc_source": node.mc_source,
-            "n_correct": node.n_correct,
-            "n_rollouts": node.n_rollouts,
-            "visits": node.visits,
-            "final_answer": node.final_answer,
-            "request_key": node.request_key,
-            "seed": node.seed,
-            "rollouts": [_rollout_row(r) for r in node.rollouts],
-        }
-
-
-def _rollout_row(rollout: _Rollout) -> dict[str, Any]:
-    row = asdict(rollout)
-    row["verdict_reason"] = row.pop("reason")
-    return {name: row[name] for name in _ROLLOUT_TYPE.names}

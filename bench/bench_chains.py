@@ -71,6 +71,7 @@ from annotators.cost import COUNTINGS, StepCounts, mc_step_counts, omegaprm_tabl
 from annotators.evaluation import processbench_scores
 from annotators.exact import exact_first_error_of
 from annotators.mc import generated_completions
+from annotators.rounding import round_figure
 from annotators.steps import split_steps
 from domains import chains
 
@@ -159,7 +160,7 @@ def processbench(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             preds.append(row["first_error_index"])
             labels.append(truth)
     scores = processbench_scores(preds, labels)
-    return {k: None if isinstance(v, float) and math.isnan(v) else _round(v) for k, v in scores.items()}
+    return {k: round_figure(v) for k, v in scores.items()}  # NaN becomes None
 
 
 def paired_f1_difference(
@@ -178,7 +179,7 @@ def cost_per_step(
     """Samples per distinct labelled step over `problems`, under each counting (None where nothing is labelled)."""
     problems = list(problems)
     steps = total(counts[p] for p in problems if p in counts)
-    return {k: _round(v, 3) for k, v in steps.per_step(sum(samples.get(p, 0) for p in problems)).items()}
+    return {k: round_figure(v, 3) for k, v in steps.per_step(sum(samples.get(p, 0) for p in problems)).items()}
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,8 @@ def compensated_slips(
         "with_a_wrong_step": wrong,
         "reaching_gold": gold,
         "compensated": both,
-        "compensated_of_wrong": _round(both / wrong if wrong else None),
-        "compensated_of_gold": _round(both / gold if gold else None),
+        "compensated_of_wrong": round_figure(both / wrong if wrong else None),
+        "compensated_of_gold": round_figure(both / gold if gold else None),
     }
 
 
@@ -234,9 +235,9 @@ def summarize_bucket(method: Method, problems: list[str], all_problems: Mapping[
         "samples": samples,
         "generated_tokens": tokens,
         "labelled_steps": {c: getattr(steps, c) for c in COUNTINGS},
-        "samples_per_step": {c: _round(v, 3) for c, v in steps.per_step(samples).items()},
-        "tokens_per_step": {c: _round(v, 1) for c, v in steps.per_step(tokens).items()},
-        "first_error_agreement": {m: _round(agreement(claims, labelled, m)) for m in MEASURES},
+        "samples_per_step": {c: round_figure(v, 3) for c, v in steps.per_step(samples).items()},
+        "tokens_per_step": {c: round_figure(v, 1) for c, v in steps.per_step(tokens).items()},
+        "first_error_agreement": {m: round_figure(agreement(claims, labelled, m)) for m in MEASURES},
         "processbench": processbench(rows),
         "compensated_slips": compensated_slips((s for s in method.solutions if s[0] in inside), all_problems),
     }
@@ -263,7 +264,7 @@ def matched_in_bucket(
             {
                 "baseline": base.name,
                 "samples_per_step": base_cost,
-                "f1": _round(f1_of(summed(theirs_f1, labelled))),
+                "f1": round_figure(f1_of(summed(theirs_f1, labelled))),
                 "f1_difference": paired_f1_difference(mine_f1, theirs_f1, labelled, drawn),
                 "agreement_difference": {
                     m: paired_difference(mine_claims, theirs_claims, labelled, m, drawn=drawn)
@@ -279,7 +280,7 @@ def matched_in_bucket(
         "candidate": candidate.name,
         "problems_labelled": len(labelled),
         "samples_per_step": cost,
-        "f1": _round(f1_of(summed(mine_f1, labelled))),
+        "f1": round_figure(f1_of(summed(mine_f1, labelled))),
         "baselines": rows,
         "not_significantly_worse": dearest(not_worse, labelled, undefined, len(rows)),
         "point": dearest(point, labelled, undefined, len(rows)),
@@ -390,10 +391,6 @@ def plot_ratios(table: list[dict[str, Any]], buckets: Sequence[tuple[int, int]],
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3) if numerator and denominator else None
-
-
-def _round(value: Any, digits: int = 4) -> Any:
-    return round(value, digits) if isinstance(value, float) else value
 
 
 # ----------------------------------------------------------------------------------------------- runs

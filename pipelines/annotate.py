@@ -100,9 +100,7 @@ REQUIRED = {
 def evidence_schema(folder: str) -> pa.Schema:
     """The schema the evidence table in `RUN/evidence/<folder>/` was written with."""
     if folder == "omegaprm_nodes":
-        from annotators.omegaprm import NODES_SCHEMA
-
-        return NODES_SCHEMA
+        return tables.OMEGAPRM_NODES
     if folder == "omegaprm_paths":
         return tables.paths_schema()
     return {

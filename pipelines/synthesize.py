@@ -17,7 +17,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from annotators.omegaprm import NODES_SCHEMA
 from pipelines import manifest as manifest_lib
 from schemas import tables
 from schemas.config import Config, ConfigError
@@ -41,7 +40,7 @@ EVIDENCE_TABLES = {
         tables.COMPLETIONS,
         lambda r: f"{r['problem_id']}/{r['solution_index']:06d}/{r['step_index']:04d}/{r['completion_index']:04d}",
     ),
-    E.NODES: (NODES_SCHEMA, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
+    E.NODES: (tables.OMEGAPRM_NODES, lambda r: f"{r['problem_id']}/{r['node_id']:08d}"),
     E.SEARCH_PATHS: (tables.paths_schema(), lambda r: r["id"]),
     CRITIQUES: (tables.CRITIQUES, lambda r: f"{r['path_id']}/{r['critique_index']:04d}"),
     VERDICTS: (tables.VERDICTS, lambda r: f"{r['path_id']}/{r['annotator']}/{r['step_index']:04d}"),

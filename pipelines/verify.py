@@ -59,7 +59,7 @@ def logic_rows(n: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]
 
 def code_rows(limit: int | None, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Canonical solutions (all lines True) and one failing PRLCoder mutation per task, labelled by its tests."""
-    from annotators.verifiers.code import mutation_labels
+    from annotators.verifiers.code_labels import mutation_labels
     from domains.code import HUMANEVAL_PATH, builtin_tasks, load_humaneval
 
     problems = builtin_tasks() + (load_humaneval(limit=limit) if HUMANEVAL_PATH.exists() else [])

@@ -70,6 +70,45 @@ COMPLETIONS = pa.schema(
     ]
 )
 
+# One graded rollout of an OmegaPRM state (a node's `rollouts`, the search result's pre-filter samples).
+OMEGAPRM_ROLLOUT = pa.struct(
+    [
+        ("text", pa.large_string()),
+        ("correct", pa.bool_()),
+        ("extracted", pa.string()),
+        ("verdict_reason", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("finish_reason", pa.string()),
+        ("selected", pa.bool_()),
+        ("seed", pa.int64()),
+    ]
+)
+
+# OmegaPRM's lossless search graph (the evidence table `omegaprm_nodes`, rows from annotators/omegaprm_rows.py).
+OMEGAPRM_NODES = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("node_id", pa.int32()),
+        ("parent_id", pa.int32()),  # the parent it was first reached through; null for the root
+        ("edges", pa.list_(pa.struct([("parent_id", pa.int32()), ("single_step", pa.bool_())]))),  # all in-edges
+        ("prefix", pa.large_string()),  # solution text after the prompt; parent.prefix + action == prefix
+        ("action", pa.large_string()),
+        ("action_tokens", pa.int32()),  # null when unknown (step cut without a tokenizer)
+        ("single_step", pa.bool_()),
+        ("steps", pa.list_(pa.large_string())),
+        ("step_ends", pa.list_(pa.int32())),  # prefix[:step_ends[t]] is the prefix through step t
+        ("mc", pa.float32()),
+        ("mc_source", pa.string()),  # monte_carlo | terminal_answer
+        ("n_correct", pa.int32()),
+        ("n_rollouts", pa.int32()),
+        ("visits", pa.int32()),
+        ("final_answer", pa.string()),  # terminal states only
+        ("request_key", pa.string()),
+        ("seed", pa.int64()),
+        ("rollouts", pa.list_(OMEGAPRM_ROLLOUT)),
+    ]
+)
+
 # One row per labelled solution; `prompt`/`completions`/`labels` are TRL's stepwise-supervision columns.
 PATHS = pa.schema(
     [

@@ -7,19 +7,15 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from annotators.verifiers.base import StepVerdict, first_flagged
-from annotators.verifiers.code import (
-    HUMANEVAL_STOPS,
-    CodeVerifier,
-    assemble,
-    candidate_edits,
-    code_lines,
+from annotators.verifiers.code import HUMANEVAL_STOPS, CodeVerifier, assemble, code_lines, truncate_completion
+from annotators.verifiers.code_labels import (
     mutation_labels,
     parse_teacher_line,
     prefix_completion_search,
     teacher_prompt,
     teacher_variant_search,
-    truncate_completion,
 )
+from annotators.verifiers.code_mutations import candidate_edits
 from annotators.verifiers.sandbox import SandboxLimits
 from domains.code import HUMANEVAL_PATH, builtin_tasks, load_humaneval
 from engines.driver import run_searches

@@ -36,7 +36,7 @@ ALLOWED = {
     },
 }
 PROJECT = set(ALLOWED) | {"models", "bench", "tests", "run"}
-# Pure layers: they know nothing of Beam (DESIGN's annotators contract), so they run and test as plain functions.
+# Pure layers: they know nothing of Beam (docs/design.md §7), so they run and test as plain functions.
 NO_BEAM = ("schemas", "domains", "annotators", "prm")
 
 
@@ -53,10 +53,20 @@ MODULES = _modules()
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every absolute import in the file, those inside functions included."""
+    """(line, module) of every absolute import in the file, those inside functions included (not those under
+    `if TYPE_CHECKING:`, which never run)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        elif isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))

@@ -21,19 +21,18 @@ import pytest
 
 from annotators.answers import TruncatedGenerationError, Verdict
 from annotators.omegaprm import (
-    NODES_SCHEMA,
     OmegaPRMConfig,
     OmegaPRMResult,
     auto_rollout_budget,
-    nodes_to_rows,
     omegaprm_search,
     probes_per_search,
 )
+from annotators.omegaprm_rows import nodes_to_rows
 from annotators.steps import split_steps
 from domains.arithmetic import canonical_steps, evaluate, exact_first_error, format_step, gold_solution, question_for
 from engines.driver import run_searches
 from schemas.records import Problem, Request, Sample, SamplingParams
-from schemas.tables import PATHS
+from schemas.tables import OMEGAPRM_NODES, PATHS
 
 EXPRESSION = "9*9+24-7"
 PROMPT = question_for(EXPRESSION)  # "Q: 9*9+24-7=?"
@@ -520,8 +519,8 @@ def test_token_cut_lands_inside_the_first_wrong_step() -> None:
 def test_nodes_table_and_positive_paths() -> None:
     policy = ScriptedPolicy([EXPRESSION], quota=False)
     result = run(OmegaPRMConfig(rollout_budget=None, positive_paths=True), policy)
-    table = pa.Table.from_pylist(nodes_to_rows(result), schema=NODES_SCHEMA)
-    assert table.num_rows == len(result.nodes) and table.schema == NODES_SCHEMA
+    table = pa.Table.from_pylist(nodes_to_rows(result), schema=OMEGAPRM_NODES)
+    assert table.num_rows == len(result.nodes) and table.schema == OMEGAPRM_NODES
     assert set(table.column("mc_source").to_pylist()) == {"monte_carlo", "terminal_answer"}
     positives = [p for p in result.paths if p["meta"]["kind"] == "correct_rollout"]
     assert positives

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from annotators.omegaprm import no_path_reason
+from annotators.omegaprm_rows import no_path_reason
 from schemas.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]

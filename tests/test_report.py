@@ -472,7 +472,7 @@ def test_real_demo_run_report(tmp_path):
 
 
 def test_omegaprm_rollouts_count_as_completions_of_their_method(fake_run):
-    from annotators.omegaprm import NODES_SCHEMA
+    from schemas.tables import OMEGAPRM_NODES
 
     run, _ = fake_run
     rollout = {"text": "r", "correct": True, "n_tokens": 7, "finish_reason": "stop", "selected": False, "seed": 1}
@@ -480,7 +480,7 @@ def test_omegaprm_rollouts_count_as_completions_of_their_method(fake_run):
         {"problem_id": "p9", "node_id": 0, "prefix": "", "rollouts": [rollout, rollout, rollout]},
         {"problem_id": "p9", "node_id": 1, "parent_id": 0, "prefix": "a", "rollouts": [rollout]},
     ]
-    _write(run / "evidence" / "omegaprm_nodes" / "part-00000-of-00001.parquet", nodes, NODES_SCHEMA)
+    _write(run / "evidence" / "omegaprm_nodes" / "part-00000-of-00001.parquet", nodes, OMEGAPRM_NODES)
     schema = tables.paths_schema(LabelSetting(LabelRule("mc>0"), ("arithmetic",), judge=True).columns())
     row = _path_row(("p9-0", "p9", "math", [T, T, F], [1.0, 0.5, 0.0], [T, T, F], [T, T, F], True), schema, "h")
     _write(run / "data" / "train-00002-of-00002.parquet", [{**row, "search": "omegaprm"}], schema)

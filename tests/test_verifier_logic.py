@@ -6,15 +6,8 @@ import pytest
 
 from annotators.verifiers.base import StepVerdict, first_flagged
 from annotators.verifiers.logic import LogicVerifier
-from domains.logic import (
-    LABELS,
-    LogicSyntaxError,
-    generate_logic_problems,
-    negate,
-    parse_formula,
-    parse_step,
-    render,
-)
+from domains.logic import generate_logic_problems
+from domains.logic_language import LABELS, LogicSyntaxError, negate, parse_formula, parse_step, render
 from schemas.records import Problem
 
 FACTS = [

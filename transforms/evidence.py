@@ -15,7 +15,8 @@ from typing import Any
 import apache_beam as beam
 
 from annotators.evidence import ProblemEvidence
-from annotators.omegaprm import OmegaPRMResult, nodes_to_rows
+from annotators.omegaprm import OmegaPRMResult
+from annotators.omegaprm_rows import nodes_to_rows
 from schemas.config import Config
 from schemas.tables import with_meta_json
 from transforms.dead_letters import contain

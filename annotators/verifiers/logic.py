@@ -13,7 +13,7 @@ intermediate that no earlier step derived, is a wrong step (False). `verify` nev
 every step None ("cannot check: ..."), and any failure while checking a step makes that step None with the error.
 Steps over `MAX_STEP_CHARS`, formulas over `MAX_FORMULA_CHARS` or deeper than `MAX_DEPTH` do not parse.
 
-The syntax and the problem format are in `domains/logic.py`; problems carry `meta["premises"]` (a list of
+The syntax and the problem format are in `domains/logic_language.py`; problems carry `meta["premises"]` (a list of
 `{"name": "fact1", "formula": ...}` or a `{name: formula}` dict) and `meta["hypothesis"]`.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import z3
 
 from annotators.verifiers.base import StepVerdict, as_config
-from domains.logic import MAX_STEP_CHARS, Formula, LogicSyntaxError, negate, parse_formula, parse_step
+from domains.logic_language import MAX_STEP_CHARS, Formula, LogicSyntaxError, negate, parse_formula, parse_step
 from schemas.records import Problem
 
 __all__ = ["LogicVerifier", "LogicVerifierConfig"]
@@ -256,7 +256,8 @@ class LogicVerifier:
 
 
 class _MalformedProblem(ValueError):
-    """The problem's premises are not in the format of domains/logic.py; no step can be checked against them."""
+    """The problem's premises are not in the format of domains/logic_language.py; no step can be checked against
+    them."""
 
 
 def _intermediate_name(text: Any) -> str | None:

@@ -39,6 +39,15 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(quiet)
 
 
+def finish(manifest: dict, output: str) -> None:
+    """After a run: its HTML report (local run folders) and the summary."""
+    if "://" not in output:
+        from commands.report import write_report
+
+        log.info("report: %s", write_report(output))
+    print_summary(manifest, output)
+
+
 def print_summary(manifest: dict, output: str) -> None:
     counts = manifest["counts"]
     engine = manifest["engine"]
@@ -82,7 +91,7 @@ def cmd_synthesize(args: argparse.Namespace, beam_args: list[str]) -> int:
     config = load_config(args.config, args.set)
     output = args.output if args.exact_output else run_dir(args.output, config)
     manifest = synthesize.run(config, output, beam_args, cache=os.path.join(args.output, "_cache"))
-    print_summary(manifest, output)
+    finish(manifest, output)
     return 0
 
 
@@ -98,7 +107,7 @@ def cmd_annotate(args: argparse.Namespace, beam_args: list[str]) -> int:
     except TableError as error:  # a truncated or retyped evidence file: named, no traceback
         print(f"annotate failed: {error}", file=sys.stderr)
         return 2
-    print_summary(manifest, output)
+    finish(manifest, output)
     return 0
 
 
@@ -129,7 +138,7 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     output = run_dir(str(root), config)
     log.info("demo: %d generated problems in %s, tiny model %s", args.problems, problems, config.policy.model)
     manifest = synthesize.run(config, output, beam_args, cache=str(root / "_cache"))
-    print_summary(manifest, output)
+    finish(manifest, output)
     print(f"Load it:  datasets.load_dataset('parquet', data_files='{output}/data/train-*.parquet', split='train')")
     return 0
 
@@ -168,12 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    from pipelines.evaluate import add_evaluate_commands
-    from pipelines.export import add_export_commands
-    from pipelines.publish import add_publish_commands
-    from pipelines.report import add_report_commands
-    from pipelines.train import add_train_commands
-    from pipelines.verify import add_verify_commands
+    from commands.evaluate import add_evaluate_commands
+    from commands.export import add_export_commands
+    from commands.publish import add_publish_commands
+    from commands.report import add_report_commands
+    from commands.train import add_train_commands
+    from commands.verify import add_verify_commands
 
     add_export_commands(sub)
     add_report_commands(sub)

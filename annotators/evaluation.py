@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,14 @@ def processbench_scores(preds: Sequence[int | None], labels: Sequence[int]) -> d
     else:
         f1 = 2 * acc_err * acc_cor / (acc_err + acc_cor)
     return {"acc_err": acc_err, "acc_cor": acc_cor, "f1": f1, "n_err": len(err_matches), "n_cor": len(cor_matches)}
+
+
+# The offline copies of the benchmarks beside the repository (tests skip when they are absent).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = {
+    "processbench": SHARED_DATA / "processbench" / "gsm8k.json",
+    "prm800k": SHARED_DATA / "prm800k" / "phase1_test.jsonl",
+}
 
 
 def load_processbench(path: str | Path) -> list[dict[str, Any]]:
@@ -136,3 +144,25 @@ def auroc(scores: Sequence[float], truths: Sequence[bool]) -> float:
         rank_sum_pos += average_rank * sum(1 for _, truth in pairs[start : end + 1] if truth)
         start = end + 1
     return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def prm800k_pairs(path: Path) -> Iterator[tuple[str, list[str], str, int]]:
+    """(question, previous steps, rated step, rating) for every rated completion of PRM800K phase 1."""
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        question = record["question"]["problem"]
+        previous: list[str] = []
+        for step in record["label"]["steps"]:
+            for completion in step.get("completions") or []:
+                if completion.get("rating") is not None:
+                    yield question, list(previous), completion["text"], int(completion["rating"])
+            chosen = step.get("chosen_completion")
+            if chosen is not None:
+                previous.append(step["completions"][chosen]["text"])
+            elif step.get("human_completion") is not None:
+                human = step["human_completion"]
+                previous.append(human["text"] if isinstance(human, dict) else str(human))
+            else:
+                break

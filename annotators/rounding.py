@@ -11,3 +11,8 @@ def round_figure(value: Any, digits: int = 4) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) else round(float(value), digits)
     return value
+
+
+def round_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """A flat table of scores with its floats rounded to 4 digits; NaN kept (it means "undefined" in a score)."""
+    return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in scores.items()}

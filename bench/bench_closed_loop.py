@@ -99,7 +99,7 @@ def evaluate_heldout(
     work: Path, heldout: Path, config, checkpoints: dict[str, Path], args: argparse.Namespace
 ) -> dict[str, Any]:
     """Held-out samples (generated once, cached), every PRM's step-level and best-of-N figures, and the summary."""
-    from pipelines.evaluate_prm import cached_samples, evaluate_bestofn
+    from commands.evaluate_prm import cached_samples, evaluate_bestofn
     from prm.score import PRM
 
     problems = cached_samples(config, heldout, args.samples, work / "heldout.samples.jsonl")
@@ -157,7 +157,7 @@ def data_probe(work: Path, train_file: Path, config, samples: int) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.evaluate_prm import cached_samples
+    from commands.evaluate_prm import cached_samples
 
     run = work / f"probe-{samples}"
     shard = run / "data" / "train-00000-of-00001.parquet"

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from pipelines.publish import file_sha256  # noqa: E402
+from commands.publish import file_sha256  # noqa: E402
 from schemas.config import Config, load_config  # noqa: E402
 from schemas.records import Request, SamplingParams, derive_seed  # noqa: E402
 

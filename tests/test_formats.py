@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.export import add_export_commands, export_run, import_rows
+from commands.export import add_export_commands, export_run, import_rows
 from schemas import formats
 from schemas.formats import FormatError, check_openrlhf_row
 from schemas.tables import PATHS, paths_schema, table_bytes

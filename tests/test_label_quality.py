@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="th
 
 def test_mc_first_error_agrees_with_exact_arithmetic(tmp_path, vllm_engine):
     from annotators.exact import first_error_agreement
+    from commands.verify import run_rows
     from domains.arithmetic import generate_problems
     from pipelines import synthesize
-    from pipelines.verify import run_rows
 
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps(p) + "\n" for p in generate_problems(24, seed=41)))

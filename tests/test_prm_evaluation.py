@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import evaluate_prm, report
+from commands import evaluate_prm, report
 from prm.bestofn import (
     best_of_n,
     first_error_from_scores,

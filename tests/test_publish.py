@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from commands.publish import PublishError, add_publish_commands, publish, read_record
 from pipelines.card import RunNotFinishedError, default_version, render_card, write_dataset_card
-from pipelines.publish import PublishError, add_publish_commands, publish, read_record
 from schemas.tables import PATHS, SOLUTIONS
 
 REPO = "stepforge-org/prm-demo"

@@ -22,8 +22,8 @@ import pytest
 
 from annotators.labelling import LabelSetting
 from annotators.mc import LabelRule
+from commands import report
 from pipelines import manifest as manifest_lib
-from pipelines import report
 from schemas import tables
 from schemas.config import config_from_dict
 

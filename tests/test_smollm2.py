@@ -88,7 +88,7 @@ def test_every_export_format_with_the_smollm2_tokenizer(tmp_path):
     import datasets
     from transformers import AutoTokenizer
 
-    from pipelines.export import export_run
+    from commands.export import export_run
     from prm.alignment import tokenize_row
     from schemas.tables import PATHS, table_bytes
     from tests.test_prm_train import _row

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.export import export_run
+from commands.export import export_run
 from schemas.tables import PATHS, table_bytes
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from pipelines.verify import code_rows, logic_rows, verify_rows, write
+from commands.verify import code_rows, logic_rows, verify_rows, write
 
 
 def test_logic_verifier_finds_every_planted_error(tmp_path):

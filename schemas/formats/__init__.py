@@ -4,7 +4,7 @@ Pure functions: no I/O, no Beam, no model. Exports follow algorithms.md §3.6 "C
 PRM800K (§3.4) and Math-Shepherd (§2.1) rows into PATHS rows so human and MC data can be merged and relabelled.
 
 Stated rules. Text is never changed silently: every rule application is counted in the optional `stats`
-mapping under the key named here, and `pipelines.export` reports the totals.
+mapping under the key named here, and `commands.export` reports the totals.
 
 | format | rule | keys in `stats` |
 |---|---|---|

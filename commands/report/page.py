@@ -7,9 +7,9 @@ import html
 import json
 from typing import Any
 
-from pipelines.report.figures import REPORT_VERSION, bestofn_models, flatten
-from pipelines.report.loading import RunFiles
-from pipelines.report.plots import NOT_AVAILABLE, PLOTS
+from commands.report.figures import REPORT_VERSION, bestofn_models, flatten
+from commands.report.loading import RunFiles
+from commands.report.plots import NOT_AVAILABLE, PLOTS
 
 FIGURES_ID = "stepforge-figures"
 
@@ -295,8 +295,7 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
         f"{warnings}{_cards(tables)}\n"
         f'<h2>Manifest</h2><div class="grid">{"".join(table_html)}</div>\n'
         f"{quality}\n{sections}\n{_evaluations_html(figures, pngs)}{config_html}\n"
-        # the footer keeps the pre-split path `pipelines/report.py` so a run's page stays byte for byte the same
-        f'<p class="sub">Written by pipelines/report.py (report version {REPORT_VERSION}) from '
+        f'<p class="sub">Written by commands/report/ (report version {REPORT_VERSION}) from '
         f"{html.escape(run.run_dir.name)}/manifest.json and the run's files.</p>\n"
         f'<script type="application/json" id="{FIGURES_ID}">{_script_json(figures)}</script>\n'
         "</body></html>\n"

@@ -24,7 +24,7 @@ import argparse
 import os
 from pathlib import Path
 
-from pipelines.report.figures import (
+from commands.report.figures import (
     REPORT_VERSION,
     agreement_figures,
     annotator_name,
@@ -39,9 +39,9 @@ from pipelines.report.figures import (
     rejection_figures,
     report_figures,
 )
-from pipelines.report.loading import PATH_COLUMNS, RunFiles, label_columns, load_run, read_columns, resolve_run_dir
-from pipelines.report.page import CAPTIONS, CSS, FIGURES_ID, format_value, render_html
-from pipelines.report.plots import (
+from commands.report.loading import PATH_COLUMNS, RunFiles, label_columns, load_run, read_columns, resolve_run_dir
+from commands.report.page import CAPTIONS, CSS, FIGURES_ID, format_value, render_html
+from commands.report.plots import (
     DPI,
     NOT_AVAILABLE,
     PLOTS,
@@ -52,7 +52,7 @@ from pipelines.report.plots import (
     render_png,
 )
 
-# The public names, importable from `pipelines.report` as before the split.
+# The public names, importable from `commands.report` as before the split.
 __all__ = [
     "CAPTIONS",
     "CSS",

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.style import context as style_context
 
-from pipelines.report.figures import bestofn_models
+from commands.report.figures import bestofn_models
 
 DPI = 100
 POSITIVE, NEGATIVE, UNKNOWN = "#1b9e77", "#d95f02", "#bdbdbd"  # colour-blind safe pair plus grey

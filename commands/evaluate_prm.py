@@ -26,9 +26,16 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
-from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
+from annotators.evaluation import (
+    DEFAULT_DATA,
+    auroc,
+    load_processbench,
+    prm800k_pairs,
+    processbench_scores,
+    step_accuracy,
+)
 from annotators.exact import arithmetic_expression, exact_first_error_of
-from pipelines.evaluate import DEFAULT_DATA, _round, prm800k_pairs
+from annotators.rounding import round_scores
 from prm.bestofn import BOOTSTRAP_RESAMPLES, DEFAULT_NS, best_of_n, step_level_scores, within_problem_auroc
 from schemas.config import Config, ConfigError, canonical_json, load_config
 
@@ -71,8 +78,10 @@ def prm_processbench(scorers: list[Scorer], path: Path, threshold: float, limit:
         "data": str(path),
         "n": len(rows),
         "threshold": threshold,
-        "annotators": {s.name: _round(step_level_scores(s.score_batch(items), labels, threshold)) for s in scorers},
-        "baseline_all_correct": _round(processbench_scores([-1] * len(rows), labels)),
+        "annotators": {
+            s.name: round_scores(step_level_scores(s.score_batch(items), labels, threshold)) for s in scorers
+        },
+        "baseline_all_correct": round_scores(processbench_scores([-1] * len(rows), labels)),
     }
 
 
@@ -95,7 +104,7 @@ def prm_prm800k(
     for scorer in scorers:
         last = [scores[-1] if scores else math.nan for scores in scorer.score_batch(items)]
         predictions = [None if math.isnan(s) else s >= threshold for s in last]
-        annotators[scorer.name] = _round(
+        annotators[scorer.name] = round_scores(
             {
                 "auroc": auroc(last, truths),
                 "accuracy": step_accuracy(predictions, truths) if truths else math.nan,
@@ -131,7 +140,7 @@ def prm_exact(scorers: list[Scorer], run: Path, threshold: float) -> dict[str, A
     ]
     items = [(r["prompt"], list(r["completions"])) for r in rows]
     annotators = {
-        s.name: _round({**step_level_scores(s.score_batch(items), firsts, threshold), "n_paths": len(rows)})
+        s.name: round_scores({**step_level_scores(s.score_batch(items), firsts, threshold), "n_paths": len(rows)})
         for s in scorers
     }
     return {"benchmark": "exact-arithmetic", "run": str(run), "threshold": threshold, "annotators": annotators}
@@ -178,7 +187,7 @@ def generation_hash(config: Config) -> str:
 
 def samples_setting(config: Config, problems_path: Path, samples: int) -> dict[str, Any]:
     """What a samples file was made with; a file whose setting differs is regenerated."""
-    from pipelines.publish import file_sha256
+    from commands.publish import file_sha256
 
     return {
         "format": SAMPLES_FORMAT,
@@ -315,7 +324,7 @@ def bestofn_step_level(
                 firsts.append(first)
     if not firsts:
         return None
-    return _round({**step_level_scores(scores, firsts, threshold), "n_paths": len(firsts)})
+    return round_scores({**step_level_scores(scores, firsts, threshold), "n_paths": len(firsts)})
 
 
 def _rounded_table(table: dict[str, Any]) -> dict[str, Any]:

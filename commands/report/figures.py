@@ -10,7 +10,7 @@ import numpy as np
 
 from annotators.mc import generated_completions
 from annotators.rounding import round_figure
-from pipelines.report.loading import RunFiles
+from commands.report.loading import RunFiles
 
 REPORT_VERSION = 1
 

@@ -7,7 +7,7 @@
 - `exact`: a run on the arithmetic domain against the exact step truth (first-error agreement and step accuracy).
 
 With `--prm CKPT` the same benchmarks (and `bestofn`) score a trained process reward model instead
-(`pipelines.evaluate_prm`).
+(`commands.evaluate_prm`).
 """
 
 from __future__ import annotations
@@ -15,21 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from annotators.evaluation import auroc, load_processbench, processbench_scores, step_accuracy
+from annotators.evaluation import (
+    DEFAULT_DATA,
+    auroc,
+    load_processbench,
+    prm800k_pairs,
+    processbench_scores,
+    step_accuracy,
+)
 from annotators.exact import exact_quality
 from annotators.labelling import make_verifier
+from annotators.rounding import round_scores
 from annotators.verifiers.base import first_flagged
 from schemas.config import Config, ConfigError, load_config
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_DATA = {
-    "processbench": SHARED_DATA / "processbench" / "gsm8k.json",
-    "prm800k": SHARED_DATA / "prm800k" / "phase1_test.jsonl",
-}
 
 
 def _verifiers(config: Config) -> dict[str, Any]:
@@ -41,10 +42,6 @@ def _problem(pid: str, question: str, domain: str = "math"):
     from schemas.records import Problem
 
     return Problem(problem_id=pid, question=question, answer="", domain=domain)
-
-
-def _round(scores: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in scores.items()}
 
 
 def judge_first_errors(config: Config, items: list[tuple[str, str, list[str]]]) -> list[int | None]:
@@ -83,39 +80,17 @@ def evaluate_processbench(config: Config, path: Path, limit: int | None = None) 
     annotators: dict[str, Any] = {}
     for name, verifier in _verifiers(config).items():
         preds = [first_flagged(verifier.verify(_problem(str(r["id"]), r["problem"]), list(r["steps"]))) for r in rows]
-        annotators[name] = _round(processbench_scores(preds, labels))
+        annotators[name] = round_scores(processbench_scores(preds, labels))
     if config.judge.enabled:
         preds = judge_first_errors(config, [(str(r["id"]), r["problem"], list(r["steps"])) for r in rows])
-        annotators["judge"] = _round({**processbench_scores(preds, labels), "no_verdict": preds.count(None)})
+        annotators["judge"] = round_scores({**processbench_scores(preds, labels), "no_verdict": preds.count(None)})
     return {
         "benchmark": "processbench",
         "data": str(path),
         "n": len(rows),
         "annotators": annotators,
-        "baseline_all_correct": _round(processbench_scores([-1] * len(rows), labels)),
+        "baseline_all_correct": round_scores(processbench_scores([-1] * len(rows), labels)),
     }
-
-
-def prm800k_pairs(path: Path) -> Iterator[tuple[str, list[str], str, int]]:
-    """(question, previous steps, rated step, rating) for every rated completion of PRM800K phase 1."""
-    for line in Path(path).read_text().splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        question = record["question"]["problem"]
-        previous: list[str] = []
-        for step in record["label"]["steps"]:
-            for completion in step.get("completions") or []:
-                if completion.get("rating") is not None:
-                    yield question, list(previous), completion["text"], int(completion["rating"])
-            chosen = step.get("chosen_completion")
-            if chosen is not None:
-                previous.append(step["completions"][chosen]["text"])
-            elif step.get("human_completion") is not None:
-                human = step["human_completion"]
-                previous.append(human["text"] if isinstance(human, dict) else str(human))
-            else:
-                break
 
 
 def evaluate_prm800k(config: Config, path: Path, neutral: str = "exclude", limit: int | None = None) -> dict[str, Any]:
@@ -134,7 +109,7 @@ def evaluate_prm800k(config: Config, path: Path, neutral: str = "exclude", limit
         scores = [1.0 if v is True else 0.0 if v is False else 0.5 for v in verdicts]
         checked = [(v, t) for v, t in zip(verdicts, truths, strict=True) if v is not None]
         flagged = [t for v, t in checked if v is False]
-        annotators[name] = _round(
+        annotators[name] = round_scores(
             {
                 "accuracy_where_checked": step_accuracy([v for v, _ in checked], [t for _, t in checked])
                 if checked
@@ -165,7 +140,7 @@ def evaluate_run(run: Path) -> dict[str, Any]:
 
 def cmd_evaluate(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     if getattr(args, "prm", None) or getattr(args, "orm", None) or args.benchmark == "bestofn":
-        from pipelines.evaluate_prm import cmd_evaluate_prm
+        from commands.evaluate_prm import cmd_evaluate_prm
 
         return _print_report(cmd_evaluate_prm(args), args.output)
     config = load_config(args.config, args.set) if args.config else None
@@ -199,7 +174,7 @@ def _print_report(report: dict[str, Any], output: str | None) -> int:
 
 
 def add_evaluate_commands(subparsers: Any) -> None:
-    from pipelines.evaluate_prm import add_prm_arguments
+    from commands.evaluate_prm import add_prm_arguments
 
     parser = subparsers.add_parser(
         "evaluate", help="score annotators on ProcessBench, PRM800K or exact arithmetic truth"

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-# The engine in-process: LLM() starts in ~2 s instead of 14-50 s (shared/reference/cpu-llm.md).
+# The engine in-process: LLM() starts in ~2 s instead of 14-50 s (docs/cpu.md §4).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -79,7 +79,7 @@ def print_summary(manifest: dict, output: str) -> None:
 
 
 def run_dir(root: str, config) -> str:
-    """The versioned run folder under the dataset root: schema version and config hash (infra.md §3.2)."""
+    """The versioned run folder under the dataset root: schema version and config hash (docs/infrastructure.md §3.2)."""
     from schemas.tables import SCHEMA_VERSION
 
     return os.path.join(root, f"schema_v{SCHEMA_VERSION}", f"cfg_{config.config_hash()[:12]}")

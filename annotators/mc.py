@@ -1,7 +1,7 @@
-"""Per-step Monte Carlo estimation (Math-Shepherd, arXiv 2312.08935; shared/reference/algorithms.md §2).
+"""Per-step Monte Carlo estimation (Math-Shepherd, arXiv 2312.08935; docs/algorithms.md §2).
 
 Two pure parts:
-- `math_shepherd_search`: a search coroutine (DESIGN.md, "Search as coroutines"). It asks for N solutions, then
+- `math_shepherd_search`: a search coroutine (docs/design.md §6). It asks for N solutions, then
   for k completions from every step prefix but the last in ONE round (one request with n=k per distinct prefix,
   so the engine's prefix cache serves the k samples). The last step is judged by its own final answer, so a
   solution of K steps costs k·(K−1) completions (§2.1 "Cost").
@@ -36,7 +36,7 @@ class McSearchConfig:
     """The knobs of the Math-Shepherd search; `sampling.seed` is ignored (seeds are per request)."""
 
     num_solutions: int = 4
-    completions_per_step: int = 8  # N = 8 in the paper (algorithms.md §2.1)
+    completions_per_step: int = 8  # N = 8 in the paper (docs/algorithms.md §2.1)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     splitter: str = "auto"
     pattern: str | None = None
@@ -47,7 +47,7 @@ class McSearchConfig:
 
 @dataclass
 class McResult:
-    """Everything the MC search produced for one problem (DESIGN.md, "evidence")."""
+    """Everything the MC search produced for one problem (docs/design.md §1)."""
 
     problem: Problem
     status: str  # ok | prefiltered_all_correct | prefiltered_all_wrong | no_steps

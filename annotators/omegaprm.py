@@ -19,7 +19,7 @@ The paper's algorithm, not openr's version (docs/omegaprm.md, "Re-implementation
 
 Each round of the coroutine yields the requests of ONE step of the search (the pre-filter, the root estimate or one
 binary-search probe: one `Request` with n = k); the driver (`engines.driver.run_searches`) merges the rounds of
-many problems into one engine call (DESIGN.md, "Search as coroutines").
+many problems into one engine call (docs/design.md §6).
 
 What the result holds (its rows are laid out by `annotators.omegaprm_rows`):
 
@@ -651,7 +651,7 @@ class _Search:
         return self.budget is None or self.counters.completions + n <= self.budget
 
     def _request(self, key: str, prefix: str, n: int) -> Request:
-        seed = derive_seed(self.run_seed, self.problem.problem_id, key)  # one seed per request (DESIGN.md "Seeds")
+        seed = derive_seed(self.run_seed, self.problem.problem_id, key)  # one seed per request (docs/design.md §5)
         return Request(prompt=self.prompt + prefix, n=n, sampling=replace(self.config.sampling, seed=seed), key=key)
 
     def _ask(self, request: Request) -> Generator[list[Request], list[list[Sample]], list[Sample]]:

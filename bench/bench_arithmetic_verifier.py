@@ -1,6 +1,6 @@
 """Benchmark the arithmetic-claim verifier against human labels and gold solutions.
 
-Prints, for ProcessBench gsm8k (shared/reference/annotators.md §7/§8): precision of its flags against the human
+Prints, for ProcessBench gsm8k (docs/annotators.md §7/§8): precision of its flags against the human
 first-error step and recall of first-error steps; for the GSM8K test gold solutions: the false-alarm rate per
 line and per equality; and the throughput in steps per second on one core.
 
@@ -29,7 +29,7 @@ PRM800K = DATA_DIR / "prm800k" / "phase1_test.jsonl"
 
 @dataclass
 class ProcessBenchScore:
-    """Flag precision/recall against human first-error labels (TP/FP as in annotators.md §7)."""
+    """Flag precision/recall against human first-error labels (TP/FP as in docs/annotators.md §7)."""
 
     solutions: int = 0
     with_error: int = 0

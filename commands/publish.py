@@ -6,9 +6,9 @@
 The token comes from `HF_TOKEN` (or the token `hf auth login` stored). What is uploaded is a staging folder built
 in `RUN/_publish/<version>/` holding exactly `README.md` (the dataset card), `manifest.json` and
 `data/train-*.parquet` (plus `evidence/<table>/part-*.parquet` with `--include-evidence`). Then, in order
-(infra.md §5): create the dataset repo (exist_ok), create the branch from `main` (exist_ok), `upload_folder` the
-staging folder to the branch with `delete_patterns=["data/*.parquet"]` so stale shards go, and tag the upload's
-commit with the version. `publish.json` in the run folder records what was published.
+(docs/infrastructure.md §5): create the dataset repo (exist_ok), create the branch from `main` (exist_ok),
+`upload_folder` the staging folder to the branch with `delete_patterns=["data/*.parquet"]` so stale shards go, and
+tag the upload's commit with the version. `publish.json` in the run folder records what was published.
 
 Refused: a run without `manifest.json` (unfinished), shards that disagree with the manifest, and a version that is
 already published (its tag is on the repo, or `publish.json` records it) unless `force=True`.
@@ -42,7 +42,7 @@ REPO_TYPE = "dataset"
 BASE_BRANCH = "main"
 RECORD = "publish.json"
 STAGING_ROOT = "_publish"  # `_`-prefixed like `_work`: scratch beside the run's outputs, never matched by their globs
-DATA_DELETE_PATTERNS = ["data/*.parquet"]  # drop shards the new version no longer has (infra.md §5)
+DATA_DELETE_PATTERNS = ["data/*.parquet"]  # drop shards the new version no longer has (docs/infrastructure.md §5)
 EVIDENCE_DELETE_PATTERNS = ["evidence/*"]
 
 
@@ -199,7 +199,7 @@ def publish(
     without a manifest and `PublishError` for a refused publish; Hub errors propagate as `HfHubHTTPError`.
     """
     run = Path(run_dir)
-    manifest = read_manifest(run)  # no manifest, no publish: it is written last (infra.md §3.2)
+    manifest = read_manifest(run)  # no manifest, no publish: it is written last (docs/infrastructure.md §3.2)
     version = version or default_version(manifest)
     branch = branch or version
     hub = _endpoint(endpoint)
@@ -247,7 +247,7 @@ def publish(
             f"tag {version} already exists on {repo_id}: this version is published; "
             "pass force=True (--force) to move the tag to a new upload"
         )
-    # The order of infra.md §5: repo, branch from main, upload_folder to the branch, tag its commit.
+    # The order of docs/infrastructure.md §5: repo, branch from main, upload_folder to the branch, tag its commit.
     api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
     api.create_branch(repo_id, branch=branch, revision=BASE_BRANCH, repo_type=REPO_TYPE, exist_ok=True)
     if version in tags:
@@ -263,7 +263,7 @@ def publish(
         f"config {manifest['config_hash']}",
         delete_patterns=plan["delete_patterns"],
     )
-    # Tag the upload's own commit, not the branch head, so the tag names exactly these files (infra.md §5).
+    # Tag the upload's own commit, not the branch head: the tag names exactly these files (docs/infrastructure.md §5).
     api.create_tag(
         repo_id,
         tag=version,

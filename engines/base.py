@@ -1,4 +1,4 @@
-"""The engine contract (DESIGN.md, "Contracts"): `generate(requests) -> list[list[Sample]]`, batched by design.
+"""The engine contract (docs/design.md §4): `generate(requests) -> list[list[Sample]]`, batched by design.
 
 An engine may also take requests one at a time as they come (`stream()`, a `RequestStream`): the vLLM engine adds
 them to its running batch, so a search's next round joins the batch as soon as its last round is answered instead

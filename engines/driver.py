@@ -1,4 +1,4 @@
-"""Runs many searches at once and merges their requests into engine calls (DESIGN.md, "Search as coroutines").
+"""Runs many searches at once and merges their requests into engine calls (docs/design.md §6).
 
 A search is a generator: it yields a list of `Request`s (one round), receives the samples for them (one list of
 `request.n` samples per request, in order) and finally returns its result. The driver advances every live search

@@ -79,7 +79,7 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, config: EngineConfig) -> None:
-        # In-process EngineCore: ~2 s start instead of ~14 s, and deterministic scheduling (infra.md §4).
+        # In-process EngineCore: ~2 s start instead of ~14 s, and deterministic scheduling (docs/infrastructure.md §4).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
         from vllm.platforms import current_platform

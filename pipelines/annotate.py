@@ -2,7 +2,7 @@
 
 Labels, verifier columns, judge votes (re-parsed from stored critiques), filters and augmentations are
 recomputed from `RUN/evidence/`; nothing is generated. A config whose search or policy differs from the
-evidence's is refused, since that evidence could not have come from it (DESIGN.md, "Reruns").
+evidence's is refused, since that evidence could not have come from it (docs/design.md §3).
 
 The evidence is data on disk, so it is checked before it is used: every evidence file's footer and column types
 before the pipeline starts (`check_evidence`: a truncated or retyped file stops the command, naming the file and
@@ -162,7 +162,7 @@ def _read(pipeline: beam.Pipeline, run: str, folder: str, label: str) -> beam.PC
     return (
         pipeline
         | f"{label} glob" >> beam.Create([glob])
-        | f"Read {label}" >> ReadAllFromParquet()  # an empty glob yields nothing (infra.md §3.3)
+        | f"Read {label}" >> ReadAllFromParquet()  # an empty glob yields nothing (docs/infrastructure.md §3.3)
         | f"Key {label}" >> beam.Map(lambda r: (r["problem_id"], r))
     )
 

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-SHARDS_GLOB = "data/train-*.parquet"  # the Hub's layout for one train split (infra.md §3.2)
+SHARDS_GLOB = "data/train-*.parquet"  # the Hub's layout for one train split (docs/infrastructure.md §3.2)
 EVIDENCE_GLOB = "evidence/{table}/part-*.parquet"
-TRL_STEP_SEPARATOR = "\n"  # PRMConfig.step_separator default in TRL 1.13.0 (algorithms.md §3.1)
+TRL_STEP_SEPARATOR = "\n"  # PRMConfig.step_separator default in TRL 1.13.0 (docs/algorithms.md §3.1)
 DEFAULT_LICENSE = "other"  # the terms follow the input problems and the policy model, which the run cannot know
 DEFAULT_TAGS = ("process-reward-model", "prm", "step-level-supervision", "synthetic", "stepforge")
 REPO_PLACEHOLDER = "ORG/NAME"
@@ -36,7 +36,7 @@ class RunNotFinishedError(FileNotFoundError):
 
 
 def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The run's manifest; raises `RunNotFinishedError` when there is none (infra.md §3.2: manifest = done)."""
+    """The run's manifest; `RunNotFinishedError` when there is none (docs/infrastructure.md §3.2: manifest = done)."""
     run = Path(run_dir)
     if "://" in str(run_dir):
         raise ValueError(f"{run_dir}: cards and publishing work on a local run folder; copy it here first")
@@ -53,7 +53,7 @@ def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def default_version(manifest: dict[str, Any]) -> str:
-    """`v<schema_version>-<config_hash[:12]>`: one published version per schema and config (infra.md §3.2)."""
+    """`v<schema_version>-<config_hash[:12]>`: one version per schema and config (docs/infrastructure.md §3.2)."""
     return f"v{manifest['schema_version']}-{manifest['config_hash'][:12]}"
 
 
@@ -132,7 +132,7 @@ def _size_category(rows: int) -> str:
 def hub_configs(evidence: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The `configs` YAML block: `default` = the shards' train split, plus one config per published evidence table."""
     configs: list[dict[str, Any]] = [
-        {"config_name": "default", "data_files": [{"split": "train", "path": SHARDS_GLOB}]}  # infra.md §5
+        {"config_name": "default", "data_files": [{"split": "train", "path": SHARDS_GLOB}]}  # docs/infrastructure.md §5
     ]
     for table in evidence:
         configs.append(

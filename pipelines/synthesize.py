@@ -161,7 +161,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:
-        standard.runner = "FnApiRunner"  # Prism needs a download this network refuses (infra.md §2.2)
+        standard.runner = "FnApiRunner"  # Prism needs a download this network refuses (docs/infrastructure.md §2.2)
     return options
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Problem:
-    """A question with a reference answer (DESIGN.md, "Words")."""
+    """A question with a reference answer (docs/design.md §1)."""
 
     problem_id: str
     question: str
@@ -33,7 +33,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """What an engine needs to sample; `seed` is per request (DESIGN.md, "Seeds")."""
+    """What an engine needs to sample; `seed` is per request (docs/design.md §5)."""
 
     temperature: float = 0.8
     top_p: float = 1.0
@@ -71,7 +71,7 @@ class Sample:
 
 @dataclass
 class Solution:
-    """One policy sample for a problem, cut into steps (DESIGN.md, "Words")."""
+    """One policy sample for a problem, cut into steps (docs/design.md §1)."""
 
     problem_id: str
     solution_index: int
@@ -104,10 +104,10 @@ class Completion:
 
 
 def derive_seed(run_seed: int, problem_id: str, request_key: str) -> int:
-    """A per-request seed from (run seed, problem, request identity) (DESIGN.md, "Seeds").
+    """A per-request seed from (run seed, problem, request identity) (docs/design.md §5).
 
     One constant seed for every request makes samples of different prompts move in lockstep in vLLM
-    (shared/reference/cpu-llm.md), so every request gets its own. 31 bits keep every backend happy; vLLM
+    (docs/cpu.md §4), so every request gets its own. 31 bits keep every backend happy; vLLM
     gives the i-th of n samples seed + i, so seeds are spaced by a multiple of 2**16 via the hash.
     """
     digest = hashlib.blake2b(f"{run_seed}\x1f{problem_id}\x1f{request_key}".encode(), digest_size=8).digest()

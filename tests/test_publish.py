@@ -798,7 +798,7 @@ def test_publish_a_real_demo_run(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
     command = [sys.executable, "run.py", "demo", "--output", str(out), "--problems", "4"]
     command += ["--set", "search.num_solutions=2", "--set", "search.completions_per_step=2"]
     subprocess.run(command, cwd=repo_root, check=True, capture_output=True, timeout=900)
-    (manifest_path,) = out.glob("schema_v*/cfg_*/manifest.json")  # the versioned run folder (infra.md §3.2)
+    (manifest_path,) = out.glob("schema_v*/cfg_*/manifest.json")  # versioned run folder (docs/infrastructure.md §3.2)
     run = manifest_path.parent
     manifest = json.loads(manifest_path.read_text())
 

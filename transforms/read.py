@@ -1,6 +1,6 @@
 """Read problems from JSONL, Parquet or a `datasets` dataset (local, gs://, s3://) into `Problem`s.
 
-Every input row ends as a problem or as a dead letter with its source and reason (DESIGN.md, "Accounting").
+Every input row ends as a problem or as a dead letter with its source and reason (docs/design.md §9).
 Input is data from anywhere, so no row can stop the run: a line is read in bounded chunks (a row above
 `MAX_ROW_BYTES` is skipped unparsed), decoded as strict UTF-8, measured for nesting before `json.loads` (which
 recurses once per level) and rejected above `MAX_JSON_DEPTH`; text that is not valid Unicode (lone surrogates),

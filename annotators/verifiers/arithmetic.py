@@ -1,6 +1,6 @@
 """Arithmetic-claim verifier: finds `a op b = c` claims inside natural-language steps and checks them exactly.
 
-Why: a cheap solver-backed veto for step labels (shared/reference/annotators.md §7): high precision, low recall,
+Why: a cheap solver-backed veto for step labels (docs/annotators.md §7): high precision, low recall,
 used next to MC/judge labels, never as the only labeller. Measured figures: `bench/bench_arithmetic_verifier.py`.
 
 Verdict per step: False if any claim fails (the reason names it: "81+24=107 but 81+24=105"), True if at least

@@ -17,7 +17,7 @@ class StepVerdict:
 
 
 class Verifier(Protocol):
-    """An annotator backed by a solver or an executor (DESIGN.md, "Words"). Pure: no model calls."""
+    """An annotator backed by a solver or an executor (docs/design.md §1). Pure: no model calls."""
 
     name: str
 

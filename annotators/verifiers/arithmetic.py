@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -129,6 +129,10 @@ _LATEX_DOLLAR_RE = re.compile(r"(?<=[\w})\]!.'])(?<!\\)\$(?!\d)|\$(?=\\|[A-Za-z(
 # Arguments whose reading is uncertain become unknown commands, so a claim touching them is dropped:
 # \sqrt[3]{x} (an n-th root), \sqrt23 and \log_28 (one subscript/argument digit in LaTeX, two to the eye).
 _UNSURE_FUNCTION_RE = re.compile(r"\\sqrt\s*\[|\\sqrt\s*(?=\d\d)|\\log\s*_\s*(?=\d\d)")
+_BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
+_SCRIPT_GROUP_RE = re.compile(r"([\^_])\s*\{([^{}]*)\}")  # 10^{-2}, \log_{10}
+_GROUP_PASSES = 8
 _SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\\\"), " \n "),  # LaTeX line break separates claims
     (re.compile(r"\\[()\[\]]"), " \n "),  # math delimiters \( \) \[ \] end a claim; not parentheses
@@ -143,7 +147,6 @@ _SUBS: list[tuple[re.Pattern[str], str]] = [
     # not equalities: inequalities, congruences, arrows
     (re.compile(r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)\b"), " ; "),
     (re.compile(r"[≠≤≥≡⇒→⟹<>]|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
-    (latex.DEGREES, " degrees "),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\?\$"), " "),
     (latex.LATEX_SPACING, " "),
@@ -203,10 +206,20 @@ def normalise(text: str, prose: bool = True) -> str:
         text = latex.math_delimiters_to(text, " \n ")
     text = latex.unwrap_text_commands(text)
     text = _MIXED_RE.sub(" ", text)  # 2\frac12 is a mixed number: keep the space so it is never read as 2*(1/2)
-    text = latex.expand_fracs(text)
+    text = _UNSURE_FUNCTION_RE.sub(r" \\unsure ", text)
+    text = latex.DEGREES.sub(" degrees ", text)  # before ^{...} groups open: 90^{\circ} is a unit, not a power
+    for _ in range(
+        _GROUP_PASSES if "{" in text else 0
+    ):  # innermost groups first, so \frac{\binom{5}{2}}{4} opens up; bounded
+        before = text
+        text = _BINOM_RE.sub(r"\\binom(\1)(\2)", text)
+        text = _SQRT_RE.sub(r"\\sqrt(\1)", text)
+        text = _SCRIPT_GROUP_RE.sub(r"\1(\2)", text)
+        text = latex.expand_fracs(text, passes=1)
+        if text == before:
+            break
     text = _FRAC_SHORT_RE.sub(r"((\1)/(\2))", text)
     text = _BOXED_RE.sub(lambda m: f" {m.group(1)} ", text)
-    text = _UNSURE_FUNCTION_RE.sub(r" \\unsure ", text)
     for pattern, repl in _SUBS:
         text = pattern.sub(repl, text)
     if prose:
@@ -263,7 +276,7 @@ def _drop_unit_phrases(toks: list[Tok]) -> list[Tok]:
             else:
                 break
         if j > i and words and j < n and words <= _MAX_UNIT_WORDS and _continues_expression(toks[j]):
-            out[-1] = replace(tok, unit=True)
+            out[-1] = tok._replace(unit=True)
             i = j
     return out
 
@@ -359,8 +372,12 @@ def _lhs_run(toks: list[Tok], eq: int, pos: dict[int, int]) -> _Side | None:
             if _bare(run):
                 return None  # a label: "Day 2 = 40", "i.e. 48 = 100% + 20%"
             ambiguous = True  # "15 pages x 1/3 = 5": checked, but only a match counts
-    if _bare(run) and prev is not None and prev.text == ":":
-        ambiguous = True  # an enumeration, "n: 1 = 3^3 * 1": the number may be a label, only a match counts
+    if (
+        _bare(run)
+        and prev is not None
+        and (prev.text == ":" or (prev.text == "\n" and k > 1 and toks[k - 2].text == ":"))
+    ):
+        ambiguous = True  # an enumeration, "$n$: $1 = 3^3 \\cdot 1$": the number may be a label, only a match counts
     if _bare(run) and any(t.unit for t in run):
         return None  # a quantity with its unit, "5 pairs = 5 * 2": a conversion, not a computed result
     return _Side(run, ambiguous)
@@ -676,7 +693,15 @@ def _check_step(text: str, limits: ArithmeticLimits | None) -> StepVerdict:
     if scan.claims:
         shown = "; ".join(c.text for c in scan.claims[:3])
         more = f"; +{len(scan.claims) - 3} more" if len(scan.claims) > 3 else ""
-        return StepVerdict(True, f"{len(scan.claims)} arithmetic claim(s) hold: {shown}{more}")
+        symbolic_count = sum(c.kind == "symbolic" for c in scan.claims)
+        kinds = (
+            "arithmetic"
+            if not symbolic_count
+            else f"{symbolic_count} symbolic"
+            if symbolic_count < len(scan.claims)
+            else "symbolic"
+        )
+        return StepVerdict(True, f"{len(scan.claims)} {kinds} claim(s) hold: {shown}{more}")
     if scan.skipped:
         return StepVerdict(None, f"no checkable arithmetic claim (skipped: {scan.skipped[0]})")
     return StepVerdict(None, "no arithmetic claim found")

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Abort",
@@ -88,8 +88,7 @@ _TOKEN_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Tok:
+class Tok(NamedTuple):  # a tuple, not a dataclass: the tokenizer makes one per word and is the hot loop
     kind: str
     text: str
     start: int
@@ -351,11 +350,11 @@ def evaluate(node: Node, reading: Reading, budget: Budget, env: dict[str, Fracti
 
 
 def _power(a: Fraction, b: Fraction, limits: ArithmeticLimits) -> Fraction:
-    if b.denominator == 2 and a >= 0 and abs(b) <= limits.max_exponent:
-        root = _exact_sqrt(a)  # 9^{1/2}, 4^{3/2}
+    if 1 < b.denominator <= _MAX_ROOT and a > 0 and abs(b) <= limits.max_exponent:
+        root = _exact_root(a, b.denominator)  # 9^{1/2}, 8^{2/3}
         if root is None:
             raise NotRational("a power with a fractional exponent")
-        a, b = root, b * 2
+        a, b = root, b * b.denominator
     if b.denominator != 1 or abs(b) > limits.max_exponent:
         raise Skip(f"exponent is not an integer within ±{limits.max_exponent}")
     if a == 0 and b < 0:
@@ -393,6 +392,32 @@ def _function(node: Node, reading: Reading, budget: Budget, env: dict[str, Fract
     if exponent is None:
         raise NotRational("an irrational logarithm")
     return exponent
+
+
+_MAX_ROOT = 6  # 2^{1/4}, 8^{2/3}: roots up to the sixth are read, higher ones are refused
+
+
+def _exact_root(value: Fraction, degree: int) -> Fraction | None:
+    """The rational `degree`-th root of a positive rational, or None; integer arithmetic only."""
+    roots = []
+    for part in (value.numerator, value.denominator):
+        root = _integer_root(part, degree)
+        if root**degree != part:
+            return None
+        roots.append(root)
+    return Fraction(roots[0], roots[1])
+
+
+def _integer_root(n: int, degree: int) -> int:
+    """floor(n ** (1/degree)) by Newton's method on integers (floats overflow past ~1e308)."""
+    if n < 2:
+        return n
+    x = 1 << -(-n.bit_length() // degree)  # above the root: Newton then decreases monotonically
+    while True:
+        y = ((degree - 1) * x + n // x ** (degree - 1)) // degree
+        if y >= x:
+            return x
+        x = y
 
 
 def _exact_sqrt(value: Fraction) -> Fraction | None:

@@ -109,8 +109,8 @@ def to_sympy(node: Node, limits: ArithmeticLimits) -> Any:
         if b == 0:
             raise Skip("division by zero")
         return sympy.Mul(a, sympy.Pow(b, sympy.Integer(-1)))
-    if not (b.is_Rational and b.q <= 2 and abs(b) <= limits.max_exponent):
-        raise Skip("exponent is not a small integer or half-integer")
+    if not (b.is_Rational and b.q <= 6 and abs(b) <= limits.max_exponent):
+        raise Skip("exponent is not a small integer or a fraction with a small denominator")
     if a.free_symbols and abs(b) > _MAX_SYMBOLIC_EXPONENT:
         raise Skip(f"power of a variable above {_MAX_SYMBOLIC_EXPONENT}")
     if abs(b.p) * max(1, _bits(a)) > limits.max_bits:
@@ -249,17 +249,21 @@ _TRIAL_RE = re.compile(
 _CONNECTIVES = frozenset("and or so then thus hence where since for if with gives get i e ie".split())
 
 
+# What may sit between two solutions of one equation: "$x = 2$ or $x = 3$", "$x = 2$, $x = 3$".
+_LIST_RE = re.compile(r"[\s$,]{0,8}(?:or|and)?[\s$,]{0,8}")
+
+
 @dataclass
 class _Piece:
     members: list[Node]
     texts: list[str]
-    start: int  # offset in the step text
+    segment: tuple[int, int]  # where its formula starts and ends in the step text
     arrow_before: bool  # "\implies", "\Rightarrow", a comma or `;` opened this piece inside its formula
 
 
-def math_segments(text: str, dollar_is_math: bool) -> list[tuple[int, str]]:
-    """(offset, content) of every formula: `\\(..\\)`, `\\[..\\]`, and `$..$`/`$$..$$` when `$` marks formulas."""
-    out: list[tuple[int, str]] = []
+def math_segments(text: str, dollar_is_math: bool) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every formula: `\\(..\\)`, `\\[..\\]`, and `$..$`/`$$..$$` when `$` marks formulas."""
+    out: list[tuple[int, int, str]] = []
     open_at: tuple[str, int] | None = None
     for match in _DELIMITER_RE.finditer(text):
         mark = match.group()
@@ -272,7 +276,7 @@ def math_segments(text: str, dollar_is_math: bool) -> list[tuple[int, str]]:
         opener, begin = open_at
         if _CLOSER[opener] == mark:
             if 0 < match.start() - begin <= _MAX_SEGMENT_CHARS:
-                out.append((begin, text[begin : match.start()]))
+                out.append((begin, match.start(), text[begin : match.start()]))
             open_at = None
             if len(out) >= _MAX_SEGMENTS:
                 break
@@ -283,7 +287,7 @@ _DELIMITER_RE = re.compile(r"\\[()\[\]]|\$\$?")
 _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$": "$", "$$": "$$"}
 
 
-def _pieces(offset: int, segment: str, normalise: Any, limits: ArithmeticLimits) -> list[_Piece]:
+def _pieces(where: tuple[int, int], segment: str, normalise: Any, limits: ArithmeticLimits) -> list[_Piece]:
     """Split a formula at `,` `;` arrows and words; keep the pieces that read fully as `E = E (= E ...)`."""
     plain = normalise(segment, prose=False)
     toks = tokenize(plain, limits.max_tokens)
@@ -295,7 +299,7 @@ def _pieces(offset: int, segment: str, normalise: Any, limits: ArithmeticLimits)
         is_word = tok.kind == "word" and len(tok.text) > 1
         if tok.kind == "sep" or (is_word and tok.text.lower() in _CONNECTIVES):
             if run and not poisoned:
-                piece = _read_piece(run, plain, offset, arrow, limits)
+                piece = _read_piece(run, plain, where, arrow, limits)
                 if piece is not None:
                     out.append(piece)
             arrow = tok.kind == "sep" and tok.text in ",;"
@@ -307,7 +311,9 @@ def _pieces(offset: int, segment: str, normalise: Any, limits: ArithmeticLimits)
     return out
 
 
-def _read_piece(run: list[Tok], plain: str, offset: int, arrow: bool, limits: ArithmeticLimits) -> _Piece | None:
+def _read_piece(
+    run: list[Tok], plain: str, where: tuple[int, int], arrow: bool, limits: ArithmeticLimits
+) -> _Piece | None:
     members: list[list[Tok]] = [[]]
     for tok in run:
         if tok.kind == "eq":
@@ -323,7 +329,7 @@ def _read_piece(run: list[Tok], plain: str, offset: int, arrow: bool, limits: Ar
     except Skip:
         return None
     texts = [" ".join(plain[m[0].start : m[-1].end].split()) for m in members]
-    return _Piece(nodes, texts, offset + run[0].start, arrow)
+    return _Piece(nodes, texts, where, arrow)
 
 
 def _lone_variable(node: Node) -> str | None:
@@ -335,24 +341,27 @@ def scan_math(
 ) -> list[SymbolicClaim]:
     """Every identity and every stated solution in the formulas of one step, checked."""
     claims: list[SymbolicClaim] = []
-    # the latest equation in one variable, per variable: (left, right, its text, offset, paragraph)
+    # the latest equation in one variable, per variable: (left, right, its text, end of its formula, paragraph)
     equations: dict[str, tuple[Node, Node, str, int, int]] = {}
-    for offset, segment in math_segments(text, dollar_is_math):
-        for piece in _pieces(offset, segment, normalise, limits):
-            paragraph = text.count("\n\n", 0, piece.start)
+    solutions: dict[str, int] = {}  # where the formula of the latest solution checked for a variable ends
+    for start, end, segment in math_segments(text, dollar_is_math):
+        for piece in _pieces((start, end), segment, normalise, limits):
+            paragraph = text.count("\n\n", 0, start)
             claims.extend(_identities(piece, limits, budget))
             members = piece.members
             names = [variables(m) for m in members]
             solved = _lone_variable(members[0])
             if solved and all(not n for n in names[1:]):
-                claim = _substitute(text, piece, solved, equations.get(solved), paragraph, limits, budget)
+                claim = _substitute(text, piece, solved, equations.get(solved), paragraph, solutions, budget)
                 if claim is not None:
                     claims.append(claim)
+                    solutions[solved] = end
                 continue
             if len(members) == 2 and len(names[0] | names[1]) == 1:
                 (name,) = names[0] | names[1]
                 if _lone_variable(members[1]) is None:
-                    equations[name] = (members[0], members[1], " = ".join(piece.texts), piece.start, paragraph)
+                    equations[name] = (members[0], members[1], " = ".join(piece.texts), end, paragraph)
+                    solutions.pop(name, None)
     return claims
 
 
@@ -386,17 +395,24 @@ def _substitute(
     name: str,
     equation: tuple[Node, Node, str, int, int] | None,
     paragraph: int,
-    limits: ArithmeticLimits,
+    solutions: dict[str, int],
     budget: Budget,
 ) -> SymbolicClaim | None:
-    """A stated solution `x = c` put back into the latest equation in x of the same paragraph."""
+    """A stated solution `x = c` put back into the latest equation in x of the same paragraph.
+
+    Only when the words say it was solved: an arrow or a comma before it in the same formula, or "so", "thus",
+    "gives", ... before its formula, or "or"/"and" after the previous solution ("$x = 2$ or $x = 3$").
+    """
     if equation is None or equation[4] != paragraph:
         return None
-    left, right, equation_text, equation_at, _ = equation
-    between = text[equation_at : piece.start]
+    left, right, equation_text, equation_end, _ = equation
+    begin = piece.segment[0]
+    between = text[equation_end:begin] if equation_end <= begin else ""
     if _TRIAL_RE.search(between):
         return None  # "try x = 1", "if x = 2", "x = 3 is not a solution": a trial, not a solution
-    if not (piece.arrow_before or _CONCLUSION_RE.search(between[-40:])):
+    previous = solutions.get(name)
+    listed = previous is not None and _LIST_RE.fullmatch(text[previous:begin]) is not None
+    if not (piece.arrow_before or listed or (between and _CONCLUSION_RE.search(between[-40:]))):
         return None  # nothing says the value was solved from the equation
     value_node = piece.members[1]
     try:

@@ -1,50 +1,23 @@
-"""Arithmetic-claim verifier: finds `a op b = c` claims inside natural-language steps and checks them exactly.
+"""Claim verifier: finds equalities inside natural-language or LaTeX steps and checks them exactly.
 
-Why: a cheap solver-backed veto for step labels (shared/reference/annotators.md §7): high precision, low recall,
-used next to MC/judge labels, never as the only labeller. Measured figures: `bench/bench_arithmetic_verifier.py`.
+Why: a cheap solver-backed veto for step labels, trusted only if its flags are right: high precision, low
+recall, used next to MC/judge labels, never as the only labeller. Reading rules, the rounding/truncation rule,
+the symbolic check, the limits and the measured figures: docs/verifiers.md (`bench/bench_arithmetic_verifier.py`).
+
+This module scans a step for claims and gives the verdict; `expr.py` holds the tokens, the parser and the exact
+evaluator, `symbolic.py` the sympy-backed checks, `annotators/latex.py` the LaTeX vocabulary shared with the
+answer grader.
 
 Verdict per step: False if any claim fails (the reason names it: "81+24=107 but 81+24=105"), True if at least
-one claim was checked and all hold, None if nothing was checkable (the reason says why).
+one claim was checked and all hold, None if nothing was checkable (the reason says why). A claim is an `=` (or
+`≈`) with a numeric expression on each side (arithmetic), or, inside a formula, an identity or a stated solution
+with variables, or a number with a radical or logarithm (symbolic). Whenever the reading is uncertain (an unknown
+command or function next to a side, a side cut out of a larger expression, a label, two formulas and the text
+between them, a step that rejects something) there is no claim, and the reason is kept in `ClaimScan.skipped`.
 
-What counts as a claim
-    An `=` (or `≈`) with a numeric expression right before it and one right after it, in plain text or LaTeX
-    (`\\times`, `\\cdot`, `\\div`, `\\frac{a}{b}`, `\\$`, `\\%`, `\\text{...}`, `\\boxed{...}`), with thousands
-    separators (`14,000`, `14{,}000`, `14\\,000`), percentages, `$` signs, the tiny model's `Step 2: 81+24=107`
-    and GSM8K calculator annotations `<<a*b=c>>` (checked as claims of their own, then removed from the text).
-    A chain `a = b = c` gives one claim per adjacent pair. `x`, `times`, `plus`, `minus`, `divided by`,
-    `equals`, `% of`, `a/b of` are read as the operators they name when they sit between numbers; `^` and `**`
-    are powers; `4(40)` (no space) is a product. Unit words between a number and an operator or `=` are
-    skipped (`18 hours / 3 kangaroos = 6`, `$15/student`, `7995 (total cookies) - 2595 = ...`). A quantity
-    restated in the next statement is linked: `Total = 52 + 24 + 44 + 48. Total = 178.` checks `168 = 178`.
-
-What is dropped (no verdict, to avoid false alarms, §7 step 3)
-    A side cut out of a larger expression: glued to a letter or to `_ ^ \\ : |` (`2x + 3 = 11`, `x^2 = 4`,
-    `a_1 = 3`, `3:30`), starting or ending with a binary operator, reached through words from an operator
-    (`25 classmates + his 1 teacher + 1 = 27`), a piece of a bracketed group (`(x, y) = (2^3 + 7, 5)`), or a
-    bare number after a word (`Day 2 = 40`). Pairs where neither side has an operator (`2 hours = 120
-    minutes`), and bare quantities with a unit (`5 pairs = 5 * 2`): conversions, not computations. Sides
-    followed by `remainder` or a scale word (`million`, `dozen`). Mixed numbers (`2 1/2`, `2\\frac12`) do not
-    parse. Two readings are never flagged: a bare fraction after a word (`15 pages x 1/3 = 5`: the fraction
-    may be a share of something) only counts when it holds, and running-total notation (`3/2 = 1.50 + 3.00`,
-    whose right side starts from the left side's value) is skipped when it does not.
-
-How a pair is compared (the rounding rule)
-    Both sides are evaluated with exact rationals (fractions.Fraction); they hold if equal. If one side is a
-    single stated number with d decimals (d = 0 for an integer) and the other side's exact value needs more
-    than d decimals, the stated number is read as a rounding: the pair holds iff they differ by at most half
-    a unit of the stated number's last decimal, 0.5 * 10**-d (`10/3 = 3.33` and `100/7 = 14` hold;
-    `2/3 = 0.66`, `20 - 13 = 6.00` and `5 + 3 = 8.4` do not). A `%` is read both as /100 (adding two decimals)
-    and as a plain number; the pair holds if either reading holds. `≈` accepts one full unit of the last
-    decimal, or 1 % of the left side.
-
-Safety and limits (docs/security.md: model output is data)
-    Its own regex tokenizer and recursive-descent parser; never eval/sympify. Numbers longer than
-    `max_digits`, exponents that are not integers within ±`max_exponent`, values above `max_bits`, sides longer
-    than `max_side_tokens` or nested deeper than `max_depth` leave a claim unchecked (reason recorded). A step
-    longer than `max_chars`, with more than `max_tokens` tokens or more than `max_ops` evaluation operations
-    gets verdict None with the reason. Every normalisation pass is a linear-time regex. A value that is checked
-    but has more than 200 bits is shown in a reason as a 7-digit approximation computed with integers (float()
-    overflows past ~1e308). `check_step` never raises: a non-text step or any failure is verdict None.
+Safety (docs/security.md: model output is data): our own linear-regex normaliser, tokenizer and bounded
+recursive-descent parser; never eval, sympify or parse_expr. `check_step` never raises: a non-text step or any
+failure is verdict None with the reason.
 """
 
 from __future__ import annotations
@@ -377,7 +350,7 @@ def _lhs_run(toks: list[Tok], eq: int, pos: dict[int, int]) -> _Side | None:
         and prev is not None
         and (prev.text == ":" or (prev.text == "\n" and k > 1 and toks[k - 2].text == ":"))
     ):
-        ambiguous = True  # an enumeration, "$n$: $1 = 3^3 \\cdot 1$": the number may be a label, only a match counts
+        ambiguous = True  # an enumeration, "$n$: $1 = 3^3 \cdot 1$": the number may be a label, only a match counts
     if _bare(run) and any(t.unit for t in run):
         return None  # a quantity with its unit, "5 pairs = 5 * 2": a conversion, not a computed result
     return _Side(run, ambiguous)

@@ -245,7 +245,7 @@ _TRIAL_RE = re.compile(
 )
 
 
-# Words (from \\text{...}) that separate two statements inside one formula; any other word ends the reading.
+# Words (from \text{...}) that separate two statements inside one formula; any other word ends the reading.
 _CONNECTIVES = frozenset("and or so then thus hence where since for if with gives get i e ie".split())
 
 
@@ -306,7 +306,7 @@ def _pieces(where: tuple[int, int], segment: str, normalise: Any, limits: Arithm
             run, poisoned = [], False
             continue
         if is_word or tok.text == "≈":
-            poisoned = True  # an unknown command (\\lim), a product of letters (ax), an approximation: no claim
+            poisoned = True  # an unknown command (\lim), a product of letters (ax), an approximation: no claim
         run.append(tok)
     return out
 

@@ -106,7 +106,7 @@ def score_processbench(rows: list[dict], limits: ArithmeticLimits | None = None)
         score.items += 1
         score.wrong += label >= 0
         for index, step in enumerate(row["steps"]):
-            scan = extract_claims(step, limits)
+            scan = extract_claims(step, limits, previous=row["steps"][index - 1] if index else "")
             kind = flag_of(scan)
             score.steps += 1
             score.steps_checked += bool(scan.claims) and not scan.aborted
@@ -121,9 +121,22 @@ def score_processbench(rows: list[dict], limits: ArithmeticLimits | None = None)
             else:
                 score.flags_after_error += 1
                 tag = "after"
-            reason = check_step(step, limits).reason
+            reason = _reason(scan)
             score.examples.append(f"{tag} {kind} {row['id']} step {index} (label {label}): {reason}")
     return score
+
+
+def _reason(scan: ClaimScan) -> str:
+    wrong = next(c for c in scan.claims if not c.holds)
+    return wrong.describe()
+
+
+def _chosen_text(step: dict) -> str:
+    """The text the labeller continued from: the chosen completion, or the human-written one."""
+    chosen = step.get("chosen_completion")
+    if chosen is not None and step["completions"]:
+        return step["completions"][chosen]["text"]
+    return (step.get("human_completion") or {}).get("text") or ""
 
 
 def prm800k_solutions(lines: list[str]) -> list[list[dict]]:
@@ -140,6 +153,7 @@ def score_prm800k(problems: list[list[dict]], limits: ArithmeticLimits | None = 
     score = FlagScore()
     for p_index, records in enumerate(problems):
         for record in records:
+            previous = ""
             for s_index, step in enumerate(record["label"]["steps"]):
                 for completion in step["completions"] or []:
                     rating = completion["rating"]
@@ -148,15 +162,16 @@ def score_prm800k(problems: list[list[dict]], limits: ArithmeticLimits | None = 
                     score.items += 1
                     score.wrong += rating == -1
                     score.steps += 1
-                    scan = extract_claims(completion["text"], limits)
+                    scan = extract_claims(completion["text"], limits, previous=previous)
                     score.steps_checked += bool(scan.claims) and not scan.aborted
                     kind = flag_of(scan)
                     if kind is None:
                         continue
                     tag = "TP" if rating == -1 else "FP"
                     (score.tp if rating == -1 else score.fp)[kind] += 1
-                    reason = check_step(completion["text"], limits).reason
+                    reason = _reason(scan)
                     score.examples.append(f"{tag} {kind} problem {p_index} step {s_index} (rating {rating}): {reason}")
+                previous = _chosen_text(step) or previous
     return score
 
 

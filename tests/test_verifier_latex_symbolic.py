@@ -151,6 +151,19 @@ def test_sympy_only_gets_objects_built_from_the_parse_tree(monkeypatch: pytest.M
         node.parse()  # x(...) may be a function application: refused, not multiplied
 
 
+def test_a_solution_is_substituted_into_the_previous_steps_equation() -> None:
+    from annotators.verifiers.arithmetic import ArithmeticVerifier
+    from schemas.records import Problem
+
+    assert check_step("So $x = 5$.", previous="We have $2x + 3 = 11$.").verdict is False
+    assert check_step("So $x = 4$.", previous="We have $2x + 3 = 11$.").verdict is True
+    assert check_step("Try $x = 5$.", previous="We have $2x + 3 = 11$.").verdict is None
+    assert check_step("So $x = 5$.").verdict is None  # no equation to put it back into
+    steps = ["We have $2x + 3 = 11$.", "So $x = 5$."]
+    verdicts = ArithmeticVerifier().verify(Problem(problem_id="p", question="", answer=""), steps)
+    assert [v.verdict for v in verdicts] == [None, False]
+
+
 def test_symbolic_pass_can_be_switched_off() -> None:
     off = ArithmeticLimits(symbolic=False)
     assert verdict("We have $2x + 3 = 11$, so $x = 5$.", off) is None

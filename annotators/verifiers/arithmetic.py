@@ -578,8 +578,9 @@ def _scan_text(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimS
                 scan.claims.append(claim)
 
 
-def extract_claims(text: str, limits: ArithmeticLimits | None = None) -> ClaimScan:
-    """Find and check every arithmetic claim in one step's text (annotations first, then the prose)."""
+def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> ClaimScan:
+    """Find and check every claim in one step's text (annotations first, then the prose). `previous`: the step
+    before it, whose equations a solution stated at the start of this step is substituted back into."""
     limits = limits or ArithmeticLimits()
     scan = ClaimScan()
     if len(text) > limits.max_chars:
@@ -594,7 +595,7 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None) -> ClaimSc
         prose = _ANNOTATION_RE.sub(" ", text) if annotations else text
         _scan_text(normalise(prose), limits, budget, scan, "text")
         if limits.symbolic:
-            _scan_symbolic(prose, limits, budget, scan)
+            _scan_symbolic(prose, limits, budget, scan, previous[-limits.max_chars :])
     except Abort as exc:
         scan.aborted = str(exc)
     _withdraw_rejected(text, scan)
@@ -623,9 +624,12 @@ def _withdraw_rejected(text: str, scan: ClaimScan) -> None:
     scan.claims = [claim for claim in scan.claims if claim.holds]
 
 
-def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan) -> None:
+def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, previous: str) -> None:
     """Claims with variables inside formulas: identities and solutions substituted back (symbolic.py)."""
-    for found in symbolic.scan_math(text, is_latex_dollar_text(text), normalise, limits, budget):
+    earlier = (
+        symbolic.equations_of(previous, is_latex_dollar_text(previous), normalise, limits, budget) if previous else None
+    )
+    for found in symbolic.scan_math(text, is_latex_dollar_text(text), normalise, limits, budget, earlier):
         scan.claims.append(
             Claim(
                 text=found.text,
@@ -641,22 +645,23 @@ def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: Cl
         )
 
 
-def check_step(text: str, limits: ArithmeticLimits | None = None) -> StepVerdict:
+def check_step(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> StepVerdict:
     """Verdict for one step: False if a claim fails, True if ≥1 claim was checked and all hold, else None.
+    `previous` is the step before it (its equations may be solved in this one).
 
     Never raises: a step that is not text, or any failure of the checker on it, is verdict None with the reason.
     """
     if not isinstance(text, str):
         return StepVerdict(None, f"not checked: the step is a {type(text).__name__}, not text")
     try:
-        return _check_step(text, limits)
+        return _check_step(text, limits, previous if isinstance(previous, str) else "")
     except Exception as error:  # noqa: BLE001 - a checker bug on one step must not abort every row (docs/security.md)
         message = " ".join(str(error).split())[:200]
         return StepVerdict(None, f"not checked: verifier error {type(error).__name__}: {message}")
 
 
-def _check_step(text: str, limits: ArithmeticLimits | None) -> StepVerdict:
-    scan = extract_claims(text, limits)
+def _check_step(text: str, limits: ArithmeticLimits | None, previous: str) -> StepVerdict:
+    scan = extract_claims(text, limits, previous=previous) if previous else extract_claims(text, limits)
     if scan.aborted:
         return StepVerdict(None, f"not checked: {scan.aborted}")
     wrong = [c for c in scan.claims if not c.holds]
@@ -694,7 +699,7 @@ class ArithmeticVerifier:
         self.limits = ArithmeticLimits(**options)
 
     def verify(self, problem: Problem, steps: list[str]) -> list[StepVerdict]:
-        return [check_step(step, self.limits) for step in steps]
+        return [check_step(step, self.limits, steps[i - 1] if i else "") for i, step in enumerate(steps)]
 
 
 # ---------------------------------------------------------------- formatting

@@ -37,7 +37,7 @@ from annotators.verifiers.expr import (
     variables,
 )
 
-__all__ = ["SymbolicClaim", "SymbolicResult", "compare_constants", "scan_math"]
+__all__ = ["SymbolicClaim", "SymbolicResult", "compare_constants", "equations_of", "scan_math"]
 
 _DIGITS = 40
 _MAX_SYMBOLIC_EXPONENT = 16
@@ -336,22 +336,55 @@ def _lone_variable(node: Node) -> str | None:
     return node[1] if node[0] == "var" else None
 
 
+_Equation = tuple[Node, Node, str, int, int]  # left, right, its text, where its formula ends, its paragraph
+
+
 def scan_math(
-    text: str, dollar_is_math: bool, normalise: Any, limits: ArithmeticLimits, budget: Budget
+    text: str,
+    dollar_is_math: bool,
+    normalise: Any,
+    limits: ArithmeticLimits,
+    budget: Budget,
+    earlier: dict[str, _Equation] | None = None,
 ) -> list[SymbolicClaim]:
-    """Every identity and every stated solution in the formulas of one step, checked."""
+    """Every identity and every stated solution in the formulas of one step, checked. `earlier`: the previous
+    step's equations (`equations_of`), which a solution in this step's first paragraph may be put back into."""
     claims: list[SymbolicClaim] = []
-    # the latest equation in one variable, per variable: (left, right, its text, end of its formula, paragraph)
-    equations: dict[str, tuple[Node, Node, str, int, int]] = {}
+    equations = {name: (eq[0], eq[1], eq[2], 0, 0) for name, eq in (earlier or {}).items()}
+    _walk(text, dollar_is_math, normalise, limits, budget, equations, claims)
+    return claims
+
+
+def equations_of(
+    text: str, dollar_is_math: bool, normalise: Any, limits: ArithmeticLimits, budget: Budget
+) -> dict[str, _Equation]:
+    """The latest single-variable equation per variable in one step (nothing is checked)."""
+    equations: dict[str, _Equation] = {}
+    _walk(text, dollar_is_math, normalise, limits, budget, equations, None)
+    return equations
+
+
+def _walk(
+    text: str,
+    dollar_is_math: bool,
+    normalise: Any,
+    limits: ArithmeticLimits,
+    budget: Budget,
+    equations: dict[str, _Equation],
+    claims: list[SymbolicClaim] | None,
+) -> None:
     solutions: dict[str, int] = {}  # where the formula of the latest solution checked for a variable ends
     for start, end, segment in math_segments(text, dollar_is_math):
         for piece in _pieces((start, end), segment, normalise, limits):
             paragraph = text.count("\n\n", 0, start)
-            claims.extend(_identities(piece, limits, budget))
             members = piece.members
             names = [variables(m) for m in members]
             solved = _lone_variable(members[0])
+            if claims is not None:
+                claims.extend(_identities(piece, limits, budget))
             if solved and all(not n for n in names[1:]):
+                if claims is None:
+                    continue
                 claim = _substitute(text, piece, solved, equations.get(solved), paragraph, solutions, budget)
                 if claim is not None:
                     claims.append(claim)
@@ -362,7 +395,6 @@ def scan_math(
                 if _lone_variable(members[1]) is None:
                     equations[name] = (members[0], members[1], " = ".join(piece.texts), end, paragraph)
                     solutions.pop(name, None)
-    return claims
 
 
 def _identities(piece: _Piece, limits: ArithmeticLimits, budget: Budget) -> list[SymbolicClaim]:
@@ -393,7 +425,7 @@ def _substitute(
     text: str,
     piece: _Piece,
     name: str,
-    equation: tuple[Node, Node, str, int, int] | None,
+    equation: _Equation | None,
     paragraph: int,
     solutions: dict[str, int],
     budget: Budget,

@@ -195,7 +195,12 @@ def spot_check(lhs: Node, rhs: Node, budget: Budget) -> tuple[bool, str] | None:
 
 def _short(value: Fraction) -> str:
     text = str(value)
-    return text if len(text) <= 24 else f"≈{float(value):.6g}"
+    if len(text) <= 24:
+        return text
+    try:
+        return f"≈{float(value):.6g}"
+    except OverflowError:  # past ~1e308: a float cannot show it
+        return f"a number of about {len(str(abs(value.numerator))) - len(str(value.denominator)) + 1} digits"
 
 
 def check_identity(lhs: Node, rhs: Node, limits: ArithmeticLimits, budget: Budget) -> SymbolicResult | None:
@@ -205,7 +210,6 @@ def check_identity(lhs: Node, rhs: Node, limits: ArithmeticLimits, budget: Budge
     try:
         spot = spot_check(lhs, rhs, budget)
     except NotRational:
-        spot = None
         return _identity_with_sympy(lhs, rhs, limits)
     if spot is None:
         return None

@@ -33,6 +33,8 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
+from annotators import latex
+
 # Only the tail of a generation is searched: the final answer is at the end, and it bounds the work.
 MAX_EXTRACT_CHARS = 20_000
 # A longer candidate is not a final answer but rambling; it is graded wrong without parsing it.
@@ -220,13 +222,12 @@ def parse_reference_answer(raw: str, fmt: str = "auto") -> str | None:
 # Exact rational fast path: our own parser, bounded, no eval (docs/security.md)
 
 _NUMBER = re.compile(r"(?P<mantissa>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?")
-_FRAC = re.compile(r"\\[dt]?frac\{(?P<num>[^{}]*)\}\{(?P<den>[^{}]*)\}")
 _SLASH = re.compile(r"(?P<num>[^/]+)/(?P<den>[^/]+)")
-_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}")
-_LATEX_SPACING = re.compile(r"\\[,!;: ]|~|\\left|\\right")
-_DEGREES = re.compile(r"\^\{?\\circ\}?|°")
+# One LaTeX vocabulary with the claim verifier (annotators/latex.py, docs/verifiers.md).
+_FRAC, _TEXT_COMMAND, _DEGREES = latex.FRAC, latex.TEXT_COMMAND, latex.DEGREES
+_LATEX_SPACING = re.compile(latex.LATEX_SPACING.pattern + r"|\\left|\\right")
 _SPACE_NOT_BETWEEN_DIGITS = re.compile(r"(?<!\d)\s+|\s+(?!\d)")
-_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
+_MINUS = latex.MINUS
 # A number followed by plain words only, as chat models end: "18 dollars", "$18 per day", "40, which is the answer".
 # The words carry no value; words that scale or reread the number (million, percent, ...) keep it for Math-Verify.
 _NUMBER_THEN_WORDS = re.compile(

@@ -1,83 +1,57 @@
-"""Arithmetic-claim verifier: finds `a op b = c` claims inside natural-language steps and checks them exactly.
+"""Claim verifier: finds equalities inside natural-language or LaTeX steps and checks them exactly.
 
-Why: a cheap solver-backed veto for step labels (docs/annotators.md §7): high precision, low recall,
-used next to MC/judge labels, never as the only labeller. Measured figures: `bench/bench_arithmetic_verifier.py`.
+Why: a cheap solver-backed veto for step labels, trusted only if its flags are right: high precision, low
+recall, used next to MC/judge labels, never as the only labeller. Reading rules, the rounding/truncation rule,
+the symbolic check, the limits and the measured figures: docs/verifiers.md (`bench/bench_arithmetic_verifier.py`).
+
+This module scans a step for claims and gives the verdict; `expr.py` holds the tokens, the parser and the exact
+evaluator, `symbolic.py` the sympy-backed checks, `annotators/latex.py` the LaTeX vocabulary shared with the
+answer grader.
 
 Verdict per step: False if any claim fails (the reason names it: "81+24=107 but 81+24=105"), True if at least
-one claim was checked and all hold, None if nothing was checkable (the reason says why).
+one claim was checked and all hold, None if nothing was checkable (the reason says why). A claim is an `=` (or
+`≈`) with a numeric expression on each side (arithmetic), or, inside a formula, an identity or a stated solution
+with variables, or a number with a radical or logarithm (symbolic). Whenever the reading is uncertain (an unknown
+command or function next to a side, a side cut out of a larger expression, a label, two formulas and the text
+between them, a step that rejects something) there is no claim, and the reason is kept in `ClaimScan.skipped`.
 
-What counts as a claim
-    An `=` (or `≈`) with a numeric expression right before it and one right after it, in plain text or LaTeX
-    (`\\times`, `\\cdot`, `\\div`, `\\frac{a}{b}`, `\\$`, `\\%`, `\\text{...}`, `\\boxed{...}`), with thousands
-    separators (`14,000`, `14{,}000`, `14\\,000`), percentages, `$` signs, the tiny model's `Step 2: 81+24=107`
-    and GSM8K calculator annotations `<<a*b=c>>` (checked as claims of their own, then removed from the text).
-    A chain `a = b = c` gives one claim per adjacent pair. `x`, `times`, `plus`, `minus`, `divided by`,
-    `equals`, `% of`, `a/b of` are read as the operators they name when they sit between numbers; `^` and `**`
-    are powers; `4(40)` (no space) is a product. Unit words between a number and an operator or `=` are
-    skipped (`18 hours / 3 kangaroos = 6`, `$15/student`, `7995 (total cookies) - 2595 = ...`). A quantity
-    restated in the next statement is linked: `Total = 52 + 24 + 44 + 48. Total = 178.` checks `168 = 178`.
-
-What is dropped (no verdict, to avoid false alarms, §7 step 3)
-    A side cut out of a larger expression: glued to a letter or to `_ ^ \\ : |` (`2x + 3 = 11`, `x^2 = 4`,
-    `a_1 = 3`, `3:30`), starting or ending with a binary operator, reached through words from an operator
-    (`25 classmates + his 1 teacher + 1 = 27`), a piece of a bracketed group (`(x, y) = (2^3 + 7, 5)`), or a
-    bare number after a word (`Day 2 = 40`). Pairs where neither side has an operator (`2 hours = 120
-    minutes`), and bare quantities with a unit (`5 pairs = 5 * 2`): conversions, not computations. Sides
-    followed by `remainder` or a scale word (`million`, `dozen`). Mixed numbers (`2 1/2`, `2\\frac12`) do not
-    parse. Two readings are never flagged: a bare fraction after a word (`15 pages x 1/3 = 5`: the fraction
-    may be a share of something) only counts when it holds, and running-total notation (`3/2 = 1.50 + 3.00`,
-    whose right side starts from the left side's value) is skipped when it does not.
-
-How a pair is compared (the rounding rule)
-    Both sides are evaluated with exact rationals (fractions.Fraction); they hold if equal. If one side is a
-    single stated number with d decimals (d = 0 for an integer) and the other side's exact value needs more
-    than d decimals, the stated number is read as a rounding: the pair holds iff they differ by at most half
-    a unit of the stated number's last decimal, 0.5 * 10**-d (`10/3 = 3.33` and `100/7 = 14` hold;
-    `2/3 = 0.66`, `20 - 13 = 6.00` and `5 + 3 = 8.4` do not). A `%` is read both as /100 (adding two decimals)
-    and as a plain number; the pair holds if either reading holds. `≈` accepts one full unit of the last
-    decimal, or 1 % of the left side.
-
-Safety and limits (docs/security.md: model output is data)
-    Its own regex tokenizer and recursive-descent parser; never eval/sympify. Numbers longer than
-    `max_digits`, exponents that are not integers within ±`max_exponent`, values above `max_bits`, sides longer
-    than `max_side_tokens` or nested deeper than `max_depth` leave a claim unchecked (reason recorded). A step
-    longer than `max_chars`, with more than `max_tokens` tokens or more than `max_ops` evaluation operations
-    gets verdict None with the reason. Every normalisation pass is a linear-time regex. A value that is checked
-    but has more than 200 bits is shown in a reason as a 7-digit approximation computed with integers (float()
-    overflows past ~1e308). `check_step` never raises: a non-text step or any failure is verdict None.
+Safety (docs/security.md: model output is data): our own linear-regex normaliser, tokenizer and bounded
+recursive-descent parser; never eval, sympify or parse_expr. `check_step` never raises: a non-text step or any
+failure is verdict None with the reason.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
-from annotators.verifiers.base import StepVerdict, as_config
-from schemas.records import Problem
-
 __all__ = ["ArithmeticLimits", "ArithmeticVerifier", "Claim", "ClaimScan", "check_step", "extract_claims"]
 
-
-@dataclass(frozen=True)
-class ArithmeticLimits:
-    """Work bounds per step; anything above them is reported, never computed."""
-
-    max_chars: int = 20_000
-    max_tokens: int = 5_000
-    max_digits: int = 30
-    max_exponent: int = 64
-    max_bits: int = 4_096
-    max_depth: int = 40
-    max_side_tokens: int = 256
-    max_ops: int = 5_000
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ValueError(f"ArithmeticLimits.{f.name} must be positive, got {getattr(self, f.name)}")
+from annotators import latex
+from annotators.verifiers import symbolic
+from annotators.verifiers.base import StepVerdict, as_config
+from annotators.verifiers.expr import (
+    Abort,
+    ArithmeticLimits,
+    Budget,
+    Node,
+    NotRational,
+    Parser,
+    Reading,
+    Skip,
+    Tok,
+    agree,
+    evaluate,
+    has_kind,
+    has_operator,
+    leftmost_number,
+    literal_decimals,
+    tokenize,
+)
+from schemas.records import Problem
 
 
 @dataclass(frozen=True)
@@ -87,15 +61,19 @@ class Claim:
     text: str
     lhs: str
     rhs: str
-    lhs_value: Fraction
-    rhs_value: Fraction
+    lhs_value: Fraction | None  # None for a symbolic claim: its sides are not rational numbers
+    rhs_value: Fraction | None
     holds: bool
     source: str  # "text" or "annotation" (a GSM8K <<a*b=c>> calculator annotation)
     rhs_is_number: bool = False
+    kind: str = "arithmetic"  # or "symbolic": checked through sympy (variables, radicals, logarithms)
+    detail: str = ""  # a symbolic claim's reason, e.g. "they differ at x = 3/7: 100/49 vs 58/49"
 
     def describe(self) -> str:
         if self.holds:
             return self.text
+        if self.lhs_value is None or self.rhs_value is None:
+            return f"{self.text} but {self.detail}"
         eq = "=" if "=" in self.text and " = " not in self.text else " = "
         out = f"{self.text} but {self.lhs}{eq}{_fmt(self.lhs_value)}"
         if not self.rhs_is_number:
@@ -112,23 +90,22 @@ class ClaimScan:
     aborted: str | None = None  # a step-level limit was hit
 
 
-class _Skip(Exception):
-    """A claim that cannot be checked (too large, unparseable, ...); the message says why."""
-
-
-class _Abort(Exception):
-    """The step's work budget is spent."""
-
-
 # ---------------------------------------------------------------- normalisation (plain text and LaTeX)
 
 _ANNOTATION_RE = re.compile(r"<<([^<>]{0,400})>>")
-_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _MIXED_RE = re.compile(r"(?<=\d)\s*(?=\\[dt]?frac)")
 _FRAC_SHORT_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname|textnormal)\s*\{([^{}]*)\}")
-_NUMERIC_SPACE_RE = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\ |,\\!)(?=\d{3}(?!\d))")  # 14{,}000 14\,000 14,\!000
+# A closing `$` right after a value or a letter ("$17\cdot 44=788$"): the text uses `$` as a math delimiter.
+# A currency `$` is followed by its amount and preceded by a space or an operator ("= $18").
+_LATEX_DOLLAR_RE = re.compile(r"(?<=[\w})\]!.'])(?<!\\)\$(?!\d)|\$(?=\\|[A-Za-z(\-{])")
+# Arguments whose reading is uncertain become unknown commands, so a claim touching them is dropped:
+# \sqrt[3]{x} (an n-th root), \sqrt23 and \log_28 (one subscript/argument digit in LaTeX, two to the eye).
+_UNSURE_FUNCTION_RE = re.compile(r"\\sqrt\s*\[|\\sqrt\s*(?=\d\d)|\\log\s*_\s*(?=\d\d)")
+_BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
+_SCRIPT_GROUP_RE = re.compile(r"([\^_])\s*\{([^{}]*)\}")  # 10^{-2}, \log_{10}
+_GROUP_PASSES = 8
 _SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\\\"), " \n "),  # LaTeX line break separates claims
     (re.compile(r"\\[()\[\]]"), " \n "),  # math delimiters \( \) \[ \] end a claim; not parentheses
@@ -142,14 +119,16 @@ _SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\(?:approx|simeq|thickapprox)\b|≈|≃"), " ≈ "),
     # not equalities: inequalities, congruences, arrows
     (re.compile(r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)\b"), " ; "),
-    (re.compile(r"[≠≤≥≡⇒→⟹]|<=|>=|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
-    # `\s*(?:\{\s*)?`, not `\s*\{?\s*`: two space runs around an optional brace backtrack quadratically on "^" + spaces
-    (re.compile(r"\^\s*(?:\{\s*)?\\circ\s*\}?|°"), " degrees "),
+    (re.compile(r"[≠≤≥≡⇒→⟹<>]|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\?\$"), " "),
-    (re.compile(r"\\[,;:! ]|\\q?quad\b|~|&"), " "),
+    (latex.LATEX_SPACING, " "),
+    (re.compile(r"&"), " "),
     (re.compile(r"(?<=[\d)])[ \t]*\*\*[ \t]*(?=[\d(])"), "^"),  # 10**6
     (re.compile(r"\*\*"), " "),  # markdown bold
+]
+# Words read as operators when they sit between numbers: prose only, never inside a formula ("2x(x+1)").
+_WORD_SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=[\d)%])(?:[xX]|[ \t]+[xX][ \t]+)(?=[\d(.])"), " * "),  # 5 x 3, 2x3 (not "1.5x 6")
     (re.compile(r"(?<=[\d)%])[ \t]*[–—][ \t]*(?=[\d(.])"), " - "),  # en dash used as minus: 120 – 80
     (re.compile(r"(?<=[\d)%])[ \t]+(?:times|multiplied[ \t]+by)[ \t]+(?=[\d(.])", re.I), " * "),
@@ -182,39 +161,48 @@ _VULGAR_RE = re.compile("[" + "".join(_VULGAR) + "]")
 _BRACKETS = str.maketrans({"{": "(", "}": ")", "[": "(", "]": ")"})
 
 
-def _normalise(text: str) -> str:
-    """Rewrite LaTeX and word operators into one plain token alphabet; every pass is a linear regex."""
-    text = _NUMERIC_SPACE_RE.sub("", text)
+def is_latex_dollar_text(text: str) -> bool:
+    """Whether `$` marks formulas in this text (`$x = 4$`) rather than amounts of money (`= $18`)."""
+    return _LATEX_DOLLAR_RE.search(text) is not None
+
+
+def normalise(text: str, prose: bool = True) -> str:
+    """Rewrite LaTeX (and, in prose, word operators) into one plain token alphabet; every pass is a linear regex.
+
+    In a text that uses `$` for formulas, each formula delimiter becomes a line break: a claim never spans two
+    formulas, nor a formula and the prose next to it ("$6!$ ways, so $720 = 6/2$" has no claim `720 = 6/2`).
+    """
+    text = latex.THOUSANDS_SPACE.sub("", text)
     text = _VULGAR_RE.sub(lambda m: f" ({_VULGAR[m.group()]}) ", text)
-    text = _TEXT_CMD_RE.sub(lambda m: f" {m.group(1)} ", text)
+    text = text.replace("\\\\", " \n ")
+    if is_latex_dollar_text(text):
+        text = latex.math_delimiters_to(text, " \n ")
+    text = latex.unwrap_text_commands(text)
     text = _MIXED_RE.sub(" ", text)  # 2\frac12 is a mixed number: keep the space so it is never read as 2*(1/2)
-    for _ in range(8):  # nested \frac, innermost first; bounded
-        text, n = _FRAC_RE.subn(r"((\1)/(\2))", text)
-        if not n:
+    text = _UNSURE_FUNCTION_RE.sub(r" \\unsure ", text)
+    text = latex.DEGREES.sub(" degrees ", text)  # before ^{...} groups open: 90^{\circ} is a unit, not a power
+    for _ in range(
+        _GROUP_PASSES if "{" in text else 0
+    ):  # innermost groups first, so \frac{\binom{5}{2}}{4} opens up; bounded
+        before = text
+        text = _BINOM_RE.sub(r"\\binom(\1)(\2)", text)
+        text = _SQRT_RE.sub(r"\\sqrt(\1)", text)
+        text = _SCRIPT_GROUP_RE.sub(r"\1(\2)", text)
+        text = latex.expand_fracs(text, passes=1)
+        if text == before:
             break
     text = _FRAC_SHORT_RE.sub(r"((\1)/(\2))", text)
     text = _BOXED_RE.sub(lambda m: f" {m.group(1)} ", text)
     for pattern, repl in _SUBS:
         text = pattern.sub(repl, text)
-    text = _FRAC_OF_RE.sub(r"(\1) * ", text)
+    if prose:
+        for pattern, repl in _WORD_SUBS:
+            text = pattern.sub(repl, text)
+        text = _FRAC_OF_RE.sub(r"(\1) * ", text)
     return text.translate(_BRACKETS)
 
 
-# ---------------------------------------------------------------- tokens
-
-_TOKEN_RE = re.compile(
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"|(?P<op>[-+*/^])"
-    r"|(?P<lp>\()"
-    r"|(?P<rp>\))"
-    r"|(?P<pct>%)"
-    r"|(?P<eq>[=≈])"
-    r"|(?P<word>\\?[^\W\d]+)"
-    r"|(?P<space>\s+)"
-    r"|(?P<sep>.)",
-    re.S,
-)
-_ARITH = frozenset({"num", "op", "lp", "rp", "pct"})
+_ARITH = frozenset({"num", "op", "lp", "rp", "pct", "fn", "sub", "fact"})
 # words that are never unit names: connectives, verbs, scale words (a number before `million` is not the value)
 _NOT_UNITS = frozenset(
     "a an and or but so then is are was were be of the to from by for in on at if as with than that this these "
@@ -231,32 +219,9 @@ _MAX_NAME_WORDS = 6
 _MAX_UNIT_WORDS = 4
 
 
-@dataclass(frozen=True)
-class _Tok:
-    kind: str
-    text: str
-    start: int
-    end: int
-    unit: bool = False  # a unit phrase after this number was dropped ("5 pairs")
-
-
-def _tokenize(text: str, max_tokens: int) -> list[_Tok]:
-    toks: list[_Tok] = []
-    for m in _TOKEN_RE.finditer(text):
-        kind = m.lastgroup or "sep"
-        if kind == "space":
-            if "\n" in m.group():
-                toks.append(_Tok("sep", "\n", m.start(), m.end()))
-            continue
-        toks.append(_Tok(kind, m.group(), m.start(), m.end()))
-        if len(toks) > max_tokens:
-            raise _Abort(f"more than {max_tokens} tokens")
-    return toks
-
-
-def _drop_unit_phrases(toks: list[_Tok]) -> list[_Tok]:
+def _drop_unit_phrases(toks: list[Tok]) -> list[Tok]:
     """Remove unit words between a number and an operator/`=`: `18 hours / 3 kangaroos = 6` -> `18 / 3 = 6`."""
-    out: list[_Tok] = []
+    out: list[Tok] = []
     i, n = 0, len(toks)
     while i < n:
         tok = toks[i]
@@ -284,230 +249,23 @@ def _drop_unit_phrases(toks: list[_Tok]) -> list[_Tok]:
             else:
                 break
         if j > i and words and j < n and words <= _MAX_UNIT_WORDS and _continues_expression(toks[j]):
-            out[-1] = replace(tok, unit=True)
+            out[-1] = tok._replace(unit=True)
             i = j
     return out
 
 
-def _is_unit_word(tok: _Tok, prev: _Tok) -> bool:
+def _is_unit_word(tok: Tok, prev: Tok) -> bool:
     # glued to a number (5kg, 2nd) is not safe to read as a unit
     return prev.end != tok.start and _is_unit_text(tok)
 
 
-def _is_unit_text(tok: _Tok) -> bool:
+def _is_unit_text(tok: Tok) -> bool:
     # single letters (3 x + 2) and capitalised words (a new sentence) are not units
     return tok.kind == "word" and len(tok.text) > 1 and tok.text[0].islower() and tok.text not in _NOT_UNITS
 
 
-def _continues_expression(tok: _Tok) -> bool:
+def _continues_expression(tok: Tok) -> bool:
     return (tok.kind == "op" and tok.text != "^") or tok.kind in ("eq", "rp")
-
-
-# ---------------------------------------------------------------- parser (recursive descent, bounded)
-
-# AST: ("num", value, decimals) | ("neg", node) | ("pct", node) | ("bin", op, left, right)
-_Node = tuple[Any, ...]
-
-
-class _Parser:
-    def __init__(self, toks: list[_Tok], limits: ArithmeticLimits) -> None:
-        self.toks = toks
-        self.i = 0
-        self.depth = 0
-        self.limits = limits
-
-    def parse(self) -> _Node:
-        if len(self.toks) > self.limits.max_side_tokens:
-            raise _Skip(f"expression longer than {self.limits.max_side_tokens} tokens")
-        node = self._expr()
-        if self.i != len(self.toks):
-            raise _Skip(f"unexpected {self.toks[self.i].text!r}")
-        return node
-
-    def _peek(self, kind: str, texts: str = "") -> bool:
-        if self.i >= len(self.toks):
-            return False
-        t = self.toks[self.i]
-        return t.kind == kind and (not texts or t.text in texts)
-
-    def _enter(self) -> None:
-        self.depth += 1
-        if self.depth > self.limits.max_depth:
-            raise _Skip(f"nesting deeper than {self.limits.max_depth}")
-
-    def _expr(self) -> _Node:
-        node = self._term()
-        while self._peek("op", "+-"):
-            op = self.toks[self.i].text
-            self.i += 1
-            node = ("bin", op, node, self._term())
-        return node
-
-    def _term(self) -> _Node:
-        node = self._unary()
-        while True:
-            if self._peek("op", "*/"):
-                op = self.toks[self.i].text
-                self.i += 1
-            elif self._peek("lp") and self._glued_operand():
-                op = "*"  # 4(40), (2)(3): implicit multiplication only when written without a space
-            else:
-                return node
-            node = ("bin", op, node, self._unary())
-
-    def _glued_operand(self) -> bool:
-        prev, cur = self.toks[self.i - 1], self.toks[self.i]
-        return prev.kind in ("num", "rp") and prev.end == cur.start
-
-    def _unary(self) -> _Node:
-        self._enter()
-        if self._peek("op", "+-"):
-            op = self.toks[self.i].text
-            self.i += 1
-            inner = self._unary()
-            node = ("neg", inner) if op == "-" else inner
-        else:
-            node = self._power()
-        self.depth -= 1
-        return node
-
-    def _power(self) -> _Node:
-        base = self._postfix()
-        if self._peek("op", "^"):
-            self.i += 1
-            return ("bin", "^", base, self._unary())  # right-associative: 2^3^2 = 2^(3^2)
-        return base
-
-    def _postfix(self) -> _Node:
-        node = self._primary()
-        while self._peek("pct"):
-            self.i += 1
-            node = ("pct", node)
-        return node
-
-    def _primary(self) -> _Node:
-        if self.i >= len(self.toks):
-            raise _Skip("expression ends early")
-        t = self.toks[self.i]
-        if t.kind == "num":
-            self.i += 1
-            return _number(t.text, self.limits)
-        if t.kind == "lp":
-            self._enter()
-            self.i += 1
-            node = self._expr()
-            if not self._peek("rp"):
-                raise _Skip("unbalanced parenthesis")
-            self.i += 1
-            self.depth -= 1
-            return node
-        raise _Skip(f"unexpected {t.text!r}")
-
-
-def _number(text: str, limits: ArithmeticLimits) -> _Node:
-    digits = text.replace(",", "")
-    if sum(c.isdigit() for c in digits) > limits.max_digits:
-        raise _Skip(f"number longer than {limits.max_digits} digits")
-    whole, _, frac = digits.partition(".")
-    value = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac))
-    return ("num", value, len(frac))
-
-
-class _Budget:
-    def __init__(self, limits: ArithmeticLimits) -> None:
-        self.limits = limits
-        self.ops = 0
-
-    def tick(self) -> None:
-        self.ops += 1
-        if self.ops > self.limits.max_ops:
-            raise _Abort(f"more than {self.limits.max_ops} arithmetic operations")
-
-
-def _evaluate(node: _Node, pct_as_hundredth: bool, budget: _Budget) -> Fraction:
-    budget.tick()
-    kind = node[0]
-    if kind == "num":
-        return node[1]
-    if kind == "neg":
-        return -_evaluate(node[1], pct_as_hundredth, budget)
-    if kind == "pct":
-        value = _evaluate(node[1], pct_as_hundredth, budget)
-        return value / 100 if pct_as_hundredth else value
-    _, op, left, right = node
-    a = _evaluate(left, pct_as_hundredth, budget)
-    b = _evaluate(right, pct_as_hundredth, budget)
-    limits = budget.limits
-    if op == "+":
-        result = a + b
-    elif op == "-":
-        result = a - b
-    elif op == "*":
-        result = a * b
-    elif op == "/":
-        if b == 0:
-            raise _Skip("division by zero")
-        result = a / b
-    else:
-        if b.denominator != 1 or abs(b) > limits.max_exponent:
-            raise _Skip(f"exponent is not an integer within ±{limits.max_exponent}")
-        if a == 0 and b < 0:
-            raise _Skip("division by zero")
-        if max(a.numerator.bit_length(), a.denominator.bit_length()) * abs(int(b)) > limits.max_bits:
-            raise _Skip(f"value above {limits.max_bits} bits")
-        result = a ** int(b)
-    if max(result.numerator.bit_length(), result.denominator.bit_length()) > limits.max_bits:
-        raise _Skip(f"value above {limits.max_bits} bits")
-    return result
-
-
-def _has_operator(node: _Node) -> bool:
-    return node[0] in ("bin", "pct") or (node[0] == "neg" and _has_operator(node[1]))
-
-
-def _leftmost_number(node: _Node) -> Fraction | None:
-    while node[0] == "bin":
-        node = node[2]
-    return node[1] if node[0] == "num" else None
-
-
-def _has_pct(node: _Node) -> bool:
-    if node[0] == "pct":
-        return True
-    if node[0] == "neg":
-        return _has_pct(node[1])
-    if node[0] == "bin":
-        return _has_pct(node[2]) or _has_pct(node[3])
-    return False
-
-
-def _literal_decimals(node: _Node, pct_as_hundredth: bool) -> int | None:
-    """Decimals a single stated number shows (a % read as /100 adds two), or None for an expression."""
-    if node[0] == "neg":
-        node = node[1]
-    extra = 0
-    if node[0] == "pct":
-        node, extra = node[1], (2 if pct_as_hundredth else 0)
-    return node[2] + extra if node[0] == "num" else None
-
-
-# ---------------------------------------------------------------- comparison (the rounding rule)
-
-
-def _agree(lhs: Fraction, rhs: Fraction, lhs_dec: int | None, rhs_dec: int | None, approx: bool) -> bool:
-    """Exact equality, or a stated number that is a rounding of the other side (module docstring)."""
-    if lhs == rhs:
-        return True
-    for exact, stated, dec in ((lhs, rhs, rhs_dec), (rhs, lhs, lhs_dec)):
-        if dec is None:
-            continue
-        unit = Fraction(1, 10**dec)
-        if approx and abs(exact - stated) <= unit:
-            return True
-        # a stated value may round only a value that needs more decimals than it shows
-        if (exact / unit).denominator != 1 and abs(exact - stated) <= unit / 2:
-            return True
-    return approx and abs(lhs - rhs) <= abs(lhs) / 100
 
 
 # ---------------------------------------------------------------- claim extraction
@@ -517,11 +275,11 @@ def _agree(lhs: Fraction, rhs: Fraction, lhs_dec: int | None, rhs_dec: int | Non
 class _Side:
     """One side of an `=`: its tokens and whether a mismatch there is ambiguous rather than wrong."""
 
-    toks: list[_Tok]
+    toks: list[Tok]
     ambiguous: bool = False  # "since 2/5 = 12.8 hectares": the fraction may be a share, not a quotient
 
 
-def _close_brackets(run: list[_Tok], opener: str, closer: str) -> list[_Tok]:
+def _close_brackets(run: list[Tok], opener: str, closer: str) -> list[Tok]:
     """Keep the prefix of `run` that closes every bracket it opens (read from the `=` outwards).
 
     A closer with no opener ends the side there; an unmatched opener right at the `=` drops the side (it is a
@@ -553,7 +311,7 @@ def _close_brackets(run: list[_Tok], opener: str, closer: str) -> list[_Tok]:
     return []
 
 
-def _lhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
+def _lhs_run(toks: list[Tok], eq: int, pos: dict[int, int]) -> _Side | None:
     j = eq
     while j > 0 and toks[j - 1].kind in _ARITH:
         j -= 1
@@ -565,7 +323,11 @@ def _lhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
     prev = toks[k - 1] if k > 0 else None
     if first.kind == "op" and first.text in "+*/^":
         return None  # cut out of a larger expression: "2x + 3 = 11"
+    if first.kind in ("sub", "fact"):
+        return None  # "a_1 + 3 = 5": a subscript or a factorial cut from its base
     if prev is not None:
+        if _function_word(prev):
+            return None  # "\sin 30 + 1 = 1.5", "log 8 = 3": a function the reader does not know applies to it
         if prev.end == first.start and prev.kind in ("word", "sep") and prev.text not in _LHS_GLUE_OK:
             return None  # x2 + 1, f(3), 2:30
         if first.kind == "op" and prev.kind in ("word", "num", "rp", "pct"):
@@ -583,12 +345,18 @@ def _lhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
             if _bare(run):
                 return None  # a label: "Day 2 = 40", "i.e. 48 = 100% + 20%"
             ambiguous = True  # "15 pages x 1/3 = 5": checked, but only a match counts
+    if (
+        _bare(run)
+        and prev is not None
+        and (prev.text == ":" or (prev.text == "\n" and k > 1 and toks[k - 2].text == ":"))
+    ):
+        ambiguous = True  # an enumeration, "$n$: $1 = 3^3 \cdot 1$": the number may be a label, only a match counts
     if _bare(run) and any(t.unit for t in run):
         return None  # a quantity with its unit, "5 pairs = 5 * 2": a conversion, not a computed result
     return _Side(run, ambiguous)
 
 
-def _rhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
+def _rhs_run(toks: list[Tok], eq: int, pos: dict[int, int]) -> _Side | None:
     j = eq + 1
     while j < len(toks) and toks[j].kind in _ARITH:
         j += 1
@@ -596,13 +364,15 @@ def _rhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
     if not run:
         return None
     last = run[-1]
-    if run[0].kind == "op" and run[0].text in "*/^":
+    if run[0].kind == "op" and run[0].text in "*/^" or run[0].kind in ("sub", "fact"):
         return None
-    if last.kind == "op":
-        return None  # "= 5 + x"
+    if last.kind in ("op", "sub", "fn"):
+        return None  # "= 5 + x", "= \log_2 x"
     k = pos[last.start]
     nxt = toks[k + 1] if k + 1 < len(toks) else None
     if nxt is not None:
+        if _function_word(nxt):
+            return None  # "= 5 \pi", "= 3 \pmod 7": a command the reader does not know continues the side
         if nxt.start == last.end and nxt.kind in ("word", "sep") and nxt.text not in _RHS_GLUE_OK:
             return None  # 8x, 5th, 3:45
         if nxt.kind == "word" and nxt.text.lower() in _SCALE_WORDS:
@@ -619,7 +389,16 @@ def _rhs_run(toks: list[_Tok], eq: int, pos: dict[int, int]) -> _Side | None:
     return _Side(run)
 
 
-def _operator_across_words(toks: list[_Tok], i: int, step: int) -> bool:
+# Functions written as words; a claim side next to one is a piece of the function's argument or value.
+_FUNCTION_WORDS = frozenset("sin cos tan cot sec csc log ln lg exp sqrt mod gcd lcm floor ceil max min det".split())
+
+
+def _function_word(tok: Tok) -> bool:
+    """An unknown LaTeX command (`\\sin`, `\\pi`, `\\pmod`) or a function name written as a word."""
+    return tok.kind == "word" and (tok.text.startswith("\\") or tok.text.lower() in _FUNCTION_WORDS)
+
+
+def _operator_across_words(toks: list[Tok], i: int, step: int) -> bool:
     """True if a few words starting at `i` (walking by `step`) lead to an arithmetic operator."""
     words = 0
     while 0 <= i < len(toks) and toks[i].kind == "word" and words < _MAX_UNIT_WORDS:
@@ -627,18 +406,18 @@ def _operator_across_words(toks: list[_Tok], i: int, step: int) -> bool:
     return words > 0 and 0 <= i < len(toks) and toks[i].kind == "op" and toks[i].text in "+-*/"
 
 
-def _bare(run: list[_Tok]) -> bool:
+def _bare(run: list[Tok]) -> bool:
     """A single stated number (maybe signed, bracketed or a percentage), no operation."""
     return all(t.kind in ("num", "pct", "lp", "rp") or (i == 0 and t.text in "+-") for i, t in enumerate(run))
 
 
-def _simple(run: list[_Tok]) -> bool:
+def _simple(run: list[Tok]) -> bool:
     """A bare number or a bare fraction `a/b`, which prose uses as a label or a share rather than a computation."""
     core = [t for t in run if t.kind not in ("lp", "rp")]
     return _bare(run) or (len(core) == 3 and core[0].kind == core[2].kind == "num" and core[1].text == "/")
 
 
-def _name_before(toks: list[_Tok], eq: int) -> str | None:
+def _name_before(toks: list[Tok], eq: int) -> str | None:
     """The words naming the quantity an `=` defines ("Total earnings = ..."), if they start a clause."""
     j, words = eq, 0
     while j > 0 and (toks[j - 1].kind == "word" or toks[j - 1].text in "'’"):
@@ -648,6 +427,8 @@ def _name_before(toks: list[_Tok], eq: int) -> str | None:
             return None
     if not words or (j > 0 and not (toks[j - 1].kind == "sep" and toks[j - 1].text in _NAME_OPENERS)):
         return None
+    if eq - j == 1 and len(toks[j].text) == 1:
+        return None  # "$x = 2/(-2)$ or $x = -6/(-2)$": a variable takes several values, a quantity does not
     return " ".join(t.text.lower() for t in toks[j:eq] if t.kind == "word")
 
 
@@ -655,7 +436,7 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2 - 2]} … {text[-(limit // 2 - 2) :]}"
 
 
-def _span(text: str, run: list[_Tok]) -> str:
+def _span(text: str, run: list[Tok]) -> str:
     return " ".join(text[run[0].start : run[-1].end].split())
 
 
@@ -663,32 +444,29 @@ def _compare(
     text: str,
     lhs: _Side,
     rhs: _Side,
-    eq: _Tok,
+    eq: Tok,
     limits: ArithmeticLimits,
-    budget: _Budget,
+    budget: Budget,
     source: str,
     name: str = "",
 ) -> Claim | None:
-    lhs_node = _Parser(lhs.toks, limits).parse()
-    rhs_node = _Parser(rhs.toks, limits).parse()
-    if not (_has_operator(lhs_node) or _has_operator(rhs_node)):
+    lhs_node = Parser(lhs.toks, limits).parse()
+    rhs_node = Parser(rhs.toks, limits).parse()
+    if not (has_operator(lhs_node) or has_operator(rhs_node)):
         return None  # "2 hours = 120 minutes": a restatement or a conversion, nothing computed
-    readings = (True, False) if _has_pct(lhs_node) or _has_pct(rhs_node) else (True,)
     approx = eq.text == "≈"
-    first: tuple[Fraction, Fraction] | None = None
-    holds = False
-    for pct_as_hundredth in readings:
-        lv = _evaluate(lhs_node, pct_as_hundredth, budget)
-        rv = _evaluate(rhs_node, pct_as_hundredth, budget)
-        first = first or (lv, rv)
-        ld, rd = _literal_decimals(lhs_node, pct_as_hundredth), _literal_decimals(rhs_node, pct_as_hundredth)
-        if _agree(lv, rv, ld, rd, approx):
-            holds, first = True, (lv, rv)
-            break
-    assert first is not None
+    try:
+        outcome = _exact_outcome(lhs_node, rhs_node, approx, budget)
+    except NotRational:
+        if not limits.symbolic:
+            raise
+        return _symbolic_claim(text, lhs, rhs, lhs_node, rhs_node, approx, limits, source)
+    if outcome is None:
+        return None
+    holds, first = outcome
     if not holds and (lhs.ambiguous or rhs.ambiguous):
         return None
-    if not holds and rhs_node[0] == "bin" and _leftmost_number(rhs_node) == first[0]:
+    if not holds and rhs_node[0] == "bin" and leftmost_number(rhs_node) == first[0]:
         return None  # running-total notation, "3/2 = 1.50 + 3.00 = 4.50": the right side continues from the left
     lhs_src, rhs_src = _span(text, lhs.toks), _span(text, rhs.toks)
     if name:
@@ -704,12 +482,74 @@ def _compare(
         rhs_value=first[1],
         holds=holds,
         source=source,
-        rhs_is_number=_literal_decimals(rhs_node, True) is not None,
+        rhs_is_number=literal_decimals(rhs_node, Reading()) is not None,
     )
 
 
-def _scan_text(text: str, limits: ArithmeticLimits, budget: _Budget, scan: ClaimScan, source: str) -> None:
-    toks = _drop_unit_phrases(_tokenize(text, limits.max_tokens))
+def _readings(lhs_node: Node, rhs_node: Node) -> list[Reading]:
+    """Every reading of the ambiguous marks: `%` as /100 or a plain number, a glued `!` as a factorial or as an
+    exclamation mark ("= 15!"). A pair holds if any reading holds."""
+    pct = (True, False) if has_kind(lhs_node, "pct") or has_kind(rhs_node, "pct") else (True,)
+    fact = (True, False) if has_kind(lhs_node, "fact") or has_kind(rhs_node, "fact") else (True,)
+    return [Reading(p, f) for p in pct for f in fact]
+
+
+def _exact_outcome(
+    lhs_node: Node, rhs_node: Node, approx: bool, budget: Budget
+) -> tuple[bool, tuple[Fraction, Fraction]] | None:
+    """(holds, the values shown in the reason) over every reading; None when no reading can be evaluated."""
+    first: tuple[Fraction, Fraction] | None = None
+    skipped: Skip | None = None
+    for reading in _readings(lhs_node, rhs_node):
+        try:
+            lv, rv = evaluate(lhs_node, reading, budget), evaluate(rhs_node, reading, budget)
+        except NotRational:
+            raise
+        except Skip as exc:  # "15!" read as a factorial may be out of bounds while the plain reading is not
+            skipped = skipped or exc
+            continue
+        first = first or (lv, rv)
+        ld, rd = literal_decimals(lhs_node, reading), literal_decimals(rhs_node, reading)
+        if agree(lv, rv, ld, rd, approx):
+            return True, (lv, rv)
+    if first is None:
+        raise skipped or Skip("no reading could be evaluated")
+    if skipped is not None:
+        return None  # one reading is out of bounds and the others fail: unsure, no claim
+    return False, first
+
+
+def _symbolic_claim(
+    text: str,
+    lhs: _Side,
+    rhs: _Side,
+    lhs_node: Node,
+    rhs_node: Node,
+    approx: bool,
+    limits: ArithmeticLimits,
+    source: str,
+) -> Claim | None:
+    """A numeric claim with a radical or logarithm (`\\sqrt{12} = 2\\sqrt{3}`), compared through sympy."""
+    if lhs.ambiguous or rhs.ambiguous or has_kind(lhs_node, "pct") or has_kind(rhs_node, "pct"):
+        raise Skip("an irrational value next to an ambiguous reading")
+    result = symbolic.compare_constants(lhs_node, rhs_node, approx, limits)
+    lhs_src, rhs_src = _span(text, lhs.toks), _span(text, rhs.toks)
+    claim_text = f"{lhs_src} {'≈' if approx else '='} {rhs_src}"
+    return Claim(
+        text=claim_text,
+        lhs=lhs_src,
+        rhs=rhs_src,
+        lhs_value=None,
+        rhs_value=None,
+        holds=result.holds,
+        source=source,
+        kind="symbolic",
+        detail=result.detail,
+    )
+
+
+def _scan_text(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, source: str) -> None:
+    toks = _drop_unit_phrases(tokenize(text, limits.max_tokens))
     pos = {t.start: idx for idx, t in enumerate(toks)}
     # the last `=` seen: (its name, the side it defines, whether that side ended the statement)
     last_named: tuple[str, _Side] | None = None
@@ -730,7 +570,7 @@ def _scan_text(text: str, limits: ArithmeticLimits, budget: _Budget, scan: Claim
         for left, right, label in pairs:
             try:
                 claim = _compare(text, left, right, tok, limits, budget, source, label)
-            except _Skip as exc:
+            except Skip as exc:
                 claim_text = f"{_span(text, left.toks)} {tok.text} {_span(text, right.toks)}"
                 scan.skipped.append(f"{exc} in {_shorten(claim_text)!r}")
                 continue
@@ -738,42 +578,90 @@ def _scan_text(text: str, limits: ArithmeticLimits, budget: _Budget, scan: Claim
                 scan.claims.append(claim)
 
 
-def extract_claims(text: str, limits: ArithmeticLimits | None = None) -> ClaimScan:
-    """Find and check every arithmetic claim in one step's text (annotations first, then the prose)."""
+def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> ClaimScan:
+    """Find and check every claim in one step's text (annotations first, then the prose). `previous`: the step
+    before it, whose equations a solution stated at the start of this step is substituted back into."""
     limits = limits or ArithmeticLimits()
     scan = ClaimScan()
     if len(text) > limits.max_chars:
         scan.aborted = f"step longer than {limits.max_chars} characters ({len(text)})"
         return scan
-    budget = _Budget(limits)
+    budget = Budget(limits)
     try:
         annotations = [m.group(1) for m in _ANNOTATION_RE.finditer(text)]
         for inner in annotations:
             # GSM8K calculator annotations: the whole inner text is the claim
-            _scan_text(_normalise(inner), limits, budget, scan, "annotation")
+            _scan_text(normalise(inner), limits, budget, scan, "annotation")
         prose = _ANNOTATION_RE.sub(" ", text) if annotations else text
-        _scan_text(_normalise(prose), limits, budget, scan, "text")
-    except _Abort as exc:
+        _scan_text(normalise(prose), limits, budget, scan, "text")
+        if limits.symbolic:
+            _scan_symbolic(prose, limits, budget, scan, previous[-limits.max_chars :])
+    except Abort as exc:
         scan.aborted = str(exc)
+    _withdraw_rejected(text, scan)
     return scan
 
 
-def check_step(text: str, limits: ArithmeticLimits | None = None) -> StepVerdict:
+# A step that says something fails or is withdrawn: its false equalities may be stated on purpose ("1 = \sqrt{9}
+# + 4, so x = 1 is extraneous") or corrected in words ("17 * 44 = 788? No, wait"). Linear: one alternation.
+_REJECTION_RE = re.compile(
+    r"\b(?:not|never|neither|extraneous|contradict\w*|impossible|invalid|false|incorrect|wrong|mistake|error|"
+    r"oops|wait|actually|instead|cannot|isn|doesn|don|aren|wasn)\b|n't|≠|\\neq?\b",
+    re.I,
+)
+
+
+def _withdraw_rejected(text: str, scan: ClaimScan) -> None:
+    """Keep the failing claims of a step that rejects something as skipped, with the cue that made it unsure."""
+    if all(claim.holds for claim in scan.claims):
+        return
+    cue = _REJECTION_RE.search(text)
+    if cue is None:
+        return
+    for claim in scan.claims:
+        if not claim.holds:
+            scan.skipped.append(f"{claim.describe()}, but the step says {cue.group()!r}: it may be on purpose")
+    scan.claims = [claim for claim in scan.claims if claim.holds]
+
+
+def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, previous: str) -> None:
+    """Claims with variables inside formulas: identities and solutions substituted back (symbolic.py)."""
+    earlier = (
+        symbolic.equations_of(previous, is_latex_dollar_text(previous), normalise, limits, budget) if previous else None
+    )
+    for found in symbolic.scan_math(text, is_latex_dollar_text(text), normalise, limits, budget, earlier):
+        scan.claims.append(
+            Claim(
+                text=found.text,
+                lhs="",
+                rhs="",
+                lhs_value=None,
+                rhs_value=None,
+                holds=found.holds,
+                source="text",
+                kind="symbolic",
+                detail=found.detail,
+            )
+        )
+
+
+def check_step(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> StepVerdict:
     """Verdict for one step: False if a claim fails, True if ≥1 claim was checked and all hold, else None.
+    `previous` is the step before it (its equations may be solved in this one).
 
     Never raises: a step that is not text, or any failure of the checker on it, is verdict None with the reason.
     """
     if not isinstance(text, str):
         return StepVerdict(None, f"not checked: the step is a {type(text).__name__}, not text")
     try:
-        return _check_step(text, limits)
+        return _check_step(text, limits, previous if isinstance(previous, str) else "")
     except Exception as error:  # noqa: BLE001 - a checker bug on one step must not abort every row (docs/security.md)
         message = " ".join(str(error).split())[:200]
         return StepVerdict(None, f"not checked: verifier error {type(error).__name__}: {message}")
 
 
-def _check_step(text: str, limits: ArithmeticLimits | None) -> StepVerdict:
-    scan = extract_claims(text, limits)
+def _check_step(text: str, limits: ArithmeticLimits | None, previous: str) -> StepVerdict:
+    scan = extract_claims(text, limits, previous=previous) if previous else extract_claims(text, limits)
     if scan.aborted:
         return StepVerdict(None, f"not checked: {scan.aborted}")
     wrong = [c for c in scan.claims if not c.holds]
@@ -783,7 +671,15 @@ def _check_step(text: str, limits: ArithmeticLimits | None) -> StepVerdict:
     if scan.claims:
         shown = "; ".join(c.text for c in scan.claims[:3])
         more = f"; +{len(scan.claims) - 3} more" if len(scan.claims) > 3 else ""
-        return StepVerdict(True, f"{len(scan.claims)} arithmetic claim(s) hold: {shown}{more}")
+        symbolic_count = sum(c.kind == "symbolic" for c in scan.claims)
+        kinds = (
+            "arithmetic"
+            if not symbolic_count
+            else f"{symbolic_count} symbolic"
+            if symbolic_count < len(scan.claims)
+            else "symbolic"
+        )
+        return StepVerdict(True, f"{len(scan.claims)} {kinds} claim(s) hold: {shown}{more}")
     if scan.skipped:
         return StepVerdict(None, f"no checkable arithmetic claim (skipped: {scan.skipped[0]})")
     return StepVerdict(None, "no arithmetic claim found")
@@ -803,7 +699,7 @@ class ArithmeticVerifier:
         self.limits = ArithmeticLimits(**options)
 
     def verify(self, problem: Problem, steps: list[str]) -> list[StepVerdict]:
-        return [check_step(step, self.limits) for step in steps]
+        return [check_step(step, self.limits, steps[i - 1] if i else "") for i, step in enumerate(steps)]
 
 
 # ---------------------------------------------------------------- formatting

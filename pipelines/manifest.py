@@ -238,6 +238,8 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
     fills = sorted(min(1.0, s / capacity) for s in calls) or [0.0]
     engine_seconds = sum(b["engine_seconds"] for b in batches)
     tokens = sum(b["generated_tokens"] for b in batches)
+    # What the engine itself generated: cached samples count in `generated_tokens` but took no engine time.
+    engine_tokens = sum(b.get("engine_generated_tokens", b["generated_tokens"]) for b in batches)
     hits = sum(b.get("cache_hits", 0) for b in batches)
     misses = sum(b.get("cache_misses", 0) for b in batches)
     judge_path = FileSystems.join(output, "_work", "judge_stats.json")
@@ -257,7 +259,8 @@ def engine_stats(output: str, capacity: int) -> dict[str, Any]:
         "sequences": sum(b.get("sequences", sum(b["call_sequences"])) for b in batches),  # older files: calls
         "generated_tokens": tokens,
         "engine_seconds": round(engine_seconds, 3),
-        "engine_tokens_per_second": round(tokens / engine_seconds, 1) if engine_seconds else 0.0,
+        "engine_generated_tokens": engine_tokens,
+        "engine_tokens_per_second": round(engine_tokens / engine_seconds, 1) if engine_seconds else 0.0,
         "mean_sequences_per_call": round(sum(calls) / len(calls), 1) if calls else 0.0,
         "batch_fill_mean": round(sum(fills) / len(fills), 4),
         "batch_fill_p10": round(fills[int(0.1 * (len(fills) - 1))], 4),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,153 @@ def test_omegaprm_token_cut_on_the_smollm2_tokenizer_finds_the_slip():
             assert low in set(offsets(full))
             checked += 1
     assert checked
+
+
+# The small end-to-end run CI does with SmolLM2 (the test takes 2 minutes here, 3.5 beside other jobs): 2 GSM8K
+# problems, 2 solutions each and 2 MC completions per step, the judge (ProcessBench's critique prompt, the policy's
+# engine, 1 short critique per solution) and the arithmetic verifier.
+E2E_SETTINGS = [
+    "input.path=tests/data/gsm8k_test_first8.jsonl",
+    "input.limit=2",
+    "search.num_solutions=2",
+    "search.completions_per_step=2",
+    "sampling.max_tokens=96",
+    "annotators.arithmetic={}",
+    "judge.enabled=true",
+    "judge.samples=1",
+    "judge.sampling.max_tokens=32",
+]
+# What a step must not be under `steps.splitter: lines`: a bare list marker, or a short heading with no digits.
+CONTENTLESS_STEP = re.compile(r"(?:\d{1,3}[.)]|[-*+\u2022])|[*#_ \t]*[^\d\n]{0,38}:[*#_ \t]*")
+
+
+def _stepforge(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    done = subprocess.run(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _table(folder: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("*.parquet"))
+    assert files, f"no parquet file in {folder}"
+    return [row for file in files for row in pq.read_table(file).to_pylist()]
+
+
+def _digests(run: Path) -> dict[str, str]:
+    files = [*run.glob("data/*.parquet"), *run.glob("evidence/*/*.parquet")]
+    return {str(f.relative_to(run)): smollm2.file_sha256(f) for f in files}
+
+
+@pytest.mark.slow
+def test_smollm2_pipeline_end_to_end(tmp_path, monkeypatch):
+    """`run.py synthesize` with the real policy on GSM8K (chat template, one step per line, MC, the judge, the
+    arithmetic verifier), then the same command again from the sample cache, a relabel and an export."""
+    needs_smollm2()
+    from transformers import AutoTokenizer
+
+    from schemas.config import load_config
+
+    root = tmp_path / "run"
+    command = ["synthesize", "--config", "configs/smollm2_gsm8k.yaml", "--output", str(root)]
+    command += [arg for setting in E2E_SETTINGS for arg in ("--set", setting)]
+    first = _stepforge(*command)
+    assert "INFO" not in first.stdout  # vLLM's own logs stay quiet without -v
+    (run,) = root.glob("schema_v1/cfg_*")
+    manifest = json.loads((run / "manifest.json").read_text())
+    counts, engine = manifest["counts"], manifest["engine"]
+    assert counts["balanced"] and counts["problems"] == counts["problems_labelled"] == 2
+    assert counts["beyond_limit"] == 6 and counts["solutions"] == 4
+    assert engine["cache_sample_hits"] == 0 and engine["engine_generated_tokens"] == engine["generated_tokens"] > 0
+    assert engine["judge_generated_tokens"] > 0
+
+    # GSM8K gold answers: the number after "####" in the reference solution.
+    golds = {}
+    for line in (REPO_ROOT / "tests/data/gsm8k_test_first8.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        golds[row["question"]] = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+    problems = {p["problem_id"]: p for p in _table(run / "evidence/problems")}
+    assert all(p["answer"] == golds[p["question"]] and p["answer"].isdigit() for p in problems.values())
+
+    paths = _table(run / "data")
+    assert len(paths) == counts["paths"] > 0 and counts["filtered"] == 0
+    solutions = {(s["problem_id"], s["solution_index"]): s for s in _table(run / "evidence/solutions")}
+    n_steps = 0
+    for path in paths:
+        steps = path["completions"]
+        solution = solutions[path["problem_id"], json.loads(path["meta"])["solution_index"]]
+        assert path["gold_answer"] == problems[path["problem_id"]]["answer"]
+        assert path["prompt"] == problems[path["problem_id"]]["question"]
+        # The steps are the solution's non-empty lines, in order, none of them only a list marker or a heading.
+        assert steps == solution["steps"] and all(isinstance(s, str) and s.strip() == s != "" for s in steps)
+        assert [line.strip() for step in steps for line in step.split("\n")] == [
+            line.strip() for line in solution["text"].split("\n") if line.strip()
+        ]
+        assert not [s for s in steps if CONTENTLESS_STEP.fullmatch(s)]
+        assert len(path["labels"]) == len(path["mc_values"]) == len(steps)
+        assert path["labels"] == [mc > 0 for mc in path["mc_values"]]  # label.hard_rule: mc>0
+        for annotator in ("arithmetic", "judge"):
+            assert len(path[f"{annotator}_labels"]) == len(path[f"{annotator}_reasons"]) == len(steps)
+            assert all(reason for reason in path[f"{annotator}_reasons"])
+        n_steps += len(steps)
+    assert n_steps == counts["steps"]
+    for path in paths:  # the verifier abstains on a step without a claim and names the claim it checked otherwise
+        for label, reason in zip(path["arithmetic_labels"], path["arithmetic_reasons"], strict=True):
+            assert ("=" in reason) if label is not None else reason.startswith(("no ", "not checked"))
+
+    completions = _table(run / "evidence/completions")
+    assert len(completions) == counts["completions"] > 0
+    assert all(c["n_tokens"] <= 96 and c["finish_reason"] in ("stop", "length") for c in completions)
+    critiques = _table(run / "evidence/critiques")
+    assert len(critiques) == counts["paths"] and all(c["parser"] == "reference" for c in critiques)
+    assert any(c["text"].strip() for c in critiques)
+    assert [v["annotator"] for v in _table(run / "evidence/verdicts")].count("arithmetic") == n_steps
+
+    # The chat template was applied: each problem's first samples saw exactly the rendered chat prompt's tokens.
+    config = load_config(REPO_ROOT / "configs/smollm2_gsm8k.yaml", [])
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
+    cached = _table(root / "_cache")
+    for problem_id, problem in problems.items():
+        user = config.policy.prompt_template.format(question=problem["question"])
+        chat = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+        )
+        assert chat.startswith("<|im_start|>system\n")
+        prompt_tokens = min(c["prompt_tokens"] for c in cached if c["problem_id"] == problem_id)
+        assert prompt_tokens == len(tokenizer(chat)["input_ids"]) > len(tokenizer(user)["input_ids"])
+
+    # The same command again: every sample comes from the cache and the shards are byte-identical.
+    before = _digests(run)
+    _stepforge(*command)
+    again = json.loads((run / "manifest.json").read_text())["engine"]
+    assert again["cache_sample_hits"] == engine["sequences"] and again["cache_sample_misses"] == 0
+    assert again["engine_generated_tokens"] == 0 and again["engine_tokens_per_second"] == 0.0
+    assert _digests(run) == before
+
+    # In process, to save two interpreter starts: a relabel from the evidence with no engine (MC and the arithmetic
+    # verifier must agree on the first error), then an export.
+    import engines
+    from pipelines import annotate
+    from pipelines.export import export_run
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("a relabel must not build an engine")
+
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(engines, "make_engine", no_engine)
+    monkeypatch.setattr(engines, "get_engine", no_engine)
+    consensus = ["filters.consensus.enabled=true", "filters.consensus.annotators=[mc, arithmetic]"]
+    relabelled = annotate.run(
+        str(run), load_config("configs/smollm2_gsm8k.yaml", E2E_SETTINGS + consensus), str(tmp_path / "relabel")
+    )
+    assert relabelled["lineage"]["parent_run"] == str(run) and relabelled["engine"]["engine_calls"] == 0
+    assert relabelled["counts"]["paths"] + relabelled["counts"]["filtered"] == counts["paths"]
+    assert relabelled["counts"]["filter_drops"]["rows"] == counts["paths"]
+    assert export_run(run, "trl")["rows_out"] == len(paths)
+    exported = _table(run / "exports/trl")
+    assert sorted(r["labels"] for r in exported) == sorted(p["labels"] for p in paths)
+    assert not [step for r in exported for step in r["completions"] if "\n" in step]  # TRL's separator

@@ -363,8 +363,8 @@ def test_smollm2_pipeline_end_to_end(tmp_path, monkeypatch):
     # In process, to save two interpreter starts: a relabel from the evidence with no engine (MC and the arithmetic
     # verifier must agree on the first error), then an export.
     import engines
+    from commands.export import export_run
     from pipelines import annotate
-    from pipelines.export import export_run
 
     def no_engine(*args, **kwargs):
         raise AssertionError("a relabel must not build an engine")

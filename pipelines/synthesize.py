@@ -90,7 +90,7 @@ def build(pipeline: beam.Pipeline, config: Config, output: str, cache: str | Non
     stats = [(searched[STATS], "engine_stats.json")]
     written = []
     if config.judge.enabled:
-        judged = evidence | "Judge" >> JudgePaths(config)
+        judged = evidence | "Judge" >> JudgePaths(config, cache)
         evidence = judged["evidence"]
         dead.append(judged[DEAD])
         stats.append((judged[STATS], "judge_stats.json"))
@@ -149,7 +149,7 @@ def label_and_write(evidence: beam.PCollection, config: Config, output: str) -> 
         filtered[FILTERED]
         | "Write filtered" >> (_meta_json() | shards("filtered", tables.filtered_schema(schema), lambda r: r["id"])),
     ]
-    return [labelled[DEAD], filtered[DEAD], augmented[DEAD], *(w[DEAD] for w in written)]
+    return [*dead, labelled[DEAD], filtered[DEAD], augmented[DEAD], *(w[DEAD] for w in written)]
 
 
 def _write_json(items: list[dict[str, Any]], path: str) -> None:

@@ -1,7 +1,7 @@
 """Judge: evidence -> evidence with the judge's parsed, voted critiques of every path (when `judge.enabled`).
 
 The critiques of a batch of problems' paths run together on the judge engine, as the searches do on the policy
-engine. A path whose critique prompt or parsing raises makes its problem a judge-stage dead letter; an engine that
+engine, through the same sample cache (a rerun generates only the critiques it lacks). A path whose critique prompt or parsing raises makes its problem a judge-stage dead letter; an engine that
 does not answer is not the problem's fault, so that path only has no verdict. The critiques leave as evidence rows.
 """
 
@@ -19,10 +19,12 @@ from apache_beam.metrics import Metrics
 
 from annotators.evidence import ProblemEvidence
 from annotators.judge import CRITIQUE_TEMPLATE, judge_search
+from engines.cache import CacheEntry
 from schemas.config import Config, sampling_params
 from transforms.dead_letters import failure_reason
+from transforms.progress import PROGRESS
 from transforms.read import DEAD, dead_letter
-from transforms.search import STATS, Batches, drive, with_accelerator
+from transforms.search import STATS, Batches, WithCachedSamples, drive, tag_requests, with_accelerator
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,9 @@ def critique_rows(evidence: ProblemEvidence) -> Iterator[dict[str, Any]]:
 class _JudgeBatch(beam.DoFn):
     """m critiques of every path of a batch of problems, merged into judge-engine calls."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cache_dir: str | None):
         self.config = config
+        self.cache_dir = cache_dir
         self.tokens = Metrics.counter("judge", "generated_tokens")
         self.unparseable = Metrics.counter("judge", "unparseable_critiques")
         self.failed = Metrics.counter("judge", "problems_failed")
@@ -67,32 +70,38 @@ class _JudgeBatch(beam.DoFn):
 
         engine = self.config.judge_engine()
         share = self.config.resources.share_engine_across_processes
-        self.engine = EngineHandler(engine, share_across_processes=share).load_model()
+        self.handler = EngineHandler(engine, share_across_processes=share, cache_dir=self.cache_dir)
         self.renderer = PromptRenderer(engine)
 
-    def process(self, element: tuple[int, list[ProblemEvidence]]) -> Iterator[Any]:
+    def process(self, element: tuple[int, list[tuple[ProblemEvidence, list[dict[str, Any]]]]]) -> Iterator[Any]:
         judge = self.config.judge
-        evidences = sorted(element[1], key=lambda ev: ev.problem.problem_id)
+        items = sorted(element[1], key=lambda item: item[0].problem.problem_id)
+        evidences = [ev for ev, _ in items]
+        engine = self.handler.cached({e["key"]: CacheEntry(**e) for _, entries in items for e in entries})
+        engine.on_generated = lambda samples, tokens: PROGRESS.update("critiques", samples, unit="samples")
         jobs = [(ev, path) for ev in evidences for path in ev.paths()]
         searches = [
             raised_as_result(
-                judge_search(
+                tag_requests(
+                    judge_search(
+                        ev.problem.problem_id,
+                        ev.problem.question,
+                        path.steps,
+                        judge.samples,
+                        sampling_params(judge.sampling),
+                        self.config.run.seed,
+                        self.renderer.render_user,
+                        parser=judge.parser,
+                        key=f"judge/{path.id}",
+                        template=judge.template or CRITIQUE_TEMPLATE,
+                    ),
                     ev.problem.problem_id,
-                    ev.problem.question,
-                    path.steps,
-                    judge.samples,
-                    sampling_params(judge.sampling),
-                    self.config.run.seed,
-                    self.renderer.render_user,
-                    parser=judge.parser,
-                    key=f"judge/{path.id}",
-                    template=judge.template or CRITIQUE_TEMPLATE,
                 )
             )
             for ev, path in jobs
         ]
         started = time.perf_counter()
-        outcomes, stats = drive(searches, self.engine, self.config)
+        outcomes, stats = drive(searches, engine, self.config)
         failures: dict[str, dict[str, str]] = {}
         for (ev, path), outcome in zip(jobs, outcomes, strict=True):
             problem = ev.problem
@@ -112,21 +121,28 @@ class _JudgeBatch(beam.DoFn):
             yield ev
             for row in critique_rows(ev):
                 yield beam.pvalue.TaggedOutput(CRITIQUES, row)
-        yield beam.pvalue.TaggedOutput(STATS, {**asdict(stats), "wall_seconds": time.perf_counter() - started})
+        stats_row = {**asdict(stats), "wall_seconds": time.perf_counter() - started, "cache_hits": engine.hits,
+                     "cache_misses": engine.misses, "engine_generated_tokens": engine.generated_tokens}  # fmt: skip
+        yield beam.pvalue.TaggedOutput(STATS, stats_row)
 
 
 class JudgePaths(beam.PTransform):
     """Evidence -> {evidence (with critiques), critiques (evidence rows), dead_letters, stats per batch}."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cache_dir: str | None = None):
         super().__init__()
         self.config = config
+        self.cache_dir = cache_dir if config.cache.enabled else None
 
     def expand(self, evidence: beam.PCollection) -> dict[str, beam.PCollection]:
-        judge = beam.ParDo(_JudgeBatch(self.config)).with_outputs(CRITIQUES, DEAD, STATS, main="evidence")
+        judge = beam.ParDo(_JudgeBatch(self.config, self.cache_dir)).with_outputs(
+            CRITIQUES, DEAD, STATS, main="evidence"
+        )
+        per_batch = self.config.search.problems_per_batch
         outputs = (
             evidence
-            | "Batch for the judge" >> Batches(self.config.search.problems_per_batch, lambda ev: ev.problem.problem_id)
+            | "Join cached critiques" >> WithCachedSamples(self.cache_dir, lambda ev: ev.problem.problem_id)
+            | "Batch for the judge" >> Batches(per_batch, lambda item: item[0].problem.problem_id)
             | "Critique paths" >> with_accelerator(judge, self.config)
         )
         # Critiques are generated work too: a downstream retry never redoes them (docs/infrastructure.md §4).

@@ -162,6 +162,8 @@ class _SearchBatch(beam.DoFn):
         def searched(_: int) -> None:  # per problem as its search ends: a batch of OmegaPRM searches takes minutes
             PROGRESS.update("search", 1, total=total or None, unit="problems")
 
+        PROGRESS.update("search", 0, total=total or None, unit="problems")  # the bar (and its clock) starts now
+
         # A problem whose prompt or search cannot even start is a dead letter; the batch goes on without it.
         start = self._search_factory()
         live: list[Problem] = []
@@ -191,6 +193,7 @@ class _SearchBatch(beam.DoFn):
                 )
                 continue
             yield ProblemEvidence(problem=problem, search=outcome.result)
+        PROGRESS.flush("completions")
         self.tokens.inc(stats.generated_tokens)
         self.sequences.inc(stats.sequences)
         self.calls.inc(stats.calls)
@@ -231,28 +234,7 @@ class SearchProblems(beam.PTransform):
     def expand(self, problems: beam.PCollection) -> dict[str, beam.PCollection]:
         per_batch = self.config.search.problems_per_batch
         total = problems | "Count problems" >> beam.combiners.Count.Globally()
-        keyed = problems | "Key problems" >> beam.Map(lambda p: (p.problem_id, p))
-        if self.cache_dir:
-            from apache_beam.io.filesystems import FileSystems
-            from apache_beam.io.parquetio import ReadAllFromParquet
-
-            # The cache split happens here: each problem meets its cached samples; only misses reach the engine.
-            cached = (
-                problems.pipeline
-                | "Cache glob" >> beam.Create([FileSystems.join(self.cache_dir, "part-*.parquet")])
-                | "Read cache" >> ReadAllFromParquet()
-                | "Key cache" >> beam.Map(lambda e: (e["problem_id"], e))
-            )
-            joined = (
-                {"problem": keyed, "cache": cached}
-                | "Join cache" >> beam.CoGroupByKey()
-                | "With cached samples"
-                >> beam.FlatMap(
-                    lambda kv: [(p, sorted(kv[1]["cache"], key=lambda e: e["key"])) for p in kv[1]["problem"]]
-                )
-            )
-        else:
-            joined = keyed | "No cache" >> beam.Map(lambda kv: (kv[1], []))
+        joined = problems | "Join cached samples" >> WithCachedSamples(self.cache_dir, lambda p: p.problem_id)
         outputs = (
             joined
             | "Batch problems" >> Batches(per_batch, lambda item: item[0].problem_id)
@@ -273,6 +255,37 @@ def with_accelerator(transform: beam.PTransform, config: Config) -> beam.PTransf
     if config.resources.accelerator:
         return transform.with_resource_hints(accelerator=config.resources.accelerator)
     return transform
+
+
+class WithCachedSamples(beam.PTransform):
+    """Elements -> (element, its problem's cached samples sorted by key): the cache split happens here, so only
+    misses reach the engine (`engines.cache`); without a cache every element gets []."""
+
+    def __init__(self, cache_dir: str | None, id_of: Callable[[Any], str]):
+        super().__init__()
+        self.cache_dir = cache_dir
+        self.id_of = id_of
+
+    def expand(self, elements: beam.PCollection) -> beam.PCollection:
+        id_of = self.id_of
+        keyed = elements | "Key by problem" >> beam.Map(lambda e: (id_of(e), e))
+        if not self.cache_dir:
+            return keyed | "No cache" >> beam.Map(lambda kv: (kv[1], []))
+        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.io.parquetio import ReadAllFromParquet
+
+        cached = (
+            elements.pipeline
+            | "Cache glob" >> beam.Create([FileSystems.join(self.cache_dir, "part-*.parquet")])
+            | "Read cache" >> ReadAllFromParquet()
+            | "Key cache" >> beam.Map(lambda e: (e["problem_id"], e))
+        )
+        return (
+            {"element": keyed, "cache": cached}
+            | "Join cache" >> beam.CoGroupByKey()
+            | "With cached samples"
+            >> beam.FlatMap(lambda kv: [(e, sorted(kv[1]["cache"], key=lambda c: c["key"])) for e in kv[1]["element"]])
+        )
 
 
 class Batches(beam.PTransform):

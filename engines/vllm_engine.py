@@ -225,9 +225,23 @@ class _VLLMStream:
         params = sampling_params_of(request)
         params.output_kind = RequestOutputKind.FINAL_ONLY  # as LLM.generate does: no partial outputs
         request_id = f"stepforge-{next(self._ids)}"
-        self._core.add_request(request_id, request.prompt, params)
+        self._core.add_request(request_id, self._engine_input(request.prompt), params)
         self._live[request_id] = (tag, request)
         self._in_flight += request.n
+
+    def _engine_input(self, prompt: str) -> Any:
+        """The prompt rendered and tokenized as vLLM's own entry points do (`Renderer.render_cmpl`), the same steps
+        `add_request` takes for raw text, which it warns is deprecated; raw text on a vLLM without a renderer."""
+        renderer = getattr(self._core, "renderer", None)
+        try:
+            from vllm.renderers.inputs.preprocess import parse_model_prompt
+        except ImportError:
+            return prompt
+        if renderer is None:
+            return prompt
+        parsed = parse_model_prompt(self._core.model_config, prompt)
+        (engine_input,) = renderer.render_cmpl([parsed], renderer.default_cmpl_tok_params.with_kwargs())
+        return engine_input
 
     def step(self) -> list[tuple[Hashable, list[Sample]]]:
         done, self._ready = self._ready, []

@@ -59,7 +59,10 @@ class Progress:
         if total:
             filled = min(_WIDTH, int(_WIDTH * state["done"] / total))
             bar = "#" * filled + "-" * (_WIDTH - filled)
-            eta_text = f"ETA {(total - state['done']) / rate:.0f}s" if rate else "ETA ?"
+            if state["done"] >= total:
+                eta_text = f"done in {elapsed:.0f}s"
+            else:
+                eta_text = f"ETA {(total - state['done']) / rate:.0f}s" if rate else f"ETA ? ({elapsed:.0f}s)"
             return f"{stage:<12} [{bar}] {state['done']}/{total} {state['unit']} {rate_text} {eta_text}"
         return f"{stage:<12} {state['done']} {state['unit']} {rate_text} {elapsed:.0f}s"
 
@@ -71,6 +74,20 @@ class Progress:
         elif now - self.last_log >= self.interval_s or self._finished(stage):
             self.last_log = now
             log.info("%s", text)
+
+    def flush(self, stage: str) -> None:
+        """Show the stage's line now (a logged line otherwise waits for the interval): its count at a batch's end."""
+        if not self.enabled:
+            return
+        with self.lock:
+            if stage in self.stages:
+                now = time.monotonic()
+                if getattr(self.stream, "isatty", lambda: False)():
+                    self.stream.write("\r\033[K" + self.line(stage, now) + "\n")
+                    self.stream.flush()
+                else:
+                    self.last_log = now
+                    log.info("%s", self.line(stage, now))
 
     def _finished(self, stage: str) -> bool:
         state = self.stages[stage]

@@ -23,9 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from schemas.formats import TRL_SEPARATOR
+
 SHARDS_GLOB = "data/train-*.parquet"  # the Hub's layout for one train split (docs/infrastructure.md §3.2)
 EVIDENCE_GLOB = "evidence/{table}/part-*.parquet"
-TRL_STEP_SEPARATOR = "\n"  # PRMConfig.step_separator default in TRL 1.13.0 (docs/algorithms.md §3.1)
 DEFAULT_LICENSE = "other"  # the terms follow the input problems and the policy model, which the run cannot know
 DEFAULT_TAGS = ("process-reward-model", "prm", "step-level-supervision", "synthetic", "stepforge")
 REPO_PLACEHOLDER = "ORG/NAME"
@@ -107,7 +108,7 @@ def shard_stats(run_dir: str | os.PathLike[str]) -> ShardStats:
             stats.first_error.update(batch.column("first_error_index").to_pylist())
             steps = pc.list_flatten(batch.column("completions"))
             if len(steps):
-                hits = pc.match_substring(steps, TRL_STEP_SEPARATOR)
+                hits = pc.match_substring(steps, TRL_SEPARATOR)
                 stats.steps_with_separator += int(pc.sum(hits.cast("int64")).as_py() or 0)
     return stats
 

@@ -51,6 +51,7 @@ from commands.report.plots import (
     render_plots,
     render_png,
 )
+from storage import atomic_write
 
 # The public names, importable from `commands.report` as before the split.
 __all__ = [
@@ -92,12 +93,6 @@ __all__ = [
 ]
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_bytes(payload)
-    temp.replace(path)
-
-
 def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
     """Write the report of a finished run; returns the HTML path.
 
@@ -112,7 +107,7 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     for stem, _ in PLOTS:
         png_path = html_path.parent / f"{stem}.png"
         if stem in pngs:
-            _atomic_write(png_path, pngs[stem])
+            atomic_write(png_path, pngs[stem])
         elif png_path.exists():
             png_path.unlink()  # a stale copy would show a plot this run does not have
     evaluation_pngs = render_evaluation_plots(figures)
@@ -120,9 +115,9 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
         if stale.stem not in evaluation_pngs:
             stale.unlink()
     for stem, png in evaluation_pngs.items():
-        _atomic_write(html_path.parent / f"{stem}.png", png)
+        atomic_write(html_path.parent / f"{stem}.png", png)
     pngs = {**pngs, **evaluation_pngs}
-    _atomic_write(html_path, render_html(run, figures, pngs).encode())
+    atomic_write(html_path, render_html(run, figures, pngs).encode())
     return html_path
 
 

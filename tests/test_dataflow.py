@@ -31,18 +31,21 @@ def hints(proto):
     return out
 
 
-def test_only_the_generation_step_asks_for_a_gpu():
-    got = hints(built(resources={"accelerator": ACCELERATOR}))
-    assert got, "the generation step carries the accelerator hint"
-    assert all("Generate and search" in name for name in got)
+def test_only_the_generation_steps_ask_for_a_gpu():
+    got = hints(built(resources={"accelerator": ACCELERATOR}, judge={"enabled": True}))
+    assert any("Generate and search" in name for name in got), "the search's generation step carries the hint"
+    assert any("Critique paths" in name for name in got), "and so does the judge's"
+    assert all("Generate and search" in name or "Critique paths" in name for name in got)
     assert all(h["beam:resources:accelerator:v1"] == ACCELERATOR.encode() for h in got.values())
     assert hints(built()) == {}
 
 
 def test_shuffles_surround_generation():
-    names = [t.unique_name for t in built().components.transforms.values()]
-    assert "Search/Group batches" in names  # a shuffle before the GPU step
+    names = [t.unique_name for t in built(judge={"enabled": True}).components.transforms.values()]
+    assert "Search/Batch problems/Group batches" in names  # a shuffle before the GPU step
     assert any(n.startswith("Search/Checkpoint evidence") for n in names)  # and one right after it
+    assert "Judge/Batch for the judge/Group batches" in names  # the same around the judge's
+    assert any(n.startswith("Judge/Checkpoint critiques") for n in names)
 
 
 def test_dataflow_options_parse():

@@ -608,8 +608,9 @@ def test_card_refuses_an_unfinished_run(tmp_path: Path):
 
 
 def staged_expectation(run: Path) -> dict[str, bytes]:
-    public = json.loads((run / "manifest.json").read_text())
-    public["config"]["input"]["path"] = Path(INPUT).name  # published by file name only
+    from pipelines.card import public_manifest
+
+    public = public_manifest(json.loads((run / "manifest.json").read_text()))  # local paths by file name only
     manifest = (json.dumps(public, indent=2, sort_keys=True) + "\n").encode()
     files = {"README.md": (run / "README.md").read_bytes(), "manifest.json": manifest}
     for shard in sorted((run / "data").glob("train-*.parquet")):
@@ -657,6 +658,8 @@ def test_publish_makes_the_expected_requests_and_uploads_exactly_the_staged_file
     assert all(line["key"] == "file" and line["value"]["encoding"] == "base64" for line in lines[1:])
     sent = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines[1:]}
     assert sent == expected  # exactly the staged files, byte for byte
+    assert json.loads(sent["manifest.json"])["config"]["input"]["path"] == "gsm8k_train.jsonl"
+    assert INPUT.encode() not in sent["manifest.json"] + sent["README.md"]
     assert tag.json() == {"tag": VERSION, "message": f"StepForge {VERSION} (config {CONFIG_HASH})"}
 
     # The Hub now has the branch with those files (plus main's .gitattributes) and the tag on the upload commit.
@@ -878,3 +881,5 @@ def test_publish_a_real_demo_run(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
         **staged_expectation(run),
         ".gitattributes": hub.files("main")[".gitattributes"],
     }
+    published = hub.files(result["tag"])
+    assert str(tmp_path).encode() not in published["manifest.json"] + published["README.md"]  # no local path

@@ -1,27 +1,9 @@
-"""Packages StepForge's top-level packages for Beam workers: `--setup_file ./setup.py` (Dataflow).
+"""A shim for Beam's `--setup_file ./setup.py` (Dataflow): the project, its packages and version are in
+pyproject.toml, which setuptools reads from here too; Beam builds the sdist and installs it on every worker.
 
-Workers of a custom container already have the dependencies (deploy/Dockerfile); this ships the code.
+Workers of the custom container already have the dependencies (deploy/Dockerfile); this ships the code.
 """
 
 from setuptools import setup
 
-setup(
-    name="stepforge",
-    version="0.1.0",
-    description="Step-level supervision (PRM training data) synthesis on Apache Beam",
-    packages=[
-        "annotators",
-        "annotators.verifiers",
-        "commands",
-        "commands.report",
-        "domains",
-        "engines",
-        "pipelines",
-        "prm",
-        "schemas",
-        "schemas.formats",
-        "storage",
-        "transforms",
-    ],
-    python_requires=">=3.11",
-)
+setup()

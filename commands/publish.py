@@ -1,6 +1,6 @@
 """`publish`: upload a finished run to the Hugging Face Hub as one dataset version, a branch plus a tag.
 
-    python run.py publish RUN --repo ORG/NAME [--version V] [--branch B] [--dry-run] [--force]
+    stepforge publish RUN --repo ORG/NAME [--version V] [--branch B] [--dry-run] [--force]
                                               [--include-evidence] [--private] [--endpoint URL]
 
 The token comes from `HF_TOKEN` (or the token `hf auth login` stored). What is uploaded is a staging folder built
@@ -9,6 +9,9 @@ in `RUN/_publish/<version>/` holding exactly `README.md` (the dataset card), `ma
 (docs/infrastructure.md §5): create the dataset repo (exist_ok), create the branch from `main` (exist_ok),
 `upload_folder` the staging folder to the branch with `delete_patterns=["data/*.parquet"]` so stale shards go, and
 tag the upload's commit with the version. `publish.json` in the run folder records what was published.
+
+The tag is the version (`v1-<config hash>`) and the branch is `version/<version>`: a branch and a tag of the same
+name make `revision=<name>` an ambiguous git ref, so the two never share a name (`branch_name`).
 
 Refused: a run without `manifest.json` (unfinished), shards that disagree with the manifest, and a version that is
 already published (its tag is on the repo, or `publish.json` records it) unless `force=True`.
@@ -23,6 +26,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from pipelines.card import (
     default_version,
     evidence_dir,
     evidence_tables,
+    public_manifest,
     read_manifest,
     shard_files,
     shard_stats,
@@ -41,6 +46,7 @@ from pipelines.card import (
 REPO_TYPE = "dataset"
 BASE_BRANCH = "main"
 RECORD = "publish.json"
+BRANCH_PREFIX = "version/"  # branches in their own namespace: `version/v1-abc`, tagged `v1-abc`
 STAGING_ROOT = "_publish"  # `_`-prefixed like `_work`: scratch beside the run's outputs, never matched by their globs
 DATA_DELETE_PATTERNS = ["data/*.parquet"]  # drop shards the new version no longer has (docs/infrastructure.md §5)
 EVIDENCE_DELETE_PATTERNS = ["evidence/*"]
@@ -48,6 +54,17 @@ EVIDENCE_DELETE_PATTERNS = ["evidence/*"]
 
 class PublishError(RuntimeError):
     """A publish that was refused before anything was written to the Hub."""
+
+
+def branch_name(version: str, branch: str | None = None) -> str:
+    """The branch a version is uploaded to: `version/<version>` unless named, and never the tag's own name."""
+    name = branch or f"{BRANCH_PREFIX}{version}"
+    if name == version:
+        # git resolves `refs/heads/X` and `refs/tags/X` by one name: `revision=X` would mean either.
+        raise PublishError(
+            f"branch {name!r} has the tag's name; pick another branch (default: {BRANCH_PREFIX}{version})"
+        )
+    return name
 
 
 def file_sha256(path: Path) -> str:
@@ -124,6 +141,9 @@ def stage(
     version: str,
     include_evidence: bool = False,
     license: str = DEFAULT_LICENSE,
+    license_name: str | None = None,
+    license_link: str | None = None,
+    sources: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Build the staging folder from scratch: card, manifest, shards (and evidence); return its files, sorted.
 
@@ -136,14 +156,25 @@ def stage(
     if include_evidence and evidence is None:
         raise PublishError(f"{run}: include_evidence, but neither the run nor its parent run has evidence tables")
     tables = evidence_tables(evidence)
-    card = write_dataset_card(run, repo_id=repo_id, version=version, license=license, evidence=tables)
+    card = write_dataset_card(
+        run,
+        repo_id=repo_id,
+        version=version,
+        license=license,
+        evidence=tables,
+        license_name=license_name,
+        license_link=license_link,
+        sources=sources,
+    )
     if staging.exists():
         if any(staging.iterdir()) and not (staging / "manifest.json").is_file():
             raise PublishError(f"{staging}: not empty and not an earlier staging folder; pick another staging_dir")
         shutil.rmtree(staging)  # exactly these files, nothing left from an earlier staging
     staging.mkdir(parents=True)
     shutil.copy2(card, staging / "README.md")
-    shutil.copy2(run / "manifest.json", staging / "manifest.json")
+    # The published manifest names input files, local models and parent runs by name only (card.public_manifest).
+    public = public_manifest(read_manifest(run))
+    (staging / "manifest.json").write_text(json.dumps(public, indent=2, sort_keys=True) + "\n")
     for shard in shard_files(run):
         _link_or_copy(shard, staging / "data" / shard.name)
     if evidence is not None:
@@ -190,6 +221,9 @@ def publish(
     private: bool = False,
     include_evidence: bool = False,
     license: str = DEFAULT_LICENSE,
+    license_name: str | None = None,
+    license_link: str | None = None,
+    sources: Sequence[str] | None = None,
     staging_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Publish a finished run as dataset version `version` (default `v<schema_version>-<config_hash[:12]>`).
@@ -201,7 +235,7 @@ def publish(
     run = Path(run_dir)
     manifest = read_manifest(run)  # no manifest, no publish: it is written last (docs/infrastructure.md §3.2)
     version = version or default_version(manifest)
-    branch = branch or version
+    branch = branch_name(version, branch)
     hub = _endpoint(endpoint)
     recorded = _recorded(read_record(run), repo_id, version, hub)
     if recorded and not force:
@@ -212,7 +246,17 @@ def publish(
     check_shards(run, manifest)
 
     staging = Path(staging_dir) if staging_dir else run / STAGING_ROOT / version
-    files = stage(run, staging, repo_id=repo_id, version=version, include_evidence=include_evidence, license=license)
+    files = stage(
+        run,
+        staging,
+        repo_id=repo_id,
+        version=version,
+        include_evidence=include_evidence,
+        license=license,
+        license_name=license_name,
+        license_link=license_link,
+        sources=sources,
+    )
     counts = manifest.get("counts") or {}
     plan: dict[str, Any] = {
         "repo_id": repo_id,
@@ -251,8 +295,7 @@ def publish(
     api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
     api.create_branch(repo_id, branch=branch, revision=BASE_BRANCH, repo_type=REPO_TYPE, exist_ok=True)
     if version in tags:
-        # Before the upload: a tag named like the branch would make `revision=<branch>` ambiguous (git refs).
-        api.delete_tag(repo_id, tag=version, repo_type=REPO_TYPE)
+        api.delete_tag(repo_id, tag=version, repo_type=REPO_TYPE)  # --force: the tag moves to the new upload
     commit = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(staging),
@@ -314,6 +357,9 @@ def cmd_publish(args: argparse.Namespace, beam_args: list[str] | None = None) ->
             private=args.private,
             include_evidence=args.include_evidence,
             license=args.license,
+            license_name=args.license_name,
+            license_link=args.license_link,
+            sources=args.source_dataset or None,
         )
     except (PublishError, RunNotFinishedError, ValueError) as error:
         print(f"publish refused: {error}", file=sys.stderr)
@@ -335,12 +381,23 @@ def add_publish_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="finished run folder (with manifest.json)")
     parser.add_argument("--repo", required=True, metavar="ORG/NAME", help="dataset repo id on the Hub")
     parser.add_argument("--version", default=None, help="tag name (default: v<schema_version>-<config_hash[:12]>)")
-    parser.add_argument("--branch", default=None, help="branch to upload to (default: the version)")
+    parser.add_argument("--branch", default=None, help="branch to upload to (default: version/<version>)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stage the files; no request")
     parser.add_argument("--force", action="store_true", help="publish a version again (moves its tag)")
     parser.add_argument("--include-evidence", action="store_true", help="also upload evidence/<table>/part-*.parquet")
     parser.add_argument("--private", action="store_true", help="create the repo private (if it does not exist)")
     parser.add_argument("--license", default=DEFAULT_LICENSE, help=f"card license id (default: {DEFAULT_LICENSE})")
+    parser.add_argument(
+        "--license-name", default=None, help="with --license other: its id (default: inherited-from-sources)"
+    )
+    parser.add_argument("--license-link", default=None, help="with --license other: a file in the repo or a URL")
+    parser.add_argument(
+        "--source-dataset",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="the card's source_datasets, e.g. openai/gsm8k (default: from the input)",
+    )
     parser.add_argument(
         "--endpoint", default=None, metavar="URL", help="Hub endpoint (default: HF_ENDPOINT or the Hub)"
     )

@@ -13,6 +13,11 @@ Per-choice token counts (`usage` only holds totals over the n choices), chosen b
 A server that ignores the requested field falls back to the `"usage"` rule.
 
 Other `extra` keys: `concurrency` (parallel HTTP calls, default 16), `extra_body` (sent with every request).
+
+Retries: one layer, the driver's (`engines.driver`: `policy.max_retries` attempts with `policy.backoff_s` backoff,
+then each search alone). The OpenAI client's own retries are off (`max_retries=0`): left on, its default 2 retries
+inside the driver's attempts inside Dataflow's 4 bundle attempts would multiply into dozens of calls per request
+before a failure surfaces. Beam's bundle retries stay, for a worker that dies.
 """
 
 from __future__ import annotations
@@ -50,12 +55,12 @@ class OpenAIEngine:
             raise ValueError(f"extra.token_count: {self.token_count!r} is not one of {', '.join(TOKEN_COUNT_MODES)}")
         self.concurrency = max(1, int(config.extra.get("concurrency", 16)))
         self._extra_body = dict(config.extra.get("extra_body", {}))
-        # Transient HTTP errors are retried per request by the client, so one flaky call never redoes the batch.
+        # No client retries: the driver is the one retry layer (see the module doc).
         self._client = OpenAI(
             base_url=config.base_url,
             api_key=os.environ.get(config.api_key_env) or "EMPTY",
             timeout=config.request_timeout_s,
-            max_retries=config.max_retries,
+            max_retries=0,
         )
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
         self._tokenizer: Any = None

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -32,14 +32,18 @@ from annotators.omegaprm import OmegaPRMCounters, OmegaPRMResult
 from pipelines import manifest as manifest_lib
 from pipelines.synthesize import counters, finish_run, label_and_write, pipeline_options
 from schemas import tables
-from schemas.config import Config, ConfigError, config_from_dict
+from schemas.config import Config, ConfigError, config_from_dict, merge_config, read_config_file
 from schemas.records import Completion, Problem, Solution
 from transforms.dead_letters import at_stage, contain, problem_id_of
 from transforms.read import DEAD
 from transforms.write import WriteDeadLetters
 
-# Config sections that produced the evidence: a relabel must leave them as they were.
+# Config sections that produced the evidence: a relabel must leave their data keys as they were (execution keys,
+# schemas.config.EXECUTION_KEYS, may change).
 EVIDENCE_SECTIONS = ("run", "input", "policy", "sampling", "steps", "answers", "search")
+# Where the problems were read from: a relabel reads them from the evidence, so another location is no difference
+# (the demo's input.path is a file under its output folder, which configs/demo.yaml cannot name).
+INPUT_LOCATION_KEYS = ("path", "format", "dataset")
 # What the stored critiques depend on; the parser may change (critiques are re-parsed).
 JUDGE_KEYS = ("engine", "samples", "sampling", "template")
 
@@ -57,7 +61,10 @@ def load_parent(run: str) -> dict[str, Any]:
 def incompatibilities(parent: Config, config: Config) -> list[str]:
     """Why `config` cannot be computed from `parent`'s evidence (empty when it can)."""
     problems = []
-    old, new = parent.to_dict(), config.to_dict()
+    old, new = parent.data_dict(), config.data_dict()
+    for key in INPUT_LOCATION_KEYS:
+        old["input"].pop(key)
+        new["input"].pop(key)
     for section in EVIDENCE_SECTIONS:
         if section == "run":
             if old["run"]["seed"] != new["run"]["seed"]:
@@ -78,6 +85,21 @@ def incompatibilities(parent: Config, config: Config) -> list[str]:
                 if old["judge"][key] != new["judge"][key]:
                     problems.append(f"judge.{key} differs from the stored critiques'")
     return problems
+
+
+def relabel_config(parent: dict[str, Any], config_path: str | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The config of a relabel of `parent` (its manifest): the parent's own config, `--config` laid over it (only
+    the keys the file names), then `--set`. Refused (ConfigError) where a data key of the evidence sections really
+    differs; the input's location is always the parent's, so the new run's identity does not depend on it."""
+    data = parent["config"]
+    if config_path:
+        data = merge_config(data, read_config_file(config_path))
+    config = config_from_dict(data, list(overrides))
+    parent_config = config_from_dict(parent["config"])
+    problems = incompatibilities(parent_config, config)
+    if problems:
+        raise ConfigError("annotate: this config needs new generation, not a relabel:\n  " + "\n  ".join(problems))
+    return dataclasses.replace(config, input=parent_config.input)
 
 
 def _required(record: type) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from annotators import run_cost
 from engines.handler import model_fingerprint
 from schemas.config import Config, ConfigError
 from schemas.tables import SCHEMA_VERSION
@@ -328,6 +329,8 @@ def write_manifest(
             "dead_letters": "dead_letters/dead_letters.jsonl",
         },
     }
+    # What the run spent, in `stepforge estimate`'s terms, so a finished run calibrates the next estimate.
+    manifest["spend"] = run_cost.spend(manifest["engine"], counts)
     with FileSystems.create(FileSystems.join(output, "manifest.json")) as handle:
         handle.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest

@@ -368,9 +368,56 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def data_dict(self) -> dict[str, Any]:
+        """The config without its execution-only keys (`EXECUTION_KEYS`): what decides the data."""
+        return data_keys(self.to_dict())
+
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON of the whole config (the run's identity)."""
-        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
+        """sha256 of the canonical JSON of the keys that change the data (the run's identity and version folder).
+
+        The same data generated on other hardware, with other retries or batching, gets the same hash.
+        """
+        return hashlib.sha256(canonical_json(self.data_dict()).encode()).hexdigest()
+
+
+# Keys that say how a run executes, never what it produces: they stay out of the config hash, so the same data
+# run on other infrastructure lands in the same version folder. Seeds are per request, derived from (run seed,
+# problem id, request identity) and never from batching (docs/design.md §5), so batch sizes are here too.
+_ENGINE_EXECUTION_KEYS = (
+    "base_url",  # where the server is; the model it serves is `model` (+ `revision`)
+    "api_key_env",
+    "request_timeout_s",
+    "max_retries",
+    "backoff_s",
+    "threads",  # torch threads on CPU
+    "gpu_memory_utilization",
+    "kv_cache_memory_bytes",
+    "max_num_seqs",
+    "enforce_eager",  # CUDA graphs or eager: the same sampling, other speed
+)
+EXECUTION_KEYS: tuple[str, ...] = (
+    "resources",  # the accelerator hint and engine sharing (Dataflow)
+    "cache",  # whether and where samples are reused: a cached sample is the sample the seed gives
+    *(f"policy.{key}" for key in _ENGINE_EXECUTION_KEYS),
+    *(f"judge.engine.{key}" for key in _ENGINE_EXECUTION_KEYS),
+    "search.problems_per_batch",
+    "search.max_sequences_per_call",
+    "search.sequences_in_flight",
+    "search.driver",  # requests or rounds: same samples (engines/driver.py)
+)
+
+
+def data_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config dict without the `EXECUTION_KEYS` (missing keys are fine: older manifests)."""
+    out = json.loads(json.dumps(config))
+    for dotted in EXECUTION_KEYS:
+        *parents, last = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
 
 
 def canonical_json(obj: Any) -> str:
@@ -476,8 +523,8 @@ def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...
     return build(Config, data, "").validate()
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config file, apply overrides, validate. Relative model/input paths stay as written."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (no validation); errors name the file."""
     try:
         text = Path(path).read_text()
     except OSError as error:
@@ -486,4 +533,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"--config {path}: invalid YAML: {error}") from error
-    return config_from_dict(data, overrides)
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` laid over `base`, section by section: a key `update` does not name keeps `base`'s value."""
+    out = json.loads(json.dumps(base))
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file, apply overrides, validate. Relative model/input paths stay as written."""
+    return config_from_dict(read_config_file(path), overrides)

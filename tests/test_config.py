@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config import ConfigError, config_from_dict, load_config
+from schemas.config import EXECUTION_KEYS, ConfigError, config_from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"input": {"path": "problems.jsonl"}, "policy": {"model": "models/tiny-arith"}}
@@ -23,6 +23,60 @@ def test_hash_changes_with_config_and_is_stable():
     b = config_from_dict(BASE)
     c = config_from_dict(BASE, ["run.seed=1"])
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+# A valid other value for every execution-only key (the test below fails when a key is listed without one).
+EXECUTION_CHANGES = {
+    "resources": ["resources.accelerator=type:nvidia-l4;count:1", "resources.share_engine_across_processes=true"],
+    "cache": ["cache.enabled=false", "cache.dir=/elsewhere"],
+    "policy.base_url": ["policy.base_url=http://10.0.0.1:8000/v1"],
+    "policy.api_key_env": ["policy.api_key_env=OTHER_KEY"],
+    "policy.request_timeout_s": ["policy.request_timeout_s=5"],
+    "policy.max_retries": ["policy.max_retries=9"],
+    "policy.backoff_s": ["policy.backoff_s=4"],
+    "policy.threads": ["policy.threads=16"],
+    "policy.gpu_memory_utilization": ["policy.gpu_memory_utilization=0.5"],
+    "policy.kv_cache_memory_bytes": ["policy.kv_cache_memory_bytes=null"],
+    "policy.max_num_seqs": ["policy.max_num_seqs=32"],
+    "policy.enforce_eager": ["policy.enforce_eager=false"],
+    "search.problems_per_batch": ["search.problems_per_batch=7"],
+    "search.max_sequences_per_call": ["search.max_sequences_per_call=64"],
+    "search.sequences_in_flight": ["search.sequences_in_flight=0"],
+    "search.driver": ["search.driver=rounds"],
+}
+EXECUTION_CHANGES |= {
+    f"judge.engine.{key.split('.', 1)[1]}": [f"judge.engine.{o.split('.', 1)[1]}" for o in overrides]
+    for key, overrides in EXECUTION_CHANGES.items()
+    if key.startswith("policy.")
+}
+
+
+@pytest.mark.parametrize("key", EXECUTION_KEYS)
+def test_an_execution_key_leaves_the_hash_unchanged(key):
+    base = config_from_dict(BASE)
+    node = base.to_dict()
+    for part in key.split("."):
+        node = node[part]  # every listed key exists in the config
+    changed = config_from_dict(BASE, EXECUTION_CHANGES[key])
+    assert changed.to_dict() != base.to_dict()
+    assert changed.config_hash() == base.config_hash()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "sampling.temperature=0.7",
+        "search.completions_per_step=3",
+        "policy.model=other-model",
+        "policy.max_model_len=512",
+        "judge.engine.model=a-judge",
+        "label.hard_rule=threshold",
+        "input.path=other.jsonl",
+        "output.num_shards=4",
+    ],
+)
+def test_a_data_key_changes_the_hash(override):
+    assert config_from_dict(BASE, [override]).config_hash() != config_from_dict(BASE).config_hash()
 
 
 @pytest.mark.parametrize(

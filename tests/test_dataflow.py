@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, WorkerOptions
 
 from pipelines.synthesize import build, pipeline_options
@@ -71,15 +72,44 @@ def test_dataflow_options_parse():
     assert pipeline_options([]).get_all_options()["runner"] == "FnApiRunner"
 
 
-def test_setup_py_ships_every_package():
-    text = (REPO / "setup.py").read_text()
-    listed = set(re.findall(r'"([a-z_.]+)",', text))
-    packages = {
+def check_boot():
+    """deploy/check_boot.py, a script beside the Dockerfile (deploy/ is no package: workers never import it)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("check_boot", REPO / "deploy" / "check_boot.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_boot"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def package_folders() -> set[str]:
+    return {
         str(p.parent.relative_to(REPO)).replace("/", ".")
         for p in REPO.glob("*/**/__init__.py")
-        if not str(p.relative_to(REPO)).startswith(("tests", "bench", ".venv", "models"))
+        if not str(p.relative_to(REPO)).startswith(("tests", "bench", ".venv", "models", "build"))
     }
-    assert packages <= listed, packages - listed
+
+
+def test_the_package_list_ships_every_package():
+    listed = set(check_boot().project_packages())
+    assert package_folders() <= listed, package_folders() - listed
+    assert {"prm", "commands"} <= listed
+
+
+def test_beams_setup_file_build_holds_every_package(tmp_path):
+    # What --setup_file=./setup.py does on the launcher: Beam's stager builds an sdist of the project.
+    import tarfile
+
+    from apache_beam.runners.portability.stager import Stager
+
+    context = check_boot().build_context(REPO, tmp_path / "context")
+    sdist = Stager._build_setup_package(str(context / "setup.py"), str(tmp_path / "dist"))
+    with tarfile.open(sdist) as archive:
+        names = {Path(*Path(n).parts[1:]).as_posix() for n in archive.getnames()}
+    for package in package_folders():
+        assert f"{package.replace('.', '/')}/__init__.py" in names, package
 
 
 def test_container_recipe_matches_the_launcher():
@@ -90,3 +120,53 @@ def test_container_recipe_matches_the_launcher():
     assert "requirements-gpu.txt" in dockerfile
     assert re.search(r"apt-get install[^\n]*\bbubblewrap\b", dockerfile)  # the code sandbox's isolation
     assert beam.__version__ == beam_pin
+
+
+# The layout the image had: everything in a venv the image made, which Beam's boot venv cannot see.
+OLD_LAYOUT = """
+ARG BEAM_VERSION=2.77.0
+FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+RUN apt-get update && apt-get install -y python3.11 python3.11-venv \\
+ && python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements-gpu.txt .
+RUN pip install --upgrade pip && pip install -r requirements-gpu.txt
+COPY . .
+RUN pip install --no-deps .
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]
+"""
+
+
+def test_the_dockerfile_is_read_as_boot_sees_it():
+    parse_dockerfile, SYSTEM = check_boot().parse_dockerfile, check_boot().SYSTEM
+    old = parse_dockerfile(OLD_LAYOUT)
+    assert old.venvs == ["/opt/venv"] and old.interpreter_of("python") == "/opt/venv" and old.boot_makes_venv
+    assert {(i.kind, i.target) for i in old.installs} == {("requirements", "/opt/venv"), ("project", "/opt/venv")}
+    new = parse_dockerfile((REPO / "deploy" / "Dockerfile").read_text())
+    assert new.base_has_beam and new.venvs == [] and new.interpreter_of("python") == SYSTEM
+    assert {(i.kind, i.target) for i in new.installs} == {("requirements", SYSTEM), ("project", SYSTEM)}
+    assert not new.boot_makes_venv  # RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
+
+
+def test_the_workers_see_beam_vllm_and_the_project(tmp_path):
+    pytest.importorskip("vllm")
+    check_dockerfile = check_boot().check_dockerfile
+    dockerfile = REPO / "deploy" / "Dockerfile"
+    # Both ways boot may start a worker: in the image's Python (the variable set) or in a venv made from it.
+    for boot_venv in (None, True):
+        result = check_dockerfile(dockerfile, boot_makes_venv=boot_venv)
+        assert result["ok"], result["visible"]
+
+
+def test_the_old_venv_layout_hides_everything_from_the_workers(tmp_path):
+    pytest.importorskip("vllm")
+    check_dockerfile = check_boot().check_dockerfile
+    old = tmp_path / "Dockerfile"
+    old.write_text(OLD_LAYOUT)
+    result = check_dockerfile(old)
+    assert not result["ok"] and not result["visible"]["apache_beam"] and not result["visible"]["vllm"]
+    # The other documented fix (Beam 2.48+): keep the venv, tell boot to run in it.
+    old.write_text(OLD_LAYOUT.replace("ENV PATH=", "ENV RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1 PATH="))
+    assert check_dockerfile(old)["ok"]

@@ -40,6 +40,8 @@ REPO = "stepforge-org/prm-demo"
 TOKEN = "hf_standin_token"
 CONFIG_HASH = "0123456789abcdef" * 4
 VERSION = f"v1-{CONFIG_HASH[:12]}"
+BRANCH = f"version/{VERSION}"  # the tag's branch: another name, so `revision=` is never ambiguous
+INPUT = "/home/someone/private/problems/gsm8k_train.jsonl"  # a local path the published files must not name
 
 
 # ---------------------------------------------------------------- the Hub stand-in
@@ -422,6 +424,7 @@ def make_run(root: Path, *, paths: int = 10, shards: int = 2, lineage: dict[str,
         "config_hash": CONFIG_HASH,
         "config": {
             "run": {"name": "demo", "seed": 0},
+            "input": {"path": INPUT, "format": "auto", "dataset": {"name": "", "config": None, "split": "train"}},
             "policy": {"engine": "vllm", "model": "models/tiny-arith"},
             "search": {"method": "mc", "num_solutions": 2, "completions_per_step": 2},
             "label": {"hard_rule": "mc>0"},
@@ -526,7 +529,7 @@ def test_card_lineage_and_datasets_reads_its_config(tmp_path: Path):
         tmp_path, lineage={"parent_run": str(parent), "parent_config_hash": "f" * 64, "evidence": f"{parent}/evidence"}
     )
     text = render_card(run, repo_id=REPO, version="v9")
-    assert f"| lineage: parent_run | `{parent}` |" in text
+    assert "| lineage: parent_run | `parent` |" in text and str(tmp_path) not in text  # by name, not local path
     assert "parent_config_hash: " + "f" * 64 in text
     assert f'load_dataset("{REPO}", revision="v9", split="train")' in text
 
@@ -536,6 +539,62 @@ def test_card_lineage_and_datasets_reads_its_config(tmp_path: Path):
     # The folder also holds evidence/ and filtered/ Parquet: only the card's configs keep them out of `train`.
     dataset = datasets.load_dataset(str(run), split="train")
     assert dataset.num_rows == 10 and "labels" in dataset.column_names
+
+
+def test_card_metadata_names_its_license_creators_and_sources_and_no_local_path(tmp_path: Path):
+    run = make_run(tmp_path)
+    text = render_card(run)
+    meta = front_matter(text)
+    # hub-docs datasetcard.md: `license: other` needs `license_name` and `license_link`.
+    assert (meta["license"], meta["license_name"], meta["license_link"]) == (
+        "other",
+        "inherited-from-sources",
+        "README.md",
+    )
+    assert "## License" in text
+    assert meta["annotations_creators"] == ["machine-generated"]
+    assert meta["source_datasets"] == ["extended|other"]  # problems from a file the card cannot name
+    assert INPUT not in text and "/home/someone" not in text and "path: gsm8k_train.jsonl" in text
+
+    named = front_matter(render_card(run, license="other", license_name="my-terms", license_link="https://x.org/t"))
+    assert (named["license_name"], named["license_link"]) == ("my-terms", "https://x.org/t")
+    mit = front_matter(render_card(run, license="mit", sources=["openai/gsm8k"]))
+    assert mit["license"] == "mit" and "license_name" not in mit and mit["source_datasets"] == ["openai/gsm8k"]
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["input"] = {"path": "", "dataset": {"name": "openai/gsm8k", "config": "main"}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert front_matter(render_card(run))["source_datasets"] == ["openai/gsm8k"]  # a hub input is its own source
+
+
+def test_public_manifest_keeps_hub_ids_and_file_names_only():
+    from pipelines.card import public_manifest
+
+    manifest = {
+        "config": {
+            "input": {"path": "/data/me/in.jsonl", "dataset": {"name": "/data/me/saved_ds"}},
+            "policy": {"model": "/models/qwen-7b"},
+            "judge": {"engine": {"model": "Qwen/Qwen2.5-72B-Instruct"}},
+        },
+        "engine": {"model": "/models/qwen-7b"},
+        "lineage": {"parent_run": "/runs/a/schema_v1/cfg_x", "evidence": "/runs/a/schema_v1/cfg_x/evidence"},
+    }
+    public = public_manifest(manifest)
+    assert public["config"]["input"] == {"path": "in.jsonl", "dataset": {"name": "saved_ds"}}
+    assert public["config"]["policy"]["model"] == public["engine"]["model"] == "qwen-7b"
+    assert public["config"]["judge"]["engine"]["model"] == "Qwen/Qwen2.5-72B-Instruct"  # a hub id stays
+    assert public["lineage"] == {"parent_run": "cfg_x", "evidence": "evidence"}
+    assert manifest["config"]["input"]["path"] == "/data/me/in.jsonl"  # the run's own manifest is untouched
+
+
+def test_branch_and_tag_never_share_a_name(tmp_path: Path, hub: FakeHub):
+    from commands.publish import branch_name
+
+    assert branch_name("v1-abc") == "version/v1-abc" and branch_name("v1-abc", "release") == "release"
+    run = make_run(tmp_path)
+    with pytest.raises(PublishError, match="has the tag's name"):
+        publish(run, REPO, "v7", branch="v7", token=TOKEN, endpoint=hub.url)
+    assert hub.requests == []
 
 
 def test_card_refuses_an_unfinished_run(tmp_path: Path):
@@ -549,7 +608,11 @@ def test_card_refuses_an_unfinished_run(tmp_path: Path):
 
 
 def staged_expectation(run: Path) -> dict[str, bytes]:
-    files = {"README.md": (run / "README.md").read_bytes(), "manifest.json": (run / "manifest.json").read_bytes()}
+    from pipelines.card import public_manifest
+
+    public = public_manifest(json.loads((run / "manifest.json").read_text()))  # local paths by file name only
+    manifest = (json.dumps(public, indent=2, sort_keys=True) + "\n").encode()
+    files = {"README.md": (run / "README.md").read_bytes(), "manifest.json": manifest}
     for shard in sorted((run / "data").glob("train-*.parquet")):
         files[f"data/{shard.name}"] = shard.read_bytes()
     return files
@@ -564,12 +627,12 @@ def test_publish_makes_the_expected_requests_and_uploads_exactly_the_staged_file
     assert hub.calls() == [
         ("GET", f"{api}/refs"),  # is the version published? (the repo does not exist yet: 404)
         ("POST", "/api/repos/create"),
-        ("POST", f"{api}/branch/{VERSION}"),
-        ("GET", f"{api}/tree/{VERSION}"),  # delete_patterns: list the branch
+        ("POST", f"{api}/branch/{BRANCH}"),
+        ("GET", f"{api}/tree/{BRANCH}"),  # delete_patterns: list the branch
         ("POST", "/api/validate-yaml"),  # the card's YAML: upload_folder checks it first ...
         ("POST", "/api/validate-yaml"),  # ... and create_commit again
-        ("POST", f"{api}/preupload/{VERSION}"),
-        ("POST", f"{api}/commit/{VERSION}"),
+        ("POST", f"{api}/preupload/{BRANCH}"),
+        ("POST", f"{api}/commit/{BRANCH}"),
         ("POST", f"{api}/tag/{result['commit_oid']}"),
     ]
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub.requests)
@@ -595,18 +658,23 @@ def test_publish_makes_the_expected_requests_and_uploads_exactly_the_staged_file
     assert all(line["key"] == "file" and line["value"]["encoding"] == "base64" for line in lines[1:])
     sent = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines[1:]}
     assert sent == expected  # exactly the staged files, byte for byte
+    assert json.loads(sent["manifest.json"])["config"]["input"]["path"] == "gsm8k_train.jsonl"
+    assert INPUT.encode() not in sent["manifest.json"] + sent["README.md"]
     assert tag.json() == {"tag": VERSION, "message": f"StepForge {VERSION} (config {CONFIG_HASH})"}
 
     # The Hub now has the branch with those files (plus main's .gitattributes) and the tag on the upload commit.
     repo = hub.repos[REPO]
-    assert repo.tags == {VERSION: result["commit_oid"]} and repo.branches[VERSION] == result["commit_oid"]
-    assert hub.files(VERSION) == {**expected, ".gitattributes": hub.files("main")[".gitattributes"]}
+    assert repo.tags == {VERSION: result["commit_oid"]} and repo.branches[BRANCH] == result["commit_oid"]
+    assert BRANCH not in repo.tags and VERSION not in repo.branches  # no name is both a branch and a tag
+    assert (
+        hub.files(BRANCH) == hub.files(VERSION) == {**expected, ".gitattributes": hub.files("main")[".gitattributes"]}
+    )
     assert set(hub.files("main")) == {".gitattributes"}
 
     record = read_record(run)
     assert record is not None and (record["repo_id"], record["branch"], record["tag"], record["commit_oid"]) == (
         REPO,
-        VERSION,
+        BRANCH,
         VERSION,
         result["commit_oid"],
     )
@@ -656,13 +724,13 @@ def test_second_publish_of_a_version_is_refused_and_passes_with_force(tmp_path: 
     assert hub.calls() == [
         ("GET", f"{api}/refs"),
         ("POST", "/api/repos/create"),  # 409, exist_ok
-        ("POST", f"{api}/branch/{VERSION}"),  # 409, exist_ok
+        ("POST", f"{api}/branch/{BRANCH}"),  # 409, exist_ok
         ("DELETE", f"{api}/tag/{VERSION}"),
-        ("GET", f"{api}/tree/{VERSION}"),
+        ("GET", f"{api}/tree/{BRANCH}"),
         ("POST", "/api/validate-yaml"),
         ("POST", "/api/validate-yaml"),
-        ("POST", f"{api}/preupload/{VERSION}"),
-        ("GET", f"{api}/revision/{VERSION}"),  # nothing changed: huggingface_hub asks for the head instead
+        ("POST", f"{api}/preupload/{BRANCH}"),
+        ("GET", f"{api}/revision/{BRANCH}"),  # nothing changed: huggingface_hub asks for the head instead
         ("POST", f"{api}/tag/{first['commit_oid']}"),
     ]
     assert again["commit_oid"] == first["commit_oid"] and hub.repos[REPO].tags == {VERSION: first["commit_oid"]}
@@ -676,7 +744,7 @@ def test_force_republish_with_new_shards_deletes_the_stale_ones(tmp_path: Path, 
     hub.requests.clear()
     second = publish(run, REPO, token=TOKEN, endpoint=hub.url, force=True)
 
-    commit = next(r for r in hub.requests if r.path.endswith(f"/commit/{VERSION}"))
+    commit = next(r for r in hub.requests if r.path.endswith(f"/commit/{BRANCH}"))
     deleted = sorted(line["value"]["path"] for line in commit.ndjson() if line["key"] == "deletedFile")
     assert deleted == ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
     assert second["commit_oid"] != first["commit_oid"]
@@ -748,7 +816,7 @@ def test_dry_run_makes_no_request_and_writes_the_exact_staging_folder(tmp_path: 
         for path, content in sorted(on_disk.items())
     ]
     out = capsys.readouterr().out
-    assert "dry run: no request made" in out and f"branch:   {VERSION}" in out and f"tag:      {VERSION}" in out
+    assert "dry run: no request made" in out and f"branch:   {BRANCH}" in out and f"tag:      {VERSION}" in out
     for entry in plan["files"]:
         assert f"sha256:{entry['sha256']}" in out and entry["path"] in out
     assert read_record(run) is None  # nothing was published
@@ -778,7 +846,7 @@ def test_cli_registers_publish_with_func(tmp_path: Path, hub: FakeHub, capsys, m
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     args = parser.parse_args(["publish", str(run), "--repo", REPO, "--version", "v2", "--endpoint", hub.url])
     assert args.func(args, []) == 0
-    assert f"published {REPO}@v2 (branch v2" in capsys.readouterr().out
+    assert f"published {REPO}@v2 (branch version/v2," in capsys.readouterr().out
     assert args.func(args, []) == 2  # the same version again
     assert "publish refused" in capsys.readouterr().err
 
@@ -813,3 +881,5 @@ def test_publish_a_real_demo_run(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
         **staged_expectation(run),
         ".gitattributes": hub.files("main")[".gitattributes"],
     }
+    published = hub.files(result["tag"])
+    assert str(tmp_path).encode() not in published["manifest.json"] + published["README.md"]  # no local path

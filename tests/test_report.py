@@ -554,3 +554,17 @@ def test_a_retention_warning_shows_in_the_report_and_the_card(fake_run):
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert f"Warning: {manifest['warnings'][0]}" in report.write_report(run).read_text()
     assert f"## Warnings\n\n- {manifest['warnings'][0]}\n" in render_card(run)
+
+
+def test_the_manifest_records_its_spend_and_the_report_shows_it(fake_run):
+    from annotators.run_cost import GPUS, gpu_cost
+
+    run, manifest = fake_run
+    spend, engine = manifest["spend"], manifest["engine"]
+    assert (spend["sequences"], spend["generated_tokens"]) == (engine.get("sequences", 0), engine["generated_tokens"])
+    assert set(spend["at"]) == set(GPUS)
+    page = report.write_report(run).read_text()
+    assert "<h2>Spend</h2>" in page
+    for gpu in GPUS:
+        cost = gpu_cost(engine["generated_tokens"], gpu)
+        assert f"<td>{gpu}</td><td>{cost['gpu_hours'][0]:.3f} - {cost['gpu_hours'][1]:.3f}</td>" in page

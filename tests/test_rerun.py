@@ -177,3 +177,22 @@ def test_a_killed_run_restarts_from_what_it_generated(problems, tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["engine"]["cache_sample_hits"] > 0
     assert manifest["counts"]["balanced"] is True
+
+
+def test_the_cli_relabels_from_the_parents_own_config(problems, parent):
+    # `annotate --from RUN --set ...` with no --config: every generation key comes from the parent's manifest.
+    from commands.cli import main
+
+    root, parent_manifest = parent
+    argv = ["annotate", "--from", str(root / "parent"), "--output", str(root), "--set", "label.hard_rule=threshold"]
+    assert main(argv) == 0
+    relabels = [
+        json.loads(p.read_text())
+        for p in root.glob("schema_v1/cfg_*/manifest.json")
+        if json.loads(p.read_text())["config"]["label"]["hard_rule"] == "threshold"
+    ]
+    assert len(relabels) == 1
+    (manifest,) = relabels
+    assert manifest["engine"]["engine_calls"] == 0 and manifest["lineage"]["parent_run"] == str(root / "parent")
+    expected = dict(parent_manifest["config"], label={**parent_manifest["config"]["label"], "hard_rule": "threshold"})
+    assert manifest["config"] == expected

@@ -140,6 +140,33 @@ def _cards(tables: dict[str, dict[str, Any]]) -> str:
     return f'<div class="cards">{items}</div>{check}'
 
 
+def _spend_html(spend: dict[str, Any] | None) -> str:
+    """The run's spend (manifest `spend`): what its generated tokens cost on each GPU type (docs/scale.md)."""
+    if not spend:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(gpu)}</td><td>{cost['gpu_hours'][0]:.3f} - {cost['gpu_hours'][1]:.3f}</td>"
+        f"<td>${cost['dollars'][0]:.2f} - ${cost['dollars'][1]:.2f}</td></tr>"
+        for gpu, cost in sorted((spend.get("at") or {}).items())
+    )
+    per = ", ".join(
+        f"{html.escape(format_value(spend.get(key)))} {label}"
+        for key, label in (
+            ("sequences_per_problem", "sequences per problem"),
+            ("tokens_per_sequence", "tokens per sequence"),
+            ("steps_per_solution", "steps per solution"),
+        )
+        if spend.get(key) is not None
+    )
+    return (
+        f"<h2>Spend</h2><p>{html.escape(format_value(spend.get('sequences')))} sequences, "
+        f"{html.escape(format_value(spend.get('generated_tokens')))} generated tokens ({per}); on a GPU that many "
+        "tokens take (throughput and on-demand price ranges of docs/scale.md, the ranges `stepforge estimate` "
+        "uses):</p><table><tr><th>GPU</th><th>GPU-hours</th><th>price</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def _agreement_table(figures: dict[str, Any]) -> str:
     names = figures["annotators"]
     rows = []
@@ -294,6 +321,7 @@ def render_html(run: RunFiles, figures: dict[str, Any], pngs: dict[str, bytes]) 
         f'<h1>{html.escape(title)}</h1><p class="sub">{sub}</p>\n'
         f"{warnings}{_cards(tables)}\n"
         f'<h2>Manifest</h2><div class="grid">{"".join(table_html)}</div>\n'
+        f"{_spend_html(manifest.get('spend'))}\n"
         f"{quality}\n{sections}\n{_evaluations_html(figures, pngs)}{config_html}\n"
         f'<p class="sub">Written by commands/report/ (report version {REPORT_VERSION}) from '
         f"{html.escape(run.run_dir.name)}/manifest.json and the run's files.</p>\n"

@@ -299,11 +299,26 @@ class ResourcesConfig:
     """Where generation runs at scale (Dataflow): the accelerator of the generation step, engine sharing."""
 
     accelerator: str | None = None  # e.g. "type:nvidia-l4;count:1;install-nvidia-driver" (right fitting)
+    # The machine of the generation steps alone (e.g. g2-standard-8 for L4s): it rides in the accelerator hint, so
+    # the CPU stages keep Dataflow's default machines instead of `--machine_type` putting the whole job on GPU VMs.
+    machine_type: str | None = None
     share_engine_across_processes: bool = False  # one engine per GPU served to every SDK process of the worker
 
     def validate(self, key: str) -> None:
         if self.accelerator is not None and not self.accelerator.startswith("type:"):
             raise ConfigError(f"{key}.accelerator: expected 'type:GPU_TYPE;count:N;...', got {self.accelerator!r}")
+        if self.machine_type is not None:
+            if self.accelerator is None:
+                raise ConfigError(f"{key}.machine_type: only with {key}.accelerator (it is the GPU step's machine)")
+            if "machine_type:" in self.accelerator:
+                raise ConfigError(f"{key}.machine_type: {key}.accelerator already names a machine_type")
+
+    def accelerator_hint(self) -> str | None:
+        """Dataflow's accelerator resource hint of the generation steps, with their machine type when set
+        (its `machine_type:` option, https://cloud.google.com/dataflow/docs/guides/right-fitting)."""
+        if self.accelerator is None or self.machine_type is None:
+            return self.accelerator
+        return f"{self.accelerator.rstrip(';')};machine_type:{self.machine_type}"
 
 
 @dataclass

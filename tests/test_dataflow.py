@@ -8,7 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, WorkerOptions
 
 from pipelines.synthesize import build, pipeline_options
-from schemas.config import config_from_dict
+from schemas.config import ConfigError, config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
@@ -39,6 +39,18 @@ def test_only_the_generation_steps_ask_for_a_gpu():
     assert all("Generate and search" in name or "Critique paths" in name for name in got)
     assert all(h["beam:resources:accelerator:v1"] == ACCELERATOR.encode() for h in got.values())
     assert hints(built()) == {}
+
+
+def test_the_gpu_machine_type_rides_in_the_hint_of_the_generation_steps_only():
+    resources = {"accelerator": ACCELERATOR, "machine_type": "g2-standard-8"}
+    got = hints(built(resources=resources, judge={"enabled": True}))
+    assert {h["beam:resources:accelerator:v1"] for h in got.values()} == {
+        f"{ACCELERATOR};machine_type:g2-standard-8".encode()
+    }
+    with pytest.raises(ConfigError, match=r"^resources\.machine_type: only with resources\.accelerator"):
+        built(resources={"machine_type": "g2-standard-8"})
+    with pytest.raises(ConfigError, match="already names a machine_type"):
+        built(resources={"accelerator": f"{ACCELERATOR};machine_type:g2-standard-4", "machine_type": "g2-standard-8"})
 
 
 def test_shuffles_surround_generation():

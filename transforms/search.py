@@ -252,9 +252,8 @@ def _generate_transform(config: Config, cache_dir: str | None, total: Any) -> be
 
 def with_accelerator(transform: beam.PTransform, config: Config) -> beam.PTransform:
     """A generation step: with `resources.accelerator` it carries Dataflow's accelerator hint (right fitting)."""
-    if config.resources.accelerator:
-        return transform.with_resource_hints(accelerator=config.resources.accelerator)
-    return transform
+    hint = config.resources.accelerator_hint()
+    return transform.with_resource_hints(accelerator=hint) if hint else transform
 
 
 class WithCachedSamples(beam.PTransform):

@@ -9,21 +9,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from schemas.coerce import ConfigError, apply_override, build, choice, positive
 from schemas.records import SamplingParams
 
 VERIFIERS = ("arithmetic", "logic", "code")
-
-
-class ConfigError(ValueError):
-    """A config value is missing, unknown or invalid; the message starts with the key path."""
 
 
 @dataclass
@@ -57,15 +52,15 @@ class InputConfig:
     generate: dict[str, int] = field(default_factory=lambda: {"n": 48, "seed": 0, "min_steps": 2, "max_steps": 6})
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.format", self.format, {"auto", "jsonl", "parquet", "datasets", "generated"})
-        _choice(f"{key}.answer_format", self.answer_format, {"auto", "gsm8k", "boxed", "plain"})
+        choice(f"{key}.format", self.format, {"auto", "jsonl", "parquet", "datasets", "generated"})
+        choice(f"{key}.answer_format", self.answer_format, {"auto", "gsm8k", "boxed", "plain"})
         for name in ("question", "answer"):
             if not self.fields.get(name):
                 raise ConfigError(f"{key}.fields.{name}: a column name is required")
         if self.format != "generated" and not self.path and not self.dataset.name:
             raise ConfigError(f"{key}.path: an input path (or input.dataset.name) is required")
-        _positive(f"{key}.max_chars", self.max_chars)
-        _positive(f"{key}.max_file_bytes", self.max_file_bytes)
+        positive(f"{key}.max_chars", self.max_chars)
+        positive(f"{key}.max_file_bytes", self.max_file_bytes)
 
 
 @dataclass
@@ -94,14 +89,14 @@ class EngineConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.engine", self.engine, {"vllm", "openai", "transformers"})
+        choice(f"{key}.engine", self.engine, {"vllm", "openai", "transformers"})
         if not self.model:
             raise ConfigError(f"{key}.model: a model path or name is required")
         if self.engine == "openai" and not self.base_url:
             raise ConfigError(f"{key}.base_url: the openai engine needs the server's base URL")
         if "{question}" not in self.prompt_template:
             raise ConfigError(f"{key}.prompt_template: must contain {{question}}")
-        _positive(f"{key}.max_retries", self.max_retries)
+        positive(f"{key}.max_retries", self.max_retries)
 
 
 @dataclass
@@ -116,7 +111,7 @@ class SamplingConfig:
             raise ConfigError(f"{key}.temperature: must be >= 0")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{key}.top_p: must be in (0, 1]")
-        _positive(f"{key}.max_tokens", self.max_tokens)
+        positive(f"{key}.max_tokens", self.max_tokens)
 
 
 def sampling_params(s: SamplingConfig) -> SamplingParams:
@@ -131,7 +126,7 @@ class StepsConfig:
     max_steps: int = 64
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.splitter", self.splitter, {"auto", "double_newline", "step_markers", "lines", "regex"})
+        choice(f"{key}.splitter", self.splitter, {"auto", "double_newline", "step_markers", "lines", "regex"})
         if self.splitter == "regex" and not self.pattern:
             raise ConfigError(f"{key}.pattern: the regex splitter needs a pattern")
 
@@ -141,7 +136,7 @@ class AnswersConfig:
     truncation_policy: str = "wrong"  # wrong | grade | error
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.truncation_policy", self.truncation_policy, {"wrong", "grade", "error"})
+        choice(f"{key}.truncation_policy", self.truncation_policy, {"wrong", "grade", "error"})
 
 
 @dataclass
@@ -180,10 +175,10 @@ class SearchConfig:
                 "they cannot check unlabelled); use mc or omegaprm, or label existing solutions with "
                 "`run.py verify RUN --annotators ...`"
             )
-        _choice(f"{key}.method", self.method, {"mc", "omegaprm"})
-        _choice(f"{key}.driver", self.driver, {"rounds", "requests"})
+        choice(f"{key}.method", self.method, {"mc", "omegaprm"})
+        choice(f"{key}.driver", self.driver, {"rounds", "requests"})
         for name in ("num_solutions", "completions_per_step", "problems_per_batch", "max_sequences_per_call"):
-            _positive(f"{key}.{name}", getattr(self, name))
+            positive(f"{key}.{name}", getattr(self, name))
         if self.sequences_in_flight < 0:  # `build` has already checked that it is an integer
             raise ConfigError(f"{key}.sequences_in_flight: must be a whole number >= 0 (0: start every search at once)")
         # The rest of search.omegaprm is checked by annotators.omegaprm.OmegaPRMConfig when the pipeline is built.
@@ -201,7 +196,7 @@ class LabelConfig:
     threshold: float = 0.5  # with hard_rule=threshold: label = mc > threshold
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.hard_rule", self.hard_rule, {"mc>0", "threshold"})
+        choice(f"{key}.hard_rule", self.hard_rule, {"mc>0", "threshold"})
         if not 0 <= self.threshold < 1:
             raise ConfigError(f"{key}.threshold: must be in [0, 1)")
 
@@ -222,10 +217,10 @@ class JudgeConfig:
     template: str | None = None  # None = the ProcessBench critique prompt; needs {problem} and {tagged_response}
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.parser", self.parser, {"reference", "robust"})
+        choice(f"{key}.parser", self.parser, {"reference", "robust"})
         if self.template is not None and not all(f in self.template for f in ("{problem}", "{tagged_response}")):
             raise ConfigError(f"{key}.template: must contain {{problem}} and {{tagged_response}}")
-        _positive(f"{key}.samples", self.samples)
+        positive(f"{key}.samples", self.samples)
         self.sampling.validate(f"{key}.sampling")
         if self.enabled and self.engine.model:
             self.engine.validate(f"{key}.engine")
@@ -239,7 +234,7 @@ class ConsensusFilterConfig:
     veto: list[str] = field(default_factory=list)  # verifiers whose earlier flag drops a row
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.rule", self.rule, {"all", "majority"})
+        choice(f"{key}.rule", self.rule, {"all", "majority"})
         if self.enabled and len(self.annotators) < 2:
             raise ConfigError(f"{key}.annotators: consensus needs at least two annotators")
 
@@ -289,7 +284,7 @@ class ProgressConfig:
     rpe_epsilon: float = 0.8  # GenPRM Table 3: ratio >= 0.8 is best (docs/annotators.md §6.1)
 
     def validate(self, key: str) -> None:
-        _positive(f"{key}.pav_k", self.pav_k)
+        positive(f"{key}.pav_k", self.pav_k)
         if not 0 < self.rpe_epsilon <= 1:
             raise ConfigError(f"{key}.rpe_epsilon: must be in (0, 1]")
 
@@ -336,8 +331,8 @@ class OutputConfig:
     row_group_size: int = 1000
 
     def validate(self, key: str) -> None:
-        _positive(f"{key}.num_shards", self.num_shards)
-        _choice(f"{key}.compression", self.compression, {"zstd", "snappy", "gzip", "none"})
+        positive(f"{key}.num_shards", self.num_shards)
+        choice(f"{key}.compression", self.compression, {"zstd", "snappy", "gzip", "none"})
 
 
 @dataclass
@@ -365,7 +360,7 @@ class Config:
             if hasattr(value, "validate"):
                 value.validate(f.name)
         for name in self.annotators:
-            _choice(f"annotators.{name}", name, set(VERIFIERS))
+            choice(f"annotators.{name}", name, set(VERIFIERS))
         known = {"mc", "judge", *self.annotators}
         for name in [*self.filters.consensus.annotators, *self.filters.consensus.veto]:
             if self.filters.consensus.enabled and name not in known:
@@ -437,98 +432,6 @@ def data_keys(config: dict[str, Any]) -> dict[str, Any]:
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def build(cls: type, data: Any, key: str) -> Any:
-    """Build dataclass `cls` from a mapping, checking every key and type; errors name the key path."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{key or '<root>'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{_join(key, unknown[0])}: unknown key (known: {', '.join(sorted(names))})")
-    values = {name: _coerce(hints[name], data[name], _join(key, name)) for name in data}
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, key)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
-        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-        return {str(k): _coerce(args[1], v, _join(key, str(k))) for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _choice(key: str, value: str, allowed: set[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(allowed))}")
-
-
-def _positive(key: str, value: int) -> None:
-    if value <= 0:
-        raise ConfigError(f"{key}: must be positive, got {value}")
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `a.b=c` override; the value is parsed as YAML (so `3`, `true`, `[a, b]` work)."""
-    if "=" not in assignment:
-        raise ConfigError(f"--set {assignment}: expected KEY=VALUE")
-    path, raw = assignment.split("=", 1)
-    parts = path.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"--set {assignment}: empty key")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{path}: {part} is not a mapping")
-        node = child
-    node[parts[-1]] = yaml.safe_load(raw)
 
 
 def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:

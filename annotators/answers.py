@@ -1,4 +1,4 @@
-"""Final-answer extraction and grading: is a sample's final answer the reference answer? (docs/algorithms.md §4)
+"""Final-answer extraction and grading: is a sample's final answer the reference answer? (docs/methods.md §4)
 
 * `extract_answer(text)`: the last `\\boxed{}`/`\\fbox{}` (brace matched), else `#### X`, else "the (final)
   answer is X", else `Answer: X`, else the whole text if it is a bare number. After a marker, an equation chain
@@ -46,7 +46,7 @@ MAX_NESTING = 8
 # Bounds of the rational fast path; anything larger is "not parseable here" and goes on to Math-Verify.
 MAX_DIGITS = 1_000
 MAX_EXPONENT = 1_000
-# Math-Verify's per-call timeouts (whole seconds: signal.alarm); MENG uses 5/5 (docs/algorithms.md §4).
+# Math-Verify's per-call timeouts (whole seconds: signal.alarm); MENG uses 5/5 (docs/methods.md §4).
 MATH_VERIFY_TIMEOUT_S = 5
 # The worker process answers one comparison (2 parses + 1 verify, each bounded above) within this, or is killed.
 WORKER_TASK_TIMEOUT_S = 3 * MATH_VERIFY_TIMEOUT_S + 5.0
@@ -177,7 +177,7 @@ def _last_marked(text: str, marker: re.Pattern[str]) -> str | None:
 def extract_answer(text: str) -> tuple[str | None, str]:
     """The final answer in a generation and how it was found.
 
-    Methods, first hit wins (docs/algorithms.md §4, MENG's order): "boxed", "hashes" (`#### X`), "answer_is"
+    Methods, first hit wins (docs/methods.md §4, MENG's order): "boxed", "hashes" (`#### X`), "answer_is"
     ("The (final) answer is X"), "answer_colon" (`Answer: X`), "bare_number" (the whole text is a number);
     `(None, "none")` when nothing is found. Each method takes its last occurrence in the last MAX_EXTRACT_CHARS.
     """
@@ -309,7 +309,7 @@ def _normalize_text(answer: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Math-Verify, gold first (docs/algorithms.md §4: "argument order matters")
+# Math-Verify, gold first (docs/methods.md §4: "argument order matters")
 
 _BRACKET = re.compile(r"[{}()\[\]]")
 
@@ -330,7 +330,7 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 
 
 def _as_latex(answer: str) -> str:
-    # Math-Verify only extracts LaTeX that sits in an environment (docs/algorithms.md §4).
+    # Math-Verify only extracts LaTeX that sits in an environment (docs/methods.md §4).
     if _UNESCAPED_DOLLAR.search(answer) or any(env in answer for env in ("\\boxed", "\\(", "\\[")):
         return answer
     return f"${answer}$"
@@ -465,7 +465,7 @@ def gold_undecidable(gold: str) -> str | None:
 
 
 def grade(candidate: str | None, gold: str) -> Verdict:
-    """Whether `candidate` equals `gold` (docs/algorithms.md §4, steps 3-4).
+    """Whether `candidate` equals `gold` (docs/methods.md §4, steps 3-4).
 
     Reasons: missing_answer, answer_too_long, answer_too_deep, missing_gold, gold_too_long, gold_too_deep,
     exact_match, rational_equal, rational_mismatch, normalized_match, math_verify_equal, math_verify_unequal,

@@ -187,7 +187,7 @@ def mc_assumption(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """How often "MC > 0 means the prefix is right" fails, over the distinct measured prefixes of labelled rows
     (an estimate from at least 2 rollouts; a last step graded by its own answer is no estimate).
 
-    Both searches rest on it (docs/algorithms.md §1.1): a wrong prefix that still reaches the gold answer moves a
+    Both searches rest on it (docs/methods.md §1.1): a wrong prefix that still reaches the gold answer moves a
     first error later, a right prefix whose rollouts all fail moves it earlier.
     """
     seen: dict[tuple[str, tuple[str, ...]], tuple[bool, bool]] = {}

@@ -1,4 +1,4 @@
-"""HRM hierarchical node compression on labelled paths (docs/annotators.md §4; FoVer step merging, §2.1).
+"""HRM hierarchical node compression on labelled paths (docs/labellers.md §4; FoVer step merging, §2.1).
 
 HRM (arXiv 2503.13551, ``split_node``) merges a parent's step into its child, so the merged node's prefix is the
 child's prefix: its soft label (leaf fraction / MC) is exactly the child's. FoVer (``randomly_merge_steps.py``)

@@ -1,4 +1,4 @@
-"""Consensus filtering between annotators, with cheap verifiers as vetoes (docs/annotators.md §0, §1.2, §1.3, §7).
+"""Consensus filtering between annotators, with cheap verifiers as vetoes (docs/labellers.md §0, §1.2, §1.3, §7).
 
 The Lessons recipe (Zhang et al., arXiv 2501.07301) keeps a labelled solution only when the MC first error and
 the judge's first error agree (-1 == -1 counts as agreement). A cheap verifier either vetoes (a flag before the
@@ -183,7 +183,7 @@ def _tally(kept: int, dropped: int, reasons: Mapping[str, int]) -> dict[str, Any
 
 
 def retention_by_source(kept: Sequence[Mapping[str, Any]], dropped: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Retention per ``source`` and overall, with drop counts per reason kind (docs/annotators.md §1.3: log it).
+    """Retention per ``source`` and overall, with drop counts per reason kind (docs/labellers.md §1.3: log it).
 
     Returns ``{"sources": {source: {kept, dropped, total, retention, drop_reasons}}, "overall": {...}}``.
     """

@@ -1,7 +1,7 @@
 """Offline label-quality metrics: ProcessBench first-error agreement and generic step-level scores.
 
 Pure functions over predictions and truths, plus ``load_processbench`` (the one reader of an evaluation file).
-docs/annotators.md §1.1 (metric) and §8 (how to use the evaluation data).
+docs/labellers.md §1.1 (metric) and §8 (how to use the evaluation data).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _PROCESSBENCH_KEYS = ("id", "problem", "steps", "label")
 
 
 def processbench_scores(preds: Sequence[int | None], labels: Sequence[int]) -> dict[str, float | int]:
-    """ProcessBench's metric (run_eval.py, docs/annotators.md §1.1), as fractions rather than percents.
+    """ProcessBench's metric (run_eval.py, docs/labellers.md §1.1), as fractions rather than percents.
 
     ``acc_err`` = mean(pred == label) over samples with label != -1; ``acc_cor`` = mean(pred == -1) over samples
     with label == -1; ``f1`` = their harmonic mean. A None prediction never matches. An empty group gives NaN
@@ -80,7 +80,7 @@ def first_error_from_labels(labels: Sequence[bool | None]) -> int | None:
     """Index of the first False label; -1 when every label is True; None when a None comes before any False.
 
     A None before the first False leaves the first error undetermined; Nones after it are masked steps
-    (ProcessBench/PRM800K semantics, docs/annotators.md §1.3) and do not matter. An empty list gives -1.
+    (ProcessBench/PRM800K semantics, docs/labellers.md §1.3) and do not matter. An empty list gives -1.
     """
     for index, label in enumerate(labels):
         if label is None:
@@ -91,7 +91,7 @@ def first_error_from_labels(labels: Sequence[bool | None]) -> int | None:
 
 
 def labels_from_first_error(first_error: int | None, n_steps: int) -> list[bool | None]:
-    """FoVer's step view of a first-error index (docs/annotators.md §8): True before it, False at it, None after.
+    """FoVer's step view of a first-error index (docs/labellers.md §8): True before it, False at it, None after.
 
     -1 gives all True; None (no verdict) gives all None.
     """

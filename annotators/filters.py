@@ -39,7 +39,7 @@ class RowFilter(Protocol):
 
 class ConsensusFilter:
     """Keeps a path only when its annotators agree on the first error, and its own labels agree with them
-    (docs/annotators.md §1.3); records `{first_error, rule, reason}` under `meta[config.meta_key]`."""
+    (docs/labellers.md §1.3); records `{first_error, rule, reason}` under `meta[config.meta_key]`."""
 
     kind = "consensus"
     needs_all_rows = False

@@ -1,4 +1,4 @@
-"""LLM-as-a-judge step verification with the ProcessBench critique prompt (docs/annotators.md §1).
+"""LLM-as-a-judge step verification with the ProcessBench critique prompt (docs/labellers.md §1).
 
 The judge is asked for the index of the earliest wrong paragraph and answers in ``\\boxed{}``. This module holds
 the prompt, the parsers, the vote and the search coroutine that asks the judge model for ``m`` critiques; it
@@ -7,7 +7,7 @@ never calls a model itself (the driver does) and never evaluates model output.
 Two parsers:
 
 - ``reference``: ProcessBench's own ``re.findall(r'\\\\boxed\\{([^}]*)\\}', text)[-1].strip()`` then ``int()``,
-  kept so that figures compare with published ProcessBench numbers (docs/annotators.md §1.1). ``[^}]*`` stops at the
+  kept so that figures compare with published ProcessBench numbers (docs/labellers.md §1.1). ``[^}]*`` stops at the
   first ``}``, so ``\\boxed{\\text{2}}`` parses to ``None``.
 - ``robust``: the last brace-matched box, with ``\\text{}``-style wrappers, ``$`` and a leading "paragraph"
   stripped. Report its figures separately from the reference ones.
@@ -44,7 +44,7 @@ __all__ = [
     "vote_reference",
 ]
 
-# QwenLM/ProcessBench code/templates/critique_template.txt, as read with `.read().strip()` (docs/annotators.md §1.1);
+# QwenLM/ProcessBench code/templates/critique_template.txt, as read with `.read().strip()` (docs/labellers.md §1.1);
 # `{{}}` is the `.format` escape of the literal `{}`.
 CRITIQUE_TEMPLATE = (
     "The following is a math problem and a solution "
@@ -67,7 +67,7 @@ CRITIQUE_TEMPLATE = (
 
 # A longer critique is not parsed (None): a judge's max_tokens keeps real ones far below it, and it bounds the work.
 MAX_CRITIQUE_CHARS = 1_000_000
-_REFERENCE_BOX = re.compile(r"\\boxed\{([^}]*)\}")  # ProcessBench run_eval.py extract_answer (docs/annotators.md §1.1)
+_REFERENCE_BOX = re.compile(r"\\boxed\{([^}]*)\}")  # ProcessBench run_eval.py extract_answer (docs/labellers.md §1.1)
 _BRACE_TOKEN = re.compile(r"\\boxed\{|\{|\}")
 _MAX_INDEX_CHARS = 256  # a box longer than this holds prose, not an index; also bounds the peeling loop
 _WRAPPER = re.compile(r"^\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|fbox|boxed)\s*\{(.*)\}$", re.DOTALL)
@@ -77,7 +77,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 def tag_steps(steps: Sequence[str]) -> str:
     """ProcessBench's ``tagged_response``: each step in ``<paragraph_i>`` tags, blocks joined, then stripped."""
-    # run_eval.py prepare_input_boxed (docs/annotators.md §1.1)
+    # run_eval.py prepare_input_boxed (docs/labellers.md §1.1)
     tagged = "".join(f"<paragraph_{index}>\n{step}\n</paragraph_{index}>\n\n" for index, step in enumerate(steps))
     return tagged.strip()
 
@@ -228,7 +228,7 @@ def evidence_from_critiques(critiques: Sequence[str], n_steps: int, parser: str 
 
 
 def judge_labels(first_error: int | None, n_steps: int) -> list[bool | None]:
-    """Per-step labels for the ``judge_labels`` column (docs/annotators.md §1.3): True before the first error, False
+    """Per-step labels for the ``judge_labels`` column (docs/labellers.md §1.3): True before the first error, False
     at it, None after (not judged); -1 gives all True; no verdict (None) gives all None."""
     return labels_from_first_error(first_error, n_steps)
 

@@ -128,7 +128,7 @@ def attach_verdicts(row: dict[str, Any], name: str, verdicts: Sequence[StepVerdi
 
 
 def attach_progress(row: dict[str, Any], root_mc: float | None, pav_k: int, rpe_epsilon: float) -> None:
-    """PAV advantages (Setlur et al. 2024, docs/annotators.md §5) and GenPRM relative-progress labels (§6.1)."""
+    """PAV advantages (Setlur et al. 2024, docs/labellers.md §5) and GenPRM relative-progress labels (§6.1)."""
     mc = row["mc_values"]
     row["pav_advantages"] = pav_advantages(mc, root_mc, pav_k)
     row["rpe_labels"] = rpe_labels(mc, root_mc, rpe_epsilon)

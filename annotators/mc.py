@@ -1,4 +1,4 @@
-"""Per-step Monte Carlo estimation (Math-Shepherd, arXiv 2312.08935; docs/algorithms.md §2).
+"""Per-step Monte Carlo estimation (Math-Shepherd, arXiv 2312.08935; docs/methods.md §2).
 
 Two pure parts:
 - `math_shepherd_search`: a search coroutine (docs/design.md §6). It asks for N solutions, then
@@ -36,7 +36,7 @@ class McSearchConfig:
     """The knobs of the Math-Shepherd search; `sampling.seed` is ignored (seeds are per request)."""
 
     num_solutions: int = 4
-    completions_per_step: int = 8  # N = 8 in the paper (docs/algorithms.md §2.1)
+    completions_per_step: int = 8  # N = 8 in the paper (docs/methods.md §2.1)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     splitter: str = "auto"
     pattern: str | None = None

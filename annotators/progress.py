@@ -1,4 +1,4 @@
-"""Progress labels from MC values: PAV advantages and GenPRM relative progress (docs/annotators.md §5, §6.1).
+"""Progress labels from MC values: PAV advantages and GenPRM relative progress (docs/labellers.md §5, §6.1).
 
 Both compare a step's MC value with the value of the state before it. Step 0 is compared with ``root_mc``, the
 question-level pass rate; the last step's value is its answer's correctness, which the labelled path already

@@ -12,7 +12,7 @@ Invariants, for every t:
 
 Splitters:
 
-* `double_newline`: blank lines separate steps (openr/OmegaPRM v2, docs/algorithms.md §1.2);
+* `double_newline`: blank lines separate steps (openr/OmegaPRM v2, docs/methods.md §1.2);
 * `step_markers`: a `Step N:` marker starts a step (Math-Shepherd prompts, the tiny model's
   ` Step 1: 9*9=81 Step 2: 81+24=105 Answer: 105`); text before the first marker is a step of its own;
 * `lines`: every non-empty line is a step, except that a line with no content of its own (a bare list marker such as
@@ -23,7 +23,7 @@ Splitters:
 * `auto`: step markers if the text has one, else blank lines if it has one, else lines.
 
 A trailing final-answer piece (`Answer: X`, `The answer is X`, `#### X`, a `\\boxed{}` line) is attached to the
-last step instead of becoming a step (Math-Shepherd merges its answer line the same way, docs/algorithms.md §2.2).
+last step instead of becoming a step (Math-Shepherd merges its answer line the same way, docs/methods.md §2.2).
 Empty pieces are dropped, and pieces beyond `max_steps` are merged into the last step. Every built-in pattern runs
 in linear time, and a text longer than `MAX_TEXT_CHARS` is not split at all (no steps, so nothing of it is labelled).
 """

@@ -1,7 +1,7 @@
 """`evaluate`: score annotator configs on human or exact step labels before spending GPU hours.
 
 - `processbench`: first-error accuracy on erroneous and on correct solutions and their F1, exactly as ProcessBench
-  computes them (docs/annotators.md §1.1), for every configured verifier and for the judge when it is on.
+  computes them (docs/labellers.md §1.1), for every configured verifier and for the judge when it is on.
 - `prm800k`: PRM800K phase-1 human step ratings: accuracy and AUROC of +1 vs −1; neutral (0) ratings follow a
   stated rule (`--neutral exclude|positive|negative`, default exclude).
 - `exact`: a run on the arithmetic domain against the exact step truth (first-error agreement and step accuracy).

@@ -32,11 +32,11 @@ from storage import atomic_write
 
 # format -> (file suffix, Arrow schema for Parquet or None for JSONL, who reads it)
 EXPORT_FORMATS: dict[str, tuple[str, pa.Schema | None, str]] = {
-    "trl": (".parquet", formats.TRL_SCHEMA, "TRL 1.13.0 PRMTrainer (trl.experimental.prm), docs/algorithms.md §3.1"),
-    "openrlhf": (".jsonl", None, "OpenRLHF v0.4.5-v0.9.5 train_prm (ProcessRewardDataset), docs/algorithms.md §3.2"),
-    "qwen-prm": (".parquet", formats.QWEN_PRM_SCHEMA, "Qwen2.5-Math-PRM messages + <extra_0>, docs/algorithms.md §3.3"),
-    "prm800k": (".jsonl", None, "PRM800K JSONL readers (openai/prm800k schema), docs/algorithms.md §3.4"),
-    "math-shepherd": (".jsonl", None, "Math-Shepherd input/label/task rows, docs/algorithms.md §2.1"),
+    "trl": (".parquet", formats.TRL_SCHEMA, "TRL 1.13.0 PRMTrainer (trl.experimental.prm), docs/methods.md §3.1"),
+    "openrlhf": (".jsonl", None, "OpenRLHF v0.4.5-v0.9.5 train_prm (ProcessRewardDataset), docs/methods.md §3.2"),
+    "qwen-prm": (".parquet", formats.QWEN_PRM_SCHEMA, "Qwen2.5-Math-PRM messages + <extra_0>, docs/methods.md §3.3"),
+    "prm800k": (".jsonl", None, "PRM800K JSONL readers (openai/prm800k schema), docs/methods.md §3.4"),
+    "math-shepherd": (".jsonl", None, "Math-Shepherd input/label/task rows, docs/methods.md §2.1"),
 }
 IMPORT_FORMATS = ("prm800k", "math-shepherd")
 

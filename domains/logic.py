@@ -1,6 +1,6 @@
 """Formal-logic domain (FoVer / FLD style): premises, a hypothesis, proofs with citable steps, planted errors.
 
-Why: FoVer labels steps of formal-logic proofs exactly with Z3 (docs/annotators.md §2.1); this module
+Why: FoVer labels steps of formal-logic proofs exactly with Z3 (docs/labellers.md §2.1); this module
 is a deterministic generator of problems with gold proofs and planted wrong steps. Their language (formula syntax,
 the problem and proof-step format, parser and renderer) is `domains.logic_language`.
 Pure Python: no solver here (`annotators/verifiers/logic.py` does the checking).

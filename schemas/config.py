@@ -262,7 +262,7 @@ class FiltersConfig:
 @dataclass
 class CompressionConfig:
     enabled: bool = False
-    probability: float = 0.5  # HRM merges with probability 0.5 (docs/annotators.md §4)
+    probability: float = 0.5  # HRM merges with probability 0.5 (docs/labellers.md §4)
 
     def validate(self, key: str) -> None:
         if not 0 <= self.probability <= 1:
@@ -280,8 +280,8 @@ class AugmentConfig:
 @dataclass
 class ProgressConfig:
     enabled: bool = True
-    pav_k: int = 4  # Best-of-K prover, K≈4 (docs/annotators.md §5)
-    rpe_epsilon: float = 0.8  # GenPRM Table 3: ratio >= 0.8 is best (docs/annotators.md §6.1)
+    pav_k: int = 4  # Best-of-K prover, K≈4 (docs/labellers.md §5)
+    rpe_epsilon: float = 0.8  # GenPRM Table 3: ratio >= 0.8 is best (docs/labellers.md §6.1)
 
     def validate(self, key: str) -> None:
         positive(f"{key}.pav_k", self.pav_k)

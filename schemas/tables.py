@@ -1,7 +1,7 @@
 """Explicit Arrow schemas of every table StepForge writes, with the schema version.
 
 One explicit schema per table keeps every shard identical in type, so `datasets` never meets schema drift
-between files (docs/infrastructure.md §5). The labelled-path table follows docs/algorithms.md §3.6.
+between files (docs/infrastructure.md §5). The labelled-path table follows docs/methods.md §3.6.
 
 A stored table is read back only after `schema_mismatch` finds its columns where the schema puts them (a table
 rewritten by hand or by another tool fails with the file and column named, `TableError`), and each row only after

@@ -329,7 +329,7 @@ def test_grade_hostile_numbers_return_quickly() -> None:
         ("2\\pi", "\\pi \\cdot 2", True, "math_verify_equal"),
         ("\\sqrt{3}", "\\sqrt{2}", False, "math_verify_unequal"),
         ("(1, 2)", "[1, 2]", False, "math_verify_unequal"),
-        # Gold first (docs/algorithms.md §4): an interval answers an inequality gold, not the other way round.
+        # Gold first (docs/methods.md §4): an interval answers an inequality gold, not the other way round.
         ("(1,2)", "1<x<2", True, "math_verify_equal"),
         ("1<x<2", "(1,2)", False, "math_verify_unequal"),
         ("???", "5", False, "candidate_unparseable"),

@@ -11,7 +11,7 @@ from annotators.balance import balance, positive_ratio, row_key
 from annotators.compression import and_labels, compress, merge_pairs
 from annotators.progress import pav_advantages, pav_value, rpe_labels
 
-# --- compression (docs/annotators.md §4) ---
+# --- compression (docs/labellers.md §4) ---
 
 
 def _path(labels: list[bool], mc: list[float], row_id: str = "row-1", **columns: Any) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def test_compress_is_deterministic_and_near_its_probability() -> None:
         assert flat == sorted(set(flat))  # pairs never overlap
 
 
-# --- progress (docs/annotators.md §5, §6.1) ---
+# --- progress (docs/labellers.md §5, §6.1) ---
 
 
 def test_pav_value_and_advantages() -> None:

@@ -234,7 +234,7 @@ def test_paths_carry_measured_values_only() -> None:
 
 def test_mc_one_goes_right() -> None:
     # From the prefix through step 1 every continuation is correct (MC = 1); a rollout with its error at step 2
-    # must be searched past that state (openr v1 stops there, docs/algorithms.md §1.2).
+    # must be searched past that state (openr v1 stops there, docs/methods.md §1.2).
     through_step_1 = " Step 1: 9*9=81"
 
     def p_correct(prefix: str) -> float:
@@ -272,7 +272,7 @@ def test_selection_follows_q_plus_u() -> None:
                 if rollout["correct"] is not True and (node["node_id"], index) not in picked
             ]
             best, best_score = None, -math.inf
-            for node_id, index, rollout in candidates:  # independent Q + U (docs/algorithms.md §1.1)
+            for node_id, index, rollout in candidates:  # independent Q + U (docs/methods.md §1.1)
                 mc = result.nodes[node_id]["mc"]
                 q = 0.5 ** (1 - mc) * 0.9 ** (rollout["n_tokens"] / length_scale)
                 u = c_puct * math.sqrt(i) / (1 + visits[node_id])

@@ -1,4 +1,4 @@
-"""The TRL export trains as it is: TRL 1.13.0's own PRMTrainer tokenizes it and takes a step (docs/algorithms.md §3.1).
+"""The TRL export trains as it is: TRL 1.13.0's own PRMTrainer tokenizes it and takes a step (docs/methods.md §3.1).
 
 Needs `trl==1.13.0` (requirements-test.txt; the last release with `trl.experimental.prm`) and the shipped tiny
 model `models/tiny-arith` (its tokenizer and Llama config, loaded as a 2-label token classifier).

@@ -55,7 +55,7 @@ def omegaprm_config(config: Config) -> OmegaPRMConfig:
     options = dict(config.search.omegaprm)
     options.setdefault("k", config.search.completions_per_step)
     if config.search.prefilter:
-        options.setdefault("prefilter_samples", 32)  # the paper's 32-sample question filter (docs/algorithms.md §1.1)
+        options.setdefault("prefilter_samples", 32)  # the paper's 32-sample question filter (docs/methods.md §1.1)
     try:
         return OmegaPRMConfig(
             sampling=sampling_params(config.sampling),

@@ -1,4 +1,4 @@
-"""Formal-logic step verifier with Z3 (FoVer, docs/annotators.md §2.1).
+"""Formal-logic step verifier with Z3 (FoVer, docs/labellers.md §2.1).
 
 A derivation step `fact1 & int2 -> int3: {B}{a}` is correct iff the formulas it cites, together with the
 negation of what it concludes, are unsatisfiable. Only the cited formulas go to the solver, and an intermediate

@@ -1,6 +1,6 @@
 """Converters between labelled-path rows (`schemas.tables.PATHS`) and the formats PRM trainers read.
 
-Pure functions: no I/O, no Beam, no model. Exports follow docs/algorithms.md §3.6 "Converters"; imports turn
+Pure functions: no I/O, no Beam, no model. Exports follow docs/methods.md §3.6 "Converters"; imports turn
 PRM800K (§3.4) and Math-Shepherd (§2.1) rows into PATHS rows so human and MC data can be merged and relabelled.
 
 Stated rules. Text is never changed silently: every rule application is counted in the optional `stats`

@@ -1,4 +1,4 @@
-"""Math-Shepherd rows (docs/algorithms.md §2.1): the export with +/- tags and the import into PATHS rows."""
+"""Math-Shepherd rows (docs/methods.md §2.1): the export with +/- tags and the import into PATHS rows."""
 
 from __future__ import annotations
 

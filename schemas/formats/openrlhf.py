@@ -1,4 +1,4 @@
-"""OpenRLHF PRM rows (docs/algorithms.md §3.2): the export (hard or soft labels) and its placeholder checks."""
+"""OpenRLHF PRM rows (docs/methods.md §3.2): the export (hard or soft labels) and its placeholder checks."""
 
 from __future__ import annotations
 

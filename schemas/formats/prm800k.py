@@ -1,4 +1,4 @@
-"""PRM800K labelled solutions (docs/algorithms.md §3.4): the ±1 export and the import of phase 1 and 2 records."""
+"""PRM800K labelled solutions (docs/methods.md §3.4): the ±1 export and the import of phase 1 and 2 records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Qwen2.5-Math-PRM messages (docs/algorithms.md §3.3): `<extra_0>` after every step, one label per `<extra_0>`."""
+"""Qwen2.5-Math-PRM messages (docs/methods.md §3.3): `<extra_0>` after every step, one label per `<extra_0>`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TRL's stepwise supervision (`PRMTrainer`, docs/algorithms.md §3.1): the export and its step-separator rule."""
+"""TRL's stepwise supervision (`PRMTrainer`, docs/methods.md §3.1): the export and its step-separator rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from schemas.formats.common import FormatError, Stats, count_rule, row_name, steps_and_labels
 
-TRL_SEPARATOR = "\n"  # PRMConfig.step_separator default (docs/algorithms.md §3.1)
+TRL_SEPARATOR = "\n"  # PRMConfig.step_separator default (docs/methods.md §3.1)
 
 # TRL reads `prompt`/`completions`/`labels` as they are (§3.1); bool labels keep its int() cast exact.
 TRL_SCHEMA = pa.schema(

@@ -127,9 +127,10 @@ def cmd_synthesize(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines import synthesize
     from schemas.config import load_config
 
-    config = load_config(args.config, args.set)
+    # Hub models and datasets pinned to commit shas first: the version folder is the pinned config's hash.
+    config, pins = synthesize.pin(load_config(args.config, args.set))
     output = args.output if args.exact_output else run_dir(args.output, config)
-    manifest = synthesize.run(config, output, beam_args, cache=os.path.join(args.output, "_cache"))
+    manifest = synthesize.run(config, output, beam_args, cache=os.path.join(args.output, "_cache"), pins=pins)
     finish(manifest, output)
     return 0
 
@@ -176,10 +177,10 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     problems = root / "input" / "problems.jsonl"
     write_demo_problems(problems, args.problems, args.seed, args.domain)
     overrides = [f"input.path={problems}", *args.set]
-    config = load_config(configs_dir() / DEMO_DOMAINS[args.domain][1], overrides)
+    config, pins = synthesize.pin(load_config(configs_dir() / DEMO_DOMAINS[args.domain][1], overrides))
     output = run_dir(str(root), config)
     log.info("demo: %d generated problems in %s, tiny model %s", args.problems, problems, config.policy.model)
-    manifest = synthesize.run(config, output, beam_args, cache=str(root / "_cache"))
+    manifest = synthesize.run(config, output, beam_args, cache=str(root / "_cache"), pins=pins)
     finish(manifest, output)
     print(f"Load it:  datasets.load_dataset('parquet', data_files='{output}/data/train-*.parquet', split='train')")
     return 0

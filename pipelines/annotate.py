@@ -312,7 +312,13 @@ def run(parent_run: str, config: Config, output: str, beam_args: list[str] | Non
         "evidence": FileSystems.join(parent_run, "evidence"),
     }
     manifest = manifest_lib.write_manifest(
-        output, config, values, wall_seconds=time.time() - started, command="annotate", lineage=lineage
+        output,
+        config,
+        values,
+        wall_seconds=time.time() - started,
+        command="annotate",
+        lineage=lineage,
+        pins=parent.get("pins"),  # the evidence, so the pinned models and input, are the parent's
     )
     finish_run(output)
     return manifest

@@ -277,7 +277,10 @@ def write_manifest(
     wall_seconds: float,
     command: str,
     lineage: dict[str, Any] | None = None,
+    pins: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Write `manifest.json` under `output`; `pins` are the Hub references the run pinned to commit shas
+    (`pipelines/pins.py`), whose shas are the `revision`s of `config`."""
     counts = count_outputs(output, (lineage or {}).get("parent_run"))
     rows_read = int(counters.get("read.rows_read", 0))
     beyond_limit = int(counters.get("read.beyond_limit", 0))  # rows past input.limit: not read into problems
@@ -321,6 +324,7 @@ def write_manifest(
             "generated_tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else 0.0,
         },
         "lineage": lineage or {"parent_run": None},
+        "pins": pins or {},
         "label_quality": quality,
         "outputs": {
             "paths": "data/train-*.parquet",

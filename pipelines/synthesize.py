@@ -18,6 +18,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import manifest as manifest_lib
+from pipelines.pins import pin_revisions
 from schemas import tables
 from schemas.config import Config, ConfigError
 from transforms import evidence as E
@@ -200,12 +201,33 @@ def check(config: Config) -> None:
         omegaprm_config(config)
 
 
-def run(config: Config, output: str, beam_args: list[str] | None = None, *, cache: str | None = None) -> dict[str, Any]:
-    """Run a synthesize job to completion and write its manifest; returns the manifest.
+def pin(config: Config) -> tuple[Config, dict[str, Any]]:
+    """The checked config with every Hub model and dataset pinned to a commit sha, and the pins (`pipelines/pins.py`).
 
-    `cache` overrides where generated samples are cached (default: `cache_dir(config, output)`).
+    The pinned config is what runs and what is hashed: a rerun after the Hub repo moved gets another config hash,
+    so another version folder and other cache keys (docs/infrastructure.md §4).
     """
     check(config)
+    return pin_revisions(config)
+
+
+def run(
+    config: Config,
+    output: str,
+    beam_args: list[str] | None = None,
+    *,
+    cache: str | None = None,
+    pins: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run a synthesize job to completion and write its manifest; returns the manifest.
+
+    `cache` overrides where generated samples are cached (default: `cache_dir(config, output)`). `pins`: a config
+    already pinned by `pin` (whose pins they are); None pins `config` here.
+    """
+    if pins is None:
+        config, pins = pin(config)
+    else:
+        check(config)
     cache = cache or cache_dir(config, output)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):
         FileSystems.delete([FileSystems.join(output, "manifest.json")])  # a rerun is unfinished until it ends
@@ -215,7 +237,9 @@ def run(config: Config, output: str, beam_args: list[str] | None = None, *, cach
     result = pipeline.run()
     result.wait_until_finish()
     wall = time.time() - started
-    manifest = manifest_lib.write_manifest(output, config, counters(result), wall_seconds=wall, command="synthesize")
+    manifest = manifest_lib.write_manifest(
+        output, config, counters(result), wall_seconds=wall, command="synthesize", pins=pins
+    )
     finish_run(output)
     return manifest
 

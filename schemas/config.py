@@ -34,6 +34,7 @@ class DatasetRef:
     name: str = ""
     config: str | None = None
     split: str = "train"
+    revision: str | None = None  # a hub dataset's branch, tag or commit; a run pins it to the commit sha
 
 
 @dataclass
@@ -415,17 +416,21 @@ EXECUTION_KEYS: tuple[str, ...] = (
     "search.sequences_in_flight",
     "search.driver",  # requests or rounds: same samples (engines/driver.py)
 )
+# Keys added after runs were hashed: left out of the hash while unset, so a config that does not use them keeps the
+# hash (and version folder, and `config_hash` column) it had before they existed.
+OPTIONAL_KEYS: tuple[str, ...] = ("input.dataset.revision",)
 
 
 def data_keys(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a config dict without the `EXECUTION_KEYS` (missing keys are fine: older manifests)."""
+    """A copy of a config dict without the `EXECUTION_KEYS`, nor the `OPTIONAL_KEYS` left unset (missing keys are
+    fine: older manifests)."""
     out = json.loads(json.dumps(config))
-    for dotted in EXECUTION_KEYS:
+    for dotted in (*EXECUTION_KEYS, *OPTIONAL_KEYS):
         *parents, last = dotted.split(".")
         node = out
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        if isinstance(node, dict) and (dotted in EXECUTION_KEYS or node.get(last) is None):
             node.pop(last, None)
     return out
 

@@ -676,19 +676,33 @@ def _batch_rows(batch: Any) -> Iterator[Any]:
             yield BadRow(f"unreadable Parquet row: {type(error).__name__}: {_short(str(error))}")
 
 
+def _local_dataset_folder(config: InputConfig) -> bool:
+    return bool(config.path) and FileSystems.exists(config.path) and os.path.isdir(config.path)
+
+
+def hub_dataset(config: InputConfig) -> str | None:
+    """The Hub repo id a `datasets` input reads (`input.dataset.name`, else `input.path`); None for any other input:
+    a file, a save_to_disk folder, a local folder of data files or a remote URL."""
+    if input_format(config) != "datasets" or _local_dataset_folder(config):
+        return None
+    name = config.dataset.name or config.path
+    return None if not name or "://" in name or os.path.exists(os.path.expanduser(name)) else name
+
+
 def _dataset_rows(config: InputConfig) -> Iterator[tuple[dict[str, Any], str]]:
     """Rows of a `datasets` dataset: a local save_to_disk folder, or a hub name/config/split."""
     import datasets
 
     ref = config.dataset
-    if config.path and FileSystems.exists(config.path) and os.path.isdir(config.path):
+    if _local_dataset_folder(config):
         loaded = datasets.load_from_disk(config.path)
         if isinstance(loaded, datasets.DatasetDict):
             loaded = loaded[ref.split]
         name = config.path
     else:
         name = ref.name or config.path
-        loaded = datasets.load_dataset(name, ref.config, split=ref.split)
+        # `revision`: the commit sha the run pinned (pipelines/pins.py), so a rerun reads exactly these rows.
+        loaded = datasets.load_dataset(name, ref.config, split=ref.split, revision=ref.revision)
     for index, row in enumerate(loaded):
         yield row, f"{name}[{ref.split}]#{index}"
 

@@ -175,7 +175,7 @@ class VLLMServer:
             return "(no log)"
 
     def stop(self) -> None:
-        """SIGTERM the server's process group, SIGKILL it after 10 s (idempotent; also run at exit)."""
+        """SIGTERM the server's process group, SIGKILL it after 10 s, drop its log (idempotent; also run at exit)."""
         process, self.process = self.process, None
         if process is None:
             return
@@ -193,6 +193,7 @@ class VLLMServer:
             os.killpg(process.pid, signal.SIGKILL)  # stragglers (the EngineCore) of a server that did exit
         except ProcessLookupError:
             pass
+        self.log_path.unlink(missing_ok=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "process": None}

@@ -45,7 +45,7 @@ from schemas.records import Request, Sample
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 1200.0  # a 7B model's download, load and CUDA graph capture on a fresh worker
+START_TIMEOUT_S = 1200.0  # a 7B model's download, load and CUDA graphs on a fresh worker (extra.server_start_timeout_s)
 HOST = "127.0.0.1"
 
 CommandFor = Callable[[EngineConfig, int], list[str]]
@@ -248,6 +248,7 @@ def shared_server(
 
     config = resolved_config(config)
     tag = server_tag(config)
+    server_kwargs.setdefault("start_timeout_s", float(config.extra.get("server_start_timeout_s", START_TIMEOUT_S)))
     with _LOCK:
         if tag not in _HANDLES:
             shared = MultiProcessShared(

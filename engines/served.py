@@ -267,6 +267,8 @@ def served_engine(config: EngineConfig, **server_kwargs: Any) -> ServedEngine:
     config = resolved_config(config)
     server = shared_server(config, **server_kwargs)
     base_url = server.base_url()
+    if not server.alive():
+        raise ServerError(f"the worker's shared vllm serve at {base_url} has stopped; log: {server.log_tail()}")
     with _LOCK:
         engine = _ENGINES.get(base_url)
         if engine is None:

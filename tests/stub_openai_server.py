@@ -1,5 +1,5 @@
 """A stand-in for `vllm serve` in tests: `/health` and `/v1/completions` on 127.0.0.1:PORT, answers made from the
-request (each choice's text names its seed, `seed + i`, as vLLM samples choice i). Usage: PORT [STARTS_FILE]; each
+request (each choice's text names its seed, `seed + i`, as vLLM samples choice i); a prompt holding FAIL gets 400. Usage: PORT [STARTS_FILE]; each
 start appends a line to STARTS_FILE, so a test can count how many servers were started."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if "FAIL" in body["prompt"]:
+            self._reply(400, {"error": {"message": "refused", "type": "BadRequestError", "code": 400}})
+            return
         n, seed = int(body.get("n", 1)), int(body.get("seed") or 0)
         choices = []
         for i in range(n):

@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,6 +169,9 @@ def test_one_server_per_vm_started_once_and_reused_across_processes(tmp_path: Pa
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == first.base_url()
     assert starts.read_text().splitlines() == ["started"]
+    first.stop()  # a server that died after its start is reported, not handed out
+    with pytest.raises(ServerError, match="shared vllm serve at http://127.0.0.1:[0-9]+/v1 has stopped"):
+        served.served_engine(config, path=str(tmp_path), command_for=stub_command(starts))
 
 
 # --- the engine each process builds on it -------------------------------------------------------------------------
@@ -194,7 +198,8 @@ def test_served_engine_passes_seeds_and_streams_requests(
     long = engine.generate([Request("Q: " + "1+" * 40 + "1=?", 2, sampling(3))])[0]
     assert [(s.finish_reason, s.seed) for s in long] == [("error", 3), ("error", 4)]  # as VLLMEngine answers it
 
-    assert not isinstance(open_stream(engine).__enter__(), BatchStream)  # its own request-level stream
+    with open_stream(engine) as stream:
+        assert not isinstance(stream, BatchStream)  # its own request-level stream, not generate calls
 
     def search(prompt: str, seed: int):  # noqa: ANN202 - two rounds, the second built from the first's answer
         first = yield [Request(prompt, 2, sampling(seed))]
@@ -207,19 +212,34 @@ def test_served_engine_passes_seeds_and_streams_requests(
     rounds, _ = run_searches([search(f"P{i}", 10 * i) for i in range(6)], engine)
     assert [o.result for o in rounds] == [o.result for o in outcomes]
 
+    # A refused request fails the stream's step; the driver retries each search alone and only that one fails.
+    mixed = [search("P0", 0), search("FAIL", 10), search("P2", 20)]
+    outcomes, _ = run_searches(mixed, engine, request_level=True, attempts=1, sleep=lambda s: None)
+    assert [o.result for o in outcomes] == [[0, 1, 100], None, [20, 21, 120]]
+    assert "400" in (outcomes[1].error or "")
+
 
 # --- the real server, on CPU ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_served_tiny_model_gives_the_in_process_samples(
-    tiny_model_dir: Path, vllm_engine, tmp_path: Path, fresh_registry: None
+    tiny_model_dir: Path, vllm_engine, tmp_path: Path, fresh_registry: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("vllm")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the handle's lock and address files, the server log
     if shutil.which("vllm") is None and not Path(sys.executable).with_name("vllm").exists():
         pytest.skip("the vllm CLI is not installed")
     config = dataclasses.replace(vllm_engine.config, model=str(tiny_model_dir))
     engine = EngineHandler(config, share_across_processes=True).load_model()
     assert isinstance(engine, ServedEngine)
     requests = [Request("Q: 9*9+24-7=?", 3, sampling(11)), Request("Q: 3*4+5=?", 2, sampling(601))]
-    assert engine.generate(requests) == vllm_engine.generate(requests)  # text, finish, token counts, seeds
+    expected = vllm_engine.generate(requests)
+    assert engine.generate(requests) == expected  # text, finish, token counts, seeds
+    with engine.stream() as stream:  # the request-level form gives the same answers
+        for i, request in enumerate(requests):
+            stream.submit(i, request)
+        answers: dict[int, list] = {}
+        while stream.in_flight():
+            answers.update(stream.step())
+    assert [answers[i] for i in range(len(requests))] == expected

@@ -14,7 +14,8 @@ Same samples as the in-process `VLLMEngine`: the server gets the same engine set
 request carries its seed (choice i is sampled with `seed + i`, as in-process), token counts come from vLLM's
 `return_token_ids` (EOS and the token that completed a stop string included, as in-process), and a prompt that does
 not fit `max_model_len` is answered with error samples here instead of failing the call (as `VLLMEngine` does).
-`tests/test_engines.py` checks that `vllm serve` gives the samples of the in-process engine on CPU.
+`tests/test_served.py` checks on CPU that the served engine gives the in-process engine's samples, through
+`generate` and through the request stream.
 
 The server lives as long as the SDK process that started it (it is stopped when that process exits); the handle's
 cross-process lock and address file are Beam's (`apache_beam.utils.multi_process_shared`).

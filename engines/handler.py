@@ -3,9 +3,12 @@
 A `ModelHandler` keeps loading (`load_model`) apart from running, and says whether one model serves every SDK
 process of a worker (`share_model_across_processes`). Beam's own handler runs one batch per call, which would
 break the driver's continuous batching and the search coroutines (docs/infrastructure.md §1), so transforms use
-this handler: `load_model()` builds the process's engine (or, shared, one per GPU for all SDK processes through
-Beam's `MultiProcessShared`), `fingerprint()` names what makes two engines give the same samples, and `cached()`
-puts the content-keyed sample cache (`engines.cache`) in front of it, persisting new samples as they come.
+this handler: `load_model()` builds the process's engine (or, shared, a client of the worker VM's one `vllm serve`,
+started once for all SDK processes through Beam's `MultiProcessShared`: `engines.served`), `fingerprint()` names
+what makes two engines give the same samples, and `cached()` puts the content-keyed sample cache (`engines.cache`)
+in front of it, persisting new samples as they come.
+
+The served engine gives the in-process engine's samples, so it has the same fingerprint and shares its cache.
 """
 
 from __future__ import annotations
@@ -92,9 +95,15 @@ class EngineHandler:
         return self._share
 
     def load_model(self) -> Any:
-        """The worker's engine: the process's own, or the one every SDK process shares (Beam's MultiProcessShared)."""
-        if not self._share:
+        """The worker's engine: the process's own; shared, for vLLM, this process's HTTP client of the VM's one
+        `vllm serve` (`engines.served`), for an openai engine itself (it is already a server), for transformers
+        one engine proxied to every process (Beam's MultiProcessShared; calls are serialised)."""
+        if not self._share or self.config.engine == "openai":
             return get_engine(self.config)
+        if self.config.engine == "vllm":
+            from engines.served import served_engine
+
+            return served_engine(self.config)
         from apache_beam.utils.multi_process_shared import MultiProcessShared
 
         config = self.config

@@ -14,6 +14,11 @@ A server that ignores the requested field falls back to the `"usage"` rule.
 
 Other `extra` keys: `concurrency` (parallel HTTP calls, default 16), `extra_body` (sent with every request).
 
+`stream()` is the request-level form (`engines.base.RequestStream`) for the request-level driver: each submitted
+request is one HTTP call on the same bounded pool, and `step()` returns the requests whose calls have finished
+(waiting for the first when none has), so a search's next round goes to the server while the others' calls run;
+the server's continuous batching does the rest.
+
 Retries: one layer, the driver's (`engines.driver`: `policy.max_retries` attempts with `policy.backoff_s` backoff,
 then each search alone). The OpenAI client's own retries are off (`max_retries=0`): left on, its default 2 retries
 inside the driver's attempts inside Dataflow's 4 bundle attempts would multiply into dozens of calls per request
@@ -22,10 +27,11 @@ before a failure surfaces. Beam's bundle retries stay, for a worker that dies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from engines.base import EngineError
@@ -68,6 +74,16 @@ class OpenAIEngine:
     def generate(self, requests: Sequence[Request]) -> list[list[Sample]]:
         """One concurrent HTTP call per request; `request.n` samples per request, in request order."""
         return list(self._pool.map(self._complete, requests))
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[_OpenAIStream]:
+        """Requests sent one by one as they come, answered as their calls finish (`engines.base.RequestStream`).
+        Calls still running at the end are abandoned: their answers are dropped."""
+        stream = _OpenAIStream(self)
+        try:
+            yield stream
+        finally:
+            stream.abort()
 
     def _complete(self, request: Request) -> list[Sample]:
         if request.n <= 0:
@@ -126,6 +142,43 @@ class OpenAIEngine:
         """Stop the thread pool and close the HTTP client."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+class _OpenAIStream:
+    """`OpenAIEngine.stream()`: one future per submitted request on the engine's pool."""
+
+    def __init__(self, engine: OpenAIEngine) -> None:
+        self._engine = engine
+        self._live: dict[Future[list[Sample]], tuple[Hashable, Request]] = {}
+        self._ready: list[tuple[Hashable, list[Sample]]] = []
+
+    def submit(self, tag: Hashable, request: Request) -> None:
+        if request.n <= 0:
+            self._ready.append((tag, []))
+            return
+        self._live[self._engine._pool.submit(self._engine._complete, request)] = (tag, request)
+
+    def step(self) -> list[tuple[Hashable, list[Sample]]]:
+        """Answers of every call finished so far (waits for the first when none is); a failed call raises, and
+        the driver then aborts the stream and retries its searches one by one."""
+        done, self._ready = self._ready, []
+        if not self._live:
+            return done
+        if not done:
+            wait(list(self._live), return_when=FIRST_COMPLETED)
+        for future in [f for f in self._live if f.done()]:
+            tag, _ = self._live.pop(future)
+            done.append((tag, future.result()))
+        return done
+
+    def in_flight(self) -> int:
+        return sum(request.n for _, request in self._live.values()) + sum(len(s) for _, s in self._ready)
+
+    def abort(self) -> None:
+        for future in self._live:
+            future.cancel()  # queued calls never start; running ones finish and are dropped
+        self._live.clear()
+        self._ready.clear()
 
 
 def choice_token_counts(choices: Sequence[Any], usage: Any) -> list[int]:

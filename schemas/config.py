@@ -298,11 +298,26 @@ class ResourcesConfig:
     # The machine of the generation steps alone (e.g. g2-standard-8 for L4s): it rides in the accelerator hint, so
     # the CPU stages keep Dataflow's default machines instead of `--machine_type` putting the whole job on GPU VMs.
     machine_type: str | None = None
-    share_engine_across_processes: bool = False  # one engine per GPU served to every SDK process of the worker
+    # One engine per worker VM for every SDK process (a `vllm serve` reached over HTTP, engines/served.py):
+    # true | false | "auto" (on whenever `accelerator` is set). Read it through `share_engine()`.
+    share_engine_across_processes: bool | str = "auto"
+
+    def share_engine(self) -> bool:
+        """Whether the workers share one engine across SDK processes: the option, with "auto" resolved (the one
+        place it is): on with an accelerator, since Dataflow runs several SDK processes on a GPU VM and each would
+        otherwise start its own engine on the one GPU."""
+        if self.share_engine_across_processes == "auto":
+            return self.accelerator is not None
+        return bool(self.share_engine_across_processes)
 
     def validate(self, key: str) -> None:
         if self.accelerator is not None and not self.accelerator.startswith("type:"):
             raise ConfigError(f"{key}.accelerator: expected 'type:GPU_TYPE;count:N;...', got {self.accelerator!r}")
+        if self.share_engine_across_processes not in (True, False, "auto"):
+            raise ConfigError(
+                f"{key}.share_engine_across_processes: expected true, false or auto, got "
+                f"{self.share_engine_across_processes!r}"
+            )
         if self.machine_type is not None:
             if self.accelerator is None:
                 raise ConfigError(f"{key}.machine_type: only with {key}.accelerator (it is the GPU step's machine)")

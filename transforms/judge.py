@@ -69,7 +69,7 @@ class _JudgeBatch(beam.DoFn):
         from engines.prompts import PromptRenderer
 
         engine = self.config.judge_engine()
-        share = self.config.resources.share_engine_across_processes
+        share = self.config.resources.share_engine()
         self.handler = EngineHandler(engine, share_across_processes=share, cache_dir=self.cache_dir)
         self.renderer = PromptRenderer(engine)
 

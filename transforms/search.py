@@ -123,7 +123,7 @@ class _SearchBatch(beam.DoFn):
 
         self.handler = EngineHandler(
             self.config.policy,
-            share_across_processes=self.config.resources.share_engine_across_processes,
+            share_across_processes=self.config.resources.share_engine(),
             cache_dir=self.cache_dir,
         )
         self.handler.fingerprint()  # hashes the weights once, at setup, not inside the first bundle

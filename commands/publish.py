@@ -26,13 +26,14 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pipelines.card import (
     DEFAULT_LICENSE,
+    DEFAULT_TERMS,
     SHARDS_GLOB,
+    CardTerms,
     default_version,
     evidence_dir,
     evidence_tables,
@@ -140,10 +141,7 @@ def stage(
     repo_id: str,
     version: str,
     include_evidence: bool = False,
-    license: str = DEFAULT_LICENSE,
-    license_name: str | None = None,
-    license_link: str | None = None,
-    sources: Sequence[str] | None = None,
+    terms: CardTerms = DEFAULT_TERMS,
 ) -> list[dict[str, Any]]:
     """Build the staging folder from scratch: card, manifest, shards (and evidence); return its files, sorted.
 
@@ -156,16 +154,7 @@ def stage(
     if include_evidence and evidence is None:
         raise PublishError(f"{run}: include_evidence, but neither the run nor its parent run has evidence tables")
     tables = evidence_tables(evidence)
-    card = write_dataset_card(
-        run,
-        repo_id=repo_id,
-        version=version,
-        license=license,
-        evidence=tables,
-        license_name=license_name,
-        license_link=license_link,
-        sources=sources,
-    )
+    card = write_dataset_card(run, repo_id=repo_id, version=version, terms=terms, evidence=tables)
     if staging.exists():
         if any(staging.iterdir()) and not (staging / "manifest.json").is_file():
             raise PublishError(f"{staging}: not empty and not an earlier staging folder; pick another staging_dir")
@@ -220,10 +209,7 @@ def publish(
     force: bool = False,
     private: bool = False,
     include_evidence: bool = False,
-    license: str = DEFAULT_LICENSE,
-    license_name: str | None = None,
-    license_link: str | None = None,
-    sources: Sequence[str] | None = None,
+    terms: CardTerms = DEFAULT_TERMS,
     staging_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Publish a finished run as dataset version `version` (default `v<schema_version>-<config_hash[:12]>`).
@@ -252,10 +238,7 @@ def publish(
         repo_id=repo_id,
         version=version,
         include_evidence=include_evidence,
-        license=license,
-        license_name=license_name,
-        license_link=license_link,
-        sources=sources,
+        terms=terms,
     )
     counts = manifest.get("counts") or {}
     plan: dict[str, Any] = {
@@ -356,10 +339,9 @@ def cmd_publish(args: argparse.Namespace, beam_args: list[str] | None = None) ->
             force=args.force,
             private=args.private,
             include_evidence=args.include_evidence,
-            license=args.license,
-            license_name=args.license_name,
-            license_link=args.license_link,
-            sources=args.source_dataset or None,
+            terms=CardTerms(
+                args.license, args.license_name, args.license_link, tuple(args.source_dataset or ()) or None
+            ),
         )
     except (PublishError, RunNotFinishedError, ValueError) as error:
         print(f"publish refused: {error}", file=sys.stderr)

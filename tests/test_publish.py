@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from commands.publish import PublishError, add_publish_commands, publish, read_record
-from pipelines.card import RunNotFinishedError, default_version, render_card, write_dataset_card
+from pipelines.card import CardTerms, RunNotFinishedError, default_version, render_card, write_dataset_card
 from schemas.tables import PATHS, SOLUTIONS
 
 REPO = "stepforge-org/prm-demo"
@@ -556,9 +556,9 @@ def test_card_metadata_names_its_license_creators_and_sources_and_no_local_path(
     assert meta["source_datasets"] == ["extended|other"]  # problems from a file the card cannot name
     assert INPUT not in text and "/home/someone" not in text and "path: gsm8k_train.jsonl" in text
 
-    named = front_matter(render_card(run, license="other", license_name="my-terms", license_link="https://x.org/t"))
+    named = front_matter(render_card(run, terms=CardTerms("other", "my-terms", "https://x.org/t")))
     assert (named["license_name"], named["license_link"]) == ("my-terms", "https://x.org/t")
-    mit = front_matter(render_card(run, license="mit", sources=["openai/gsm8k"]))
+    mit = front_matter(render_card(run, terms=CardTerms("mit", sources=("openai/gsm8k",))))
     assert mit["license"] == "mit" and "license_name" not in mit and mit["source_datasets"] == ["openai/gsm8k"]
 
     manifest = json.loads((run / "manifest.json").read_text())

@@ -237,7 +237,7 @@ class SearchProblems(beam.PTransform):
         joined = problems | "Join cached samples" >> WithCachedSamples(self.cache_dir, lambda p: p.problem_id)
         outputs = (
             joined
-            | "Batch problems" >> Batches(per_batch, lambda item: item[0].problem_id)
+            | "Batch problems" >> Batches(per_batch, lambda item: item[0].problem_id, beam.pvalue.AsSingleton(total))
             | "Generate and search" >> self._generate(beam.pvalue.AsSingleton(total))
         )
         # A shuffle right after generation: a downstream retry never redoes GPU work (docs/infrastructure.md §4).
@@ -291,17 +291,19 @@ class Batches(beam.PTransform):
     """Elements -> (batch, [elements]) of about `per_batch` each: the batches (and so the engine calls) depend only
     on the elements' ids; the GroupByKey is also the Reshuffle before generation."""
 
-    def __init__(self, per_batch: int, id_of: Callable[[Any], str]):
+    def __init__(self, per_batch: int, id_of: Callable[[Any], str], total: Any = None):
         super().__init__()
         self.per_batch = per_batch
         self.id_of = id_of
+        self.total = total  # the elements' count as a singleton side input, when the caller has one already
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
-        total = elements | "Count" >> beam.combiners.Count.Globally()
+        total = self.total
+        if total is None:
+            total = beam.pvalue.AsSingleton(elements | "Count" >> beam.combiners.Count.Globally())
         per_batch, id_of = self.per_batch, self.id_of
         return (
             elements
-            | "Assign batches"
-            >> beam.Map(lambda item, n: (batch_key(id_of(item), n, per_batch), item), beam.pvalue.AsSingleton(total))
+            | "Assign batches" >> beam.Map(lambda item, n: (batch_key(id_of(item), n, per_batch), item), total)
             | "Group batches" >> beam.GroupByKey()
         )

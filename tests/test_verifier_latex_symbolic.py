@@ -164,6 +164,35 @@ def test_a_solution_is_substituted_into_the_previous_steps_equation() -> None:
     assert [v.verdict for v in verdicts] == [None, False]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the equation with a candidate put in is a test, not a claim that it holds
+        r"Plugging in $1$ we get $1=\sqrt{11-2(1)}+4$ which simplifies to $1=\sqrt{9}+4$.",
+        r"Substituting $x = 3$ gives $3^2 + 3 = 3 \cdot 5$.",
+        r"Let's check $x = 2$: $2 + 2 = 2 \cdot 3$.",
+    ],
+)
+def test_a_value_put_in_to_test_an_equation_is_not_a_claim(text: str) -> None:
+    scan = extract_claims(text)
+    assert verdict(text) is None
+    assert any("tests the value" in reason for reason in scan.skipped)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"Substituting $O_c = 22$: $J_c = 3 \times 22 = 64$",  # a computed result, not the tested equation
+        r"Plugging in $x = 2$: $2^2 + 1 = 6$.",  # only one side holds the value
+        r"If we plug in 3, then 3 * 4 = 13.",
+        "Plugging in 1. Then 2 + 2 = 5.",  # the value is in neither side
+        r"Let's check: $2 + 2 = 2 \cdot 3$.",  # no value put in
+    ],
+)
+def test_slips_after_a_substitution_are_still_flagged(text: str) -> None:
+    assert verdict(text) is False
+
+
 def test_symbolic_pass_can_be_switched_off() -> None:
     off = ArithmeticLimits(symbolic=False)
     assert verdict("We have $2x + 3 = 11$, so $x = 5$.", off) is None
@@ -189,6 +218,7 @@ HOSTILE = {
     "dollar soup": "$" * 5000 + "1 + 1 = 2",
     "subscripts": "_{" * 3000 + "1 = 2",
     "scripts and spaces": "^" + " " * 15000 + "{",
+    "substitution cues": "plugging in" + " " * 5000 + "$x = 1$ " + "1 = 2 + 1, check " * 700,
 }
 
 

@@ -599,6 +599,7 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
     except Abort as exc:
         scan.aborted = str(exc)
     _withdraw_rejected(text, scan)
+    _withdraw_tests(text, scan)
     return scan
 
 
@@ -622,6 +623,43 @@ def _withdraw_rejected(text: str, scan: ClaimScan) -> None:
         if not claim.holds:
             scan.skipped.append(f"{claim.describe()}, but the step says {cue.group()!r}: it may be on purpose")
     scan.claims = [claim for claim in scan.claims if claim.holds]
+
+
+# "Plugging in $1$ we get $1=\\sqrt{11-2(1)}+4$": the equation with a candidate put in is a test, stated to be
+# checked, not asserted. The cue and the value it puts in; linear: the quantifiers read disjoint characters.
+_TEST_CUE_RE = re.compile(
+    r"\b(?:plug\w*|substitut\w*|check\w*|test\w*|verif\w*|try\w*)(?:\s+(?:in|into|back))?(?:\s+in)?"
+    r"[\s$\\(]{0,6}(?:[A-Za-z]\s{0,3}=\s{0,3})?(-?\d+(?:\.\d+)?)",
+    re.I,
+)
+
+
+def _withdraw_tests(text: str, scan: ClaimScan) -> None:
+    """Keep as skipped the failing claims of a step that puts a value into an equation to test it, when the claim
+    is that test: one side is the value itself, or both sides hold it ("plugging in 1: 1 = \\sqrt{9} + 4")."""
+    if all(claim.holds for claim in scan.claims):
+        return
+    values = {m.group(1) for m in _TEST_CUE_RE.finditer(text)}
+    if not values:
+        return
+    kept = []
+    for claim in scan.claims:
+        value = next((v for v in values if not claim.holds and _is_test_of(claim, v)), None)
+        if value is None:
+            kept.append(claim)
+            continue
+        scan.skipped.append(f"{claim.describe()}, but it tests the value {value} put into an equation")
+    scan.claims = kept
+
+
+def _is_test_of(claim: Claim, value: str) -> bool:
+    if claim.kind != "arithmetic":
+        return False
+    sides = (claim.lhs.strip(), claim.rhs.strip())
+    if value in sides:
+        return True
+    number = re.compile(r"(?<![\d.])" + re.escape(value) + r"(?![\d.])")
+    return all(number.search(side) for side in sides)
 
 
 def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, previous: str) -> None:

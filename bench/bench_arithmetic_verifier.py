@@ -1,7 +1,7 @@
 """Benchmark the claim verifier (arithmetic and symbolic claims) against human labels and gold solutions.
 
 Prints, per data set and per half (even- and odd-indexed problems: rules were developed on the even half, the odd
-half is held out), the precision of its flags and the recall of wrong steps, split by claim kind (arithmetic,
+half is held out), the precision of its flags and the recall of wrong steps, split by claim kind (arithmetic, congruence,
 symbolic): ProcessBench gsm8k and, when their files are present, ProcessBench math / olympiadbench / omnimath
 (flags against the human first-error step), and PRM800K phase-1 candidate steps (rated -1 wrong, +1 right). Also
 the false flags on gold solutions (GSM8K test, MATH500), and the throughput of each pass in steps per second on
@@ -31,7 +31,7 @@ COMPETITION_SUBSETS = ("math", "olympiadbench", "omnimath")
 GSM8K_TEST = DATA_DIR / "gsm8k" / "test.jsonl"
 PRM800K = DATA_DIR / "prm800k" / "phase1_test.jsonl"
 MATH500 = DATA_DIR / "math500" / "test.jsonl"
-KINDS = ("arithmetic", "symbolic")
+KINDS = ("arithmetic", "symbolic", "congruence")
 ARITHMETIC_ONLY = ArithmeticLimits(symbolic=False)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 __all__ = ["ArithmeticLimits", "ArithmeticVerifier", "Claim", "ClaimScan", "check_step", "extract_claims"]
 
 from annotators import latex
-from annotators.verifiers import symbolic
+from annotators.verifiers import congruence, symbolic
 from annotators.verifiers.base import StepVerdict, as_config
 from annotators.verifiers.expr import (
     Abort,
@@ -66,7 +67,7 @@ class Claim:
     holds: bool
     source: str  # "text" or "annotation" (a GSM8K <<a*b=c>> calculator annotation)
     rhs_is_number: bool = False
-    kind: str = "arithmetic"  # or "symbolic": checked through sympy (variables, radicals, logarithms)
+    kind: str = "arithmetic"  # "symbolic": through sympy (variables, radicals, logarithms); "congruence": mod m
     detail: str = ""  # a symbolic claim's reason, e.g. "they differ at x = 3/7: 100/49 vs 58/49"
 
     def describe(self) -> str:
@@ -596,6 +597,8 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
         _scan_text(normalise(prose), limits, budget, scan, "text")
         if limits.symbolic:
             _scan_symbolic(prose, limits, budget, scan, previous[-limits.max_chars :])
+        for found in congruence.scan_congruences(prose, is_latex_dollar_text(prose), normalise, limits, budget):
+            scan.claims.append(_claim_of(found.text, found.holds, found.detail, "congruence"))
     except Abort as exc:
         scan.aborted = str(exc)
     _withdraw_rejected(text, scan)
@@ -668,19 +671,14 @@ def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: Cl
         symbolic.equations_of(previous, is_latex_dollar_text(previous), normalise, limits, budget) if previous else None
     )
     for found in symbolic.scan_math(text, is_latex_dollar_text(text), normalise, limits, budget, earlier):
-        scan.claims.append(
-            Claim(
-                text=found.text,
-                lhs="",
-                rhs="",
-                lhs_value=None,
-                rhs_value=None,
-                holds=found.holds,
-                source="text",
-                kind="symbolic",
-                detail=found.detail,
-            )
-        )
+        scan.claims.append(_claim_of(found.text, found.holds, found.detail, "symbolic"))
+
+
+def _claim_of(text: str, holds: bool, detail: str, kind: str) -> Claim:
+    """A claim whose sides are not two rational numbers (symbolic, congruence): its reason is in `detail`."""
+    return Claim(
+        text=text, lhs="", rhs="", lhs_value=None, rhs_value=None, holds=holds, source="text", kind=kind, detail=detail
+    )
 
 
 def check_step(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> StepVerdict:
@@ -709,15 +707,12 @@ def _check_step(text: str, limits: ArithmeticLimits | None, previous: str) -> St
     if scan.claims:
         shown = "; ".join(c.text for c in scan.claims[:3])
         more = f"; +{len(scan.claims) - 3} more" if len(scan.claims) > 3 else ""
-        symbolic_count = sum(c.kind == "symbolic" for c in scan.claims)
-        kinds = (
-            "arithmetic"
-            if not symbolic_count
-            else f"{symbolic_count} symbolic"
-            if symbolic_count < len(scan.claims)
-            else "symbolic"
-        )
-        return StepVerdict(True, f"{len(scan.claims)} {kinds} claim(s) hold: {shown}{more}")
+        counts = Counter(c.kind for c in scan.claims)
+        if len(counts) == 1:
+            what = f"{len(scan.claims)} {next(iter(counts))} claim(s)"
+        else:
+            what = f"{len(scan.claims)} claims ({', '.join(f'{n} {kind}' for kind, n in counts.items())})"
+        return StepVerdict(True, f"{what} hold: {shown}{more}")
     if scan.skipped:
         return StepVerdict(None, f"no checkable arithmetic claim (skipped: {scan.skipped[0]})")
     return StepVerdict(None, "no arithmetic claim found")

@@ -187,6 +187,16 @@ def math500_false_flags(rows: list[dict], limits: ArithmeticLimits | None = None
     return flagged, total, examples
 
 
+def checked_by_kind(texts: list[str]) -> dict[str, int]:
+    """How many claims of each kind were checked in these texts (gold solutions: each one should hold)."""
+    counts = dict.fromkeys(KINDS, 0)
+    for text in texts:
+        scan = extract_claims(text)
+        for claim in [] if scan.aborted else scan.claims:
+            counts[claim.kind] += 1
+    return counts
+
+
 def gold_false_alarms(rows: list[dict], keep_annotations: bool) -> dict[str, int]:
     """Flag counts on GSM8K gold solution lines (all correct by construction)."""
     counts = {"lines": 0, "lines_checked": 0, "lines_flagged": 0, "equalities": 0, "equalities_flagged": 0}
@@ -283,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [json.loads(line) for line in MATH500.read_text().splitlines() if line.strip()]
         for half in ("even", "odd"):
             flagged, total, examples = math500_false_flags(half_of(rows, half))
-            print(f"MATH500 gold ({half} half): {flagged}/{total} paragraphs flagged")
+            kinds = checked_by_kind([p for row in half_of(rows, half) for p in row["solution"].split("\n\n")])
+            checked = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+            print(f"MATH500 gold ({half} half): {flagged}/{total} paragraphs flagged; claims checked: {checked}")
             if args.show_flags:
                 for line in examples:
                     print("       ", line)

@@ -50,13 +50,19 @@ def test_congruences_between_numbers(text: str, expected: bool) -> None:
         r"$f(0, j) = \text{mod}_5(j+1)$",
         r"$\frac{1}{2} \equiv 3 \pmod 6$",  # 2 has no inverse mod 6
         r"$9 \equiv 2$",  # no modulus at all
-        "So $17\\cdot5\\cdot42=735$ is the multiplicative inverse of 17 mod 83.",  # whose inverse? unsure
         "5 is not the inverse of 17 mod 83.",  # a denial, not a claim
         r"$100 \equiv 3 \pmod{7}$ is false.",  # the step rejects it
     ],
 )
 def test_unsure_congruences_abstain(text: str) -> None:
     assert verdict(text) is None
+
+
+def test_an_expression_before_is_the_inverse_is_not_read_as_the_inverse() -> None:
+    # "17*5*42 = 735 is the inverse of 17 mod 83": which number is the inverse is unsure; the product is still read
+    scan = extract_claims("So $17\\cdot5\\cdot42=735$ is the multiplicative inverse of 17 mod 83.")
+    assert [claim.kind for claim in scan.claims] == ["arithmetic"]
+    assert not scan.claims[0].holds  # 17 * 5 * 42 = 3570
 
 
 def test_the_reason_names_both_residues() -> None:

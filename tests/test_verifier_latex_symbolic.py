@@ -69,6 +69,10 @@ def test_uncertain_readings_abstain(text: str) -> None:
         (r"$3 \times 4 \div 2 = 6$", True),
         (r"\(2^{10} = 1024\)", True),
         ("He got 3 * 5 = 15!", True),  # an exclamation mark: the factorial reading is not forced
+        # a control word ends at the first non-letter: \cdot4 is \cdot then 4
+        (r"$\log_2 264=\log_2 (64\cdot4)$", False),
+        (r"$2\cdot42=84$ and $12\div4=3$", True),
+        (r"$2\times21=43$", False),
     ],
 )
 def test_latex_forms_read_right(text: str, expected: bool) -> None:

@@ -114,12 +114,17 @@ _SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\right\s*[)\]]"), ")"),
     (re.compile(r"\\(?:left|right)\s*(?:\\?\||\\[lr]?[vV]ert\b)"), "|"),  # absolute values stay visible
     (re.compile(r"\\(?:left|right)\b\s*\\?[.{}]?"), " "),
-    (re.compile(r"\\(?:times|cdot|ast)\b|[×·∙⋅∗]"), " * "),
-    (re.compile(r"\\div\b|÷"), " / "),
+    (re.compile(r"\\(?:times|cdot|ast)(?![A-Za-z])|[×·∙⋅∗]"), " * "),  # a control word ends at a non-letter: \cdot4
+    (re.compile(r"\\div(?![A-Za-z])|÷"), " / "),
     (re.compile(r"−"), "-"),
-    (re.compile(r"\\(?:approx|simeq|thickapprox)\b|≈|≃"), " ≈ "),
+    (re.compile(r"\\(?:approx|simeq|thickapprox)(?![A-Za-z])|≈|≃"), " ≈ "),
     # not equalities: inequalities, congruences, arrows
-    (re.compile(r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)\b"), " ; "),
+    (
+        re.compile(
+            r"\\(?:neq?|leq?|geq?|leqslant|geqslant|lt|gt|equiv|implies|Rightarrow|rightarrow|to|iff)(?![A-Za-z])"
+        ),
+        " ; ",
+    ),
     (re.compile(r"[≠≤≥≡⇒→⟹<>]|!=|=>|=<|->|<-|:=|==+>?"), " ; "),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\?\$"), " "),

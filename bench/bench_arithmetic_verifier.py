@@ -31,7 +31,7 @@ COMPETITION_SUBSETS = ("math", "olympiadbench", "omnimath")
 GSM8K_TEST = DATA_DIR / "gsm8k" / "test.jsonl"
 PRM800K = DATA_DIR / "prm800k" / "phase1_test.jsonl"
 MATH500 = DATA_DIR / "math500" / "test.jsonl"
-KINDS = ("arithmetic", "symbolic", "congruence")
+KINDS = ("arithmetic", "symbolic", "congruence", "divisibility")
 ARITHMETIC_ONLY = ArithmeticLimits(symbolic=False)
 
 
@@ -236,7 +236,7 @@ def _print_score(name: str, score: FlagScore, unit: str) -> None:
     for kind in (None, *KINDS):
         tp, fp = score._counts(kind)
         print(
-            f"    {kind or 'all':<10} TP {tp:4d}  FP {fp:3d}  precision {score.precision(kind):.3f}  "
+            f"    {kind or 'all':<12} TP {tp:4d}  FP {fp:3d}  precision {score.precision(kind):.3f}  "
             f"recall {score.recall(kind):.1%}"
         )
 

@@ -32,7 +32,7 @@ from typing import Any
 __all__ = ["ArithmeticLimits", "ArithmeticVerifier", "Claim", "ClaimScan", "check_step", "extract_claims"]
 
 from annotators import latex
-from annotators.verifiers import congruence, symbolic
+from annotators.verifiers import congruence, divisibility, symbolic
 from annotators.verifiers.base import StepVerdict, as_config
 from annotators.verifiers.expr import (
     Abort,
@@ -67,7 +67,8 @@ class Claim:
     holds: bool
     source: str  # "text" or "annotation" (a GSM8K <<a*b=c>> calculator annotation)
     rhs_is_number: bool = False
-    kind: str = "arithmetic"  # "symbolic": through sympy (variables, radicals, logarithms); "congruence": mod m
+    # "symbolic": through sympy (variables, radicals, logarithms); "congruence": mod m; "divisibility": in words
+    kind: str = "arithmetic"
     detail: str = ""  # a symbolic claim's reason, e.g. "they differ at x = 3/7: 100/49 vs 58/49"
 
     def describe(self) -> str:
@@ -604,6 +605,8 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
             _scan_symbolic(prose, limits, budget, scan, previous[-limits.max_chars :])
         for found in congruence.scan_congruences(prose, is_latex_dollar_text(prose), normalise, limits, budget):
             scan.claims.append(_claim_of(found.text, found.holds, found.detail, "congruence"))
+        for fact in divisibility.scan_divisibility(prose, limits, budget):
+            scan.claims.append(_claim_of(fact.text, fact.holds, fact.detail, "divisibility"))
     except Abort as exc:
         scan.aborted = str(exc)
     _withdraw_rejected(text, scan)

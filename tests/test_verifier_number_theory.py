@@ -1,5 +1,6 @@
-"""Tests for congruence claims (issue 21): `a \\equiv b \\pmod{m}` chains between numbers and "n is the inverse of a
-mod m", checked exactly; anything with a variable, an unwritten modulus or a denominator not prime to m abstains."""
+"""Tests for number-theory claims (issue 21): congruences (`a \\equiv b \\pmod{m}` chains between numbers, "n is the
+inverse of a mod m") and divisibility facts in words ("4 is a multiple of 3", "91 is prime", factorizations, gcd),
+checked exactly; a variable, an unwritten modulus, an expression as subject or a denial: no claim."""
 
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ def test_congruence_claims_have_their_own_kind() -> None:
         "$" + "mod " * 4000 + "$",
         "7 is the inverse of" + " " * 5000 + "3 mod 5 " * 500,
         r"$2^{10^{10}} \equiv 1 \pmod{7}$",
+        "The prime factorization of 84 is " + "2 * " * 5000 + "3.",
+        "4 is a multiple of " * 3000 + "3.",
+        "9" * 5000 + " is prime. " + "1 is odd " * 2000,
+        "gcd(" * 3000 + "1, 2) = 1",
     ],
 )
 def test_hostile_congruences_are_bounded(text: str) -> None:
@@ -93,3 +98,50 @@ def test_hostile_congruences_are_bounded(text: str) -> None:
     result = check_step(text)
     assert time.perf_counter() - started < 5  # a hang guard with wide headroom, not a performance figure
     assert result.verdict in (None, True, False)
+
+
+# ---------------------------------------------------------------- divisibility facts stated in words
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("And 4 is a multiple of 3.", False),
+        ("The number 2220 is a multiple of 3 because the digits add up to 6.", True),
+        ("Because the remainder is 0, 54 is divisible by 6.", True),
+        ("91 is prime.", False),
+        ("97 is a prime number, so it has no other factor.", True),
+        ("$27$ is odd, so we stop.", True),
+        ("$54$ is odd.", False),
+        ("The prime factorization of 2009 is $7^2 * 41$.", True),
+        (r"The prime factorization of 84 is $2^2 \cdot 3 \cdot 7$.", True),
+        ("The prime factorization of 84 is 2 * 2 * 21.", False),  # 21 is not prime
+        ("The prime factorization of 84 is 2 * 2 * 7. We could go on.", False),  # the product is 28
+        ("Since gcd(7,8)=1, the inverse exists.", True),
+        (r"$\gcd(12, 18) = 4$", False),
+        ("So lcm(4, 6) = 12.", True),
+    ],
+)
+def test_divisibility_facts_in_words(text: str, expected: bool) -> None:
+    assert verdict(text) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Since 84 is divisible by 2 twice, one number is 2.",  # "twice" changes the claim: not read
+        r"So $17\cdot 5 - 2\cdot 1$ is a multiple of 83.",  # the subject is an expression
+        "0.5 is even.",  # the end of a decimal
+        "1,001 is divisible by 7.",
+        "41 is a prime factor of 82.",
+        "91 is not prime.",  # a denial: no claim is read
+        "So the prime factorization is 2 * 2 * 7.",  # of what?
+    ],
+)
+def test_unsure_divisibility_phrases_are_not_read(text: str) -> None:
+    assert all(claim.kind != "divisibility" for claim in extract_claims(text).claims)
+
+
+def test_a_large_prime_claim_is_bounded() -> None:
+    assert verdict("999999999989 is prime.") is True  # the largest prime below 10^12: trial division to 10^6
+    assert verdict("9999999999999989 is prime.") is None  # above the bound: not checked

@@ -30,7 +30,12 @@ def verdict(text: str, limits: ArithmeticLimits | None = None) -> bool | None:
         r"$\frac{6!}{2!\,2!} = 180$",  # juxtaposed factorials: a product to the eye, not read
         r"$\sin 30 + 1 = 1.5$",
         r"$2\pi \cdot 3 = 6$",
-        r"$\sqrt[3]{8} = 3$",  # an n-th root is not \sqrt
+        r"$\sqrt[3]{2 + 6} = 3$",  # an n-th root of an expression is not read
+        r"$\sqrt[n]{8} + 1 = 4$",
+        r"$\sqrt[3]{-8} + 5 = 3$",
+        r"The probability is $\frac{1}{3} = 33.\overline{3}\%$.",  # a repeating decimal is not 33
+        r"$\left\lfloor 100/7 \right\rfloor \cdot 7 = 98$",  # floor and ceiling are not read
+        r"$\left\lceil 7.2 \right\rceil + 1 = 9$.",
         r"$\log_28 = 3$",  # LaTeX reads one subscript digit: \log_2 8 or \log_{28}? unsure
         r"$n$: $1 = 3^3 \cdot 1$",  # an enumeration (was read as the claim 1 = 27)
         "n: 1 = 3^3 * 1",
@@ -64,6 +69,9 @@ def test_uncertain_readings_abstain(text: str) -> None:
         (r"$\frac{\binom{5}{2}}{\binom{6}{3}} = \frac{1}{2}$", True),
         (r"$\sqrt{16} = 4$", True),
         (r"$\sqrt{16} = 5$", False),
+        (r"$\sqrt[3]{8} + \sqrt{9} = 5$", True),  # an n-th root of a written number is a power
+        (r"$\sqrt[3]{8} = 3$", False),
+        (r"$\sqrt[4]{16} + 1 = 3$", True),
         (r"$8^{2/3} = 4$", True),
         (r"$\left(\frac{1}{2}\right)^{3} = \frac{1}{8}$", True),
         (r"$3 \times 4 \div 2 = 6$", True),

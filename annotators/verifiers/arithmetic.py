@@ -102,8 +102,14 @@ _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
 # A currency `$` is followed by its amount and preceded by a space or an operator ("= $18").
 _LATEX_DOLLAR_RE = re.compile(r"(?<=[\w})\]!.'])(?<!\\)\$(?!\d)|\$(?=\\|[A-Za-z(\-{])")
 # Arguments whose reading is uncertain become unknown commands, so a claim touching them is dropped:
-# \sqrt[3]{x} (an n-th root), \sqrt23 and \log_28 (one subscript/argument digit in LaTeX, two to the eye).
-_UNSURE_FUNCTION_RE = re.compile(r"\\sqrt\s*\[|\\sqrt\s*(?=\d\d)|\\log\s*_\s*(?=\d\d)")
+# \sqrt[n]{x} other than a root of a written number, \sqrt23 and \log_28 (one subscript/argument digit in LaTeX,
+# two to the eye), a repeating decimal.
+_UNSURE_FUNCTION_RE = re.compile(
+    r"\\sqrt\s*\[[^\[\]]{0,40}\]?|\\sqrt\s*(?=\d\d)|\\log\s*_\s*(?=\d\d)"
+    r"|(?<=\d)\.?\s*\\(?:overline|dot|bar)(?![A-Za-z])"  # 33.\overline{3}: a repeating decimal is not 33
+)
+# \sqrt[3]{8}: an n-th root of a written number is a power; any other \sqrt[...] stays unsure
+_NTH_ROOT_RE = re.compile(r"\\sqrt\s*\[\s*([2-6])\s*\]\s*\{\s*(\d{1,30}(?:\.\d{1,30})?)\s*\}")
 _BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
 _SCRIPT_GROUP_RE = re.compile(r"([\^_])\s*\{([^{}]*)\}")  # 10^{-2}, \log_{10}
@@ -114,7 +120,7 @@ _SUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\left\s*[(\[]"), "("),
     (re.compile(r"\\right\s*[)\]]"), ")"),
     (re.compile(r"\\(?:left|right)\s*(?:\\?\||\\[lr]?[vV]ert\b)"), "|"),  # absolute values stay visible
-    (re.compile(r"\\(?:left|right)\b\s*\\?[.{}]?"), " "),
+    (re.compile(r"\\(?:left|right)\b\s*(?:\\[{}]|[.{}])?"), " "),  # not the `\` of \left\lfloor
     (re.compile(r"\\(?:times|cdot|ast)(?![A-Za-z])|[×·∙⋅∗]"), " * "),  # a control word ends at a non-letter: \cdot4
     (re.compile(r"\\div(?![A-Za-z])|÷"), " / "),
     (re.compile(r"−"), "-"),
@@ -186,6 +192,7 @@ def normalise(text: str, prose: bool = True) -> str:
         text = latex.math_delimiters_to(text, " \n ")
     text = latex.unwrap_text_commands(text)
     text = _MIXED_RE.sub(" ", text)  # 2\frac12 is a mixed number: keep the space so it is never read as 2*(1/2)
+    text = _NTH_ROOT_RE.sub(r" ((\2)^(1/\1)) ", text)
     text = _UNSURE_FUNCTION_RE.sub(r" \\unsure ", text)
     text = latex.DEGREES.sub(" degrees ", text)  # before ^{...} groups open: 90^{\circ} is a unit, not a power
     for _ in range(
@@ -568,13 +575,21 @@ def _scan_text(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimS
         if lhs is not None and rhs is not None:
             pairs.append((lhs, rhs, ""))
         name = _name_before(toks, i)
-        if name and rhs is not None and last_named is not None and last_named[0] == name:
-            # "Total = 52 + 24 + 44 + 48 \] \[ Total = 178": one quantity restated across statements
-            pairs.append((last_named[1], rhs, name))
+        if name and rhs is not None and last_named is not None and last_named[0] == name and _bare(rhs.toks):
+            # "Total = 52 + 24 + 44 + 48 \] \[ Total = 178": one quantity restated across statements, as a result;
+            # a label between them ("Case 2: ways = 5 * 2") starts another case that reuses the name
+            if ":" not in text[last_named[1].toks[-1].end : tok.start]:
+                pairs.append((last_named[1], rhs, name))
         end = pos[rhs.toks[-1].start] + 1 if rhs is not None else i + 1
         ends_statement = end >= len(toks) or toks[end].kind != "eq"
         last_named = (name, rhs) if name and rhs is not None and ends_statement else None
         for left, right, label in pairs:
+            unsure = _part_of_more(toks, pos, left, right)
+            if unsure:
+                scan.skipped.append(
+                    f"{unsure} in {_shorten(_span(text, left.toks) + ' = ' + _span(text, right.toks))!r}"
+                )
+                continue
             try:
                 claim = _compare(text, left, right, tok, limits, budget, source, label)
             except Skip as exc:
@@ -583,6 +598,36 @@ def _scan_text(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimS
                 continue
             if claim is not None:
                 scan.claims.append(claim)
+
+
+_PART_WORDS = frozenset("half third thirds quarter quarters fourth fourths fifth fifths twice double triple".split())
+
+
+def _part_of_more(toks: list[Tok], pos: dict[int, int], lhs: _Side, rhs: _Side) -> str:
+    """Why the two sides are pieces of something larger, or "": a part of a ratio (`12 : 18 = 2 : 3`), or an
+    operand of a word operator before it ("Half of 3/4 of 24 = 9")."""
+    first, last = pos[lhs.toks[0].start], pos[rhs.toks[-1].start]
+    if _ratio_colon(toks, first - 1) or _ratio_colon(toks, last + 1):
+        return "a part of a ratio"
+    if (
+        first >= 2
+        and toks[first - 1].text.lower() == "of"
+        and toks[first - 2].kind == "word"
+        and toks[first - 2].text.lower() in _PART_WORDS
+    ):
+        return f"the operand of {toks[first - 2].text} of"
+    return ""
+
+
+def _ratio_colon(toks: list[Tok], k: int) -> bool:
+    """A `:` between two numbers with the same spacing on both sides (`2:3`, `12 : 18`); a label's colon has a
+    space after it only (`Step 1: 3 + 4 = 7`)."""
+    if not 0 < k < len(toks) - 1 or toks[k].text != ":":
+        return False
+    before, after = toks[k - 1], toks[k + 1]
+    if before.kind not in ("num", "rp") or after.kind not in ("num", "lp"):
+        return False
+    return (toks[k].start > before.end) == (after.start > toks[k].end)
 
 
 def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: str = "") -> ClaimScan:
@@ -611,6 +656,7 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
         scan.aborted = str(exc)
     _withdraw_rejected(text, scan)
     _withdraw_tests(text, scan)
+    _withdraw_ranges(scan)
     return scan
 
 
@@ -643,6 +689,22 @@ _TEST_CUE_RE = re.compile(
     r"[\s$\\(]{0,6}(?:[A-Za-z]\s{0,3}=\s{0,3})?(-?\d+(?:\.\d+)?)",
     re.I,
 )
+
+
+_RANGE_RE = re.compile(r"(\d{1,9})\s{0,3}-\s{0,3}(\d{1,9})")
+
+
+def _withdraw_ranges(scan: ClaimScan) -> None:
+    """ "Pages 10-99 = 90 pages": `a - b` with a < b whose stated value counts the range is not a subtraction."""
+    kept = []
+    for claim in scan.claims:
+        match = _RANGE_RE.fullmatch(claim.lhs.strip()) if not claim.holds and claim.kind == "arithmetic" else None
+        low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        if match and low < high and claim.rhs_value == high - low + 1:
+            scan.skipped.append(f"{claim.describe()}, but {claim.lhs.strip()} is a range")
+            continue
+        kept.append(claim)
+    scan.claims = kept
 
 
 def _withdraw_tests(text: str, scan: ClaimScan) -> None:

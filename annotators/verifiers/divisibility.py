@@ -58,7 +58,7 @@ _GCD_RE = re.compile(
     + _NUM
     + r"\s{0,3}(?:\\right)?\)\s{0,3}=\s{0,3}"
     + _NUM
-    + r"(?!\d|[.,]\d)",
+    + r"(?!\d|[.,]\d|\s{0,3}(?:[*^/+\-×·{]|\\(?:cdot|times|,)))",  # "= 2 \cdot 3 = 6" is not "= 2"
     re.I,
 )
 _FACTORIZATION_RE = re.compile(
@@ -90,18 +90,18 @@ def scan_divisibility(text: str, limits: ArithmeticLimits, budget: Budget) -> li
     """Every divisibility, primality, parity, factorization and gcd/lcm fact of one step, checked."""
     claims: list[DivisibilityClaim] = []
     for match in _MULTIPLE_RE.finditer(text):
-        if _stands_alone(text, match.start()):
+        if _stands_alone(text, match.start()) and _asserted(text, match.start()):
             a, b = int(match.group(1)), int(match.group(2))
             if b != 0:
                 holds = a % b == 0
                 claims.append(_claim(match, holds, f"{a} = {a // b} * {b} + {a % b}"))
     for match in _PRIME_RE.finditer(text):
         a = int(match.group(1))
-        if _stands_alone(text, match.start()) and a <= _MAX_PRIME:
+        if _stands_alone(text, match.start()) and _asserted(text, match.start()) and a <= _MAX_PRIME:
             factor = _smallest_factor(a)
             claims.append(_claim(match, factor == a and a > 1, f"{a} = {factor} * {a // factor}" if a > 1 else ""))
     for match in _PARITY_RE.finditer(text):
-        if _stands_alone(text, match.start()):
+        if _stands_alone(text, match.start()) and _asserted(text, match.start()):
             a = int(match.group(1))
             holds = (a % 2 == 0) == (match.group(2).lower() == "even")
             claims.append(_claim(match, holds, f"{a} is {'even' if a % 2 == 0 else 'odd'}"))
@@ -110,10 +110,29 @@ def scan_divisibility(text: str, limits: ArithmeticLimits, budget: Budget) -> li
         value = math.gcd(a, b) if match.group(1).lower() == "gcd" else math.lcm(a, b)
         claims.append(_claim(match, value == stated, f"it is {value}"))
     for match in _FACTORIZATION_RE.finditer(text):
-        claim = _factorization(match, limits, budget)
+        claim = _factorization(match, limits, budget) if _asserted(text, match.start()) else None
         if claim is not None:
             claims.append(claim)
     return claims
+
+
+# A phrase inside a question, a test, a quantifier over a list or a supposition is not an assertion:
+# "check whether 221 is prime", "None of 25, 35, 49 is divisible by 3", "Suppose 15 is even".
+_NOT_ASSERTED_RE = re.compile(
+    r"\b(?:whether|if|check\w*|test\w*|determine|decide|ask\w*|suppose|assum\w*|none|no|neither|nor|exactly|"
+    r"one|some|any|each|every|all|either|at\s{1,3}least|at\s{1,3}most|which|whose|would|could|might)\b|\?",
+    re.I,
+)
+_SENTENCE_START_RE = re.compile(r"[.!?\n](?=\s)")
+
+
+def _asserted(text: str, start: int) -> bool:
+    """No cue of a question, test, quantifier or supposition between the sentence start and the phrase."""
+    window_start = max(0, start - 200)
+    window = text[window_start:start]
+    starts = [m.end() for m in _SENTENCE_START_RE.finditer(window)]
+    sentence = window[starts[-1] :] if starts else window
+    return _NOT_ASSERTED_RE.search(sentence) is None
 
 
 def _claim(match: re.Match[str], holds: bool, detail: str) -> DivisibilityClaim:

@@ -657,6 +657,10 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
     _withdraw_rejected(text, scan)
     _withdraw_tests(text, scan)
     _withdraw_ranges(scan)
+    try:
+        _withdraw_declared(text, scan, limits, Budget(limits))
+    except Abort as exc:
+        scan.aborted = str(exc)
     return scan
 
 
@@ -689,6 +693,75 @@ _TEST_CUE_RE = re.compile(
     r"[\s$\\(]{0,6}(?:[A-Za-z]\s{0,3}=\s{0,3})?(-?\d+(?:\.\d+)?)",
     re.I,
 )
+
+
+# The modulus or base a step declares: "Working modulo 7", "mod 13:", "\pmod{83}", "in $\mathbb{Z}_7$", "In base 5",
+# "in binary". Linear: bounded quantifiers after literal anchors.
+_MODULUS_DECLARED_RE = re.compile(
+    r"(?:(?<![A-Za-z])mod(?:ulo)?|\\[pb]?mod)(?![A-Za-z])[\s$]{0,3}\{?\s{0,3}(\d{1,9})"
+    r"|\\mathbb\s{0,3}\{?\s{0,3}Z\s{0,3}\}?\s{0,3}_\s{0,3}\{?\s{0,3}(\d{1,9})",
+    re.I,
+)
+_BASE_DECLARED_RE = re.compile(r"\bbase[\s$]{0,3}(\d{1,2})(?!\d)|\b(binary|ternary|octal)\b", re.I)
+_BASE_WORDS = {"binary": 2, "ternary": 3, "octal": 8}
+
+
+def _withdraw_declared(text: str, scan: ClaimScan, limits: ArithmeticLimits, budget: Budget) -> None:
+    """A failing arithmetic claim that holds in the modulus or base the step declares is kept as skipped:
+    "Working modulo 7, $3^2 = 2$", "In base 5, $4 + 3 = 12$" are right where they are said."""
+    if all(claim.holds for claim in scan.claims):
+        return
+    moduli = {int(m.group(1) or m.group(2)) for m in _MODULUS_DECLARED_RE.finditer(text)} - {0, 1}
+    bases = {
+        int(m.group(1)) if m.group(1) else _BASE_WORDS[m.group(2).lower()] for m in _BASE_DECLARED_RE.finditer(text)
+    }
+    if not moduli and not bases:
+        return
+    kept = []
+    for claim in scan.claims:
+        where = (
+            "" if claim.holds or claim.kind != "arithmetic" else _declared_where(claim, moduli, bases, limits, budget)
+        )
+        if where:
+            scan.skipped.append(f"{claim.describe()}, but it holds {where}, as the step declares")
+            continue
+        kept.append(claim)
+    scan.claims = kept
+
+
+def _declared_where(claim: Claim, moduli: set[int], bases: set[int], limits: ArithmeticLimits, budget: Budget) -> str:
+    a, b = claim.lhs_value, claim.rhs_value
+    if a is not None and b is not None:
+        for m in sorted(moduli):
+            if math.gcd(a.denominator * b.denominator, m) == 1:
+                if (a.numerator * b.denominator - b.numerator * a.denominator) % m == 0:
+                    return f"mod {m}"
+    for base in sorted(bases):
+        if 2 <= base <= 10:
+            left, right = (
+                _value_in_base(claim.lhs, base, limits, budget),
+                _value_in_base(claim.rhs, base, limits, budget),
+            )
+            if left is not None and left == right:
+                return f"in base {base}"
+    return ""
+
+
+def _value_in_base(side: str, base: int, limits: ArithmeticLimits, budget: Budget) -> Fraction | None:
+    """The value of a side whose integer literals are read in `base` (None if a digit or a decimal does not fit)."""
+    toks = []
+    for tok in tokenize(side, limits.max_tokens):
+        if tok.kind == "sep":
+            continue
+        if tok.kind == "num":
+            if not tok.text.isdigit() or any(int(c) >= base for c in tok.text):
+                return None
+            tok = tok._replace(text=str(int(tok.text, base)))
+        toks.append(tok)
+    try:
+        return evaluate(Parser(toks, limits).parse(), Reading(), budget)
+    except Skip:
+        return None
 
 
 _RANGE_RE = re.compile(r"(\d{1,9})\s{0,3}-\s{0,3}(\d{1,9})")

@@ -517,7 +517,16 @@ def agree(lhs: Fraction, rhs: Fraction, lhs_dec: int | None, rhs_dec: int | None
     for exact, stated, dec in ((lhs, rhs, rhs_dec), (rhs, lhs, lhs_dec)):
         if dec is not None and stated_matches(exact, stated, dec, approx):
             return True
-    return approx and abs(lhs - rhs) <= abs(lhs) / 100
+    return approx and near(lhs, rhs)
+
+
+# An estimate marked ≈ is wrong only when it is off by more than a tenth: `2^{10} ≈ 10^3`, `2^{64} ≈ 1.8 \times
+# 10^{19}` and `10000/7 ≈ 1400` are how people estimate, not slips.
+APPROX_RELATIVE = Fraction(1, 10)
+
+
+def near(a: Fraction, b: Fraction) -> bool:
+    return abs(a - b) <= max(abs(a), abs(b)) * APPROX_RELATIVE
 
 
 def stated_matches(exact: Fraction, stated: Fraction, decimals: int, approx: bool = False) -> bool:

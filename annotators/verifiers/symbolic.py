@@ -31,6 +31,7 @@ from annotators.verifiers.expr import (
     Tok,
     evaluate,
     literal_decimals,
+    near,
     size,
     stated_matches,
     tokenize,
@@ -46,6 +47,9 @@ _SPOT_TRIES = 10
 _SEED = 20_241_204  # fixed: the same claim always gets the same points
 _MAX_SEGMENT_CHARS = 2_000
 _MAX_SEGMENTS = 200
+_MAX_CASES = 4  # equations kept per variable: "x - 2 = 0 or x - 3 = 0, so x = 2 or x = 3" solves each case
+# Letters that are constants in competition text, not variables: the imaginary unit and Euler's number.
+_CONSTANT_LETTERS = frozenset("ie")
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def compare_constants(lhs: Node, rhs: Node, approx: bool, limits: ArithmeticLimi
             exact, _fraction(_numeric(to_sympy(node, limits))), decimals, approx
         ):
             return SymbolicResult(True, "a rounding of the exact value")
-    if approx and abs(exact_l - exact_r) <= abs(exact_l) / 100:
+    if approx and near(exact_l, exact_r):
         return SymbolicResult(True, "within 1 %")
     return SymbolicResult(False, f"{_show(lv)} vs {_show(rv)}")
 
@@ -349,21 +353,21 @@ def scan_math(
     normalise: Any,
     limits: ArithmeticLimits,
     budget: Budget,
-    earlier: dict[str, _Equation] | None = None,
+    earlier: dict[str, list[_Equation]] | None = None,
 ) -> list[SymbolicClaim]:
     """Every identity and every stated solution in the formulas of one step, checked. `earlier`: the previous
     step's equations (`equations_of`), which a solution in this step's first paragraph may be put back into."""
     claims: list[SymbolicClaim] = []
-    equations = {name: (eq[0], eq[1], eq[2], 0, 0) for name, eq in (earlier or {}).items()}
+    equations = {name: [(eq[0], eq[1], eq[2], 0, 0) for eq in eqs] for name, eqs in (earlier or {}).items()}
     _walk(text, dollar_is_math, normalise, limits, budget, equations, claims)
     return claims
 
 
 def equations_of(
     text: str, dollar_is_math: bool, normalise: Any, limits: ArithmeticLimits, budget: Budget
-) -> dict[str, _Equation]:
-    """The latest single-variable equation per variable in one step (nothing is checked)."""
-    equations: dict[str, _Equation] = {}
+) -> dict[str, list[_Equation]]:
+    """The latest single-variable equations per variable in one step, oldest first (nothing is checked)."""
+    equations: dict[str, list[_Equation]] = {}
     _walk(text, dollar_is_math, normalise, limits, budget, equations, None)
     return equations
 
@@ -374,7 +378,7 @@ def _walk(
     normalise: Any,
     limits: ArithmeticLimits,
     budget: Budget,
-    equations: dict[str, _Equation],
+    equations: dict[str, list[_Equation]],
     claims: list[SymbolicClaim] | None,
 ) -> None:
     solutions: dict[str, int] = {}  # where the formula of the latest solution checked for a variable ends
@@ -389,7 +393,7 @@ def _walk(
             if solved and all(not n for n in names[1:]):
                 if claims is None:
                     continue
-                claim = _substitute(text, piece, solved, equations.get(solved), paragraph, solutions, budget)
+                claim = _substitute(text, piece, solved, equations.get(solved, []), paragraph, solutions, budget)
                 if claim is not None:
                     claims.append(claim)
                     solutions[solved] = end
@@ -397,7 +401,9 @@ def _walk(
             if len(members) == 2 and len(names[0] | names[1]) == 1:
                 (name,) = names[0] | names[1]
                 if _lone_variable(members[1]) is None:
-                    equations[name] = (members[0], members[1], " = ".join(piece.texts), end, paragraph)
+                    known = equations.setdefault(name, [])
+                    known.append((members[0], members[1], " = ".join(piece.texts), end, paragraph))
+                    del known[:-_MAX_CASES]
                     solutions.pop(name, None)
 
 
@@ -406,14 +412,21 @@ def _identities(piece: _Piece, limits: ArithmeticLimits, budget: Budget) -> list
 
     Every member must hold a variable: `x = 2y = 6`, `r^2 + s^2 - 4 = r + s = -1` and `2x + 3 = 11` are
     equations, not rewrites. A pair with different variables, or with a lone variable (a definition), is skipped.
+    So is a chain with `i` or `e` (the imaginary unit, Euler's number: `(1+i)^2 = 1 + 2i + i^2 = 2i`), and a pair
+    whose polynomial degrees differ: `x^3 = x * x^2 = x^2 + x` reduces powers by a relation (`x^2 = x + 1`) stated
+    before or in the problem, not by an identity.
     """
     out: list[SymbolicClaim] = []
     if len(piece.members) < 3 or not all(variables(m) for m in piece.members):
         return out  # "r^2 + s^2 - 4 = r + s = -1": a chain that ends in a number is an equation, not a rewrite
+    if any(variables(m) & _CONSTANT_LETTERS for m in piece.members):
+        return out
     for i in range(len(piece.members) - 1):
         left, right = piece.members[i], piece.members[i + 1]
         names = variables(left)
         if not names or names != variables(right) or _lone_variable(left) or _lone_variable(right):
+            continue
+        if _degree(left) != _degree(right):
             continue
         try:
             result = check_identity(left, right, limits, budget)
@@ -425,23 +438,53 @@ def _identities(piece: _Piece, limits: ArithmeticLimits, budget: Budget) -> list
     return out
 
 
+def _degree(node: Node) -> int | None:
+    """The total degree of a polynomial side, or None when it is not a polynomial (a quotient by a variable, a
+    radical, a symbolic exponent)."""
+    kind = node[0]
+    if kind == "num":
+        return 0
+    if kind == "var":
+        return 1
+    if kind == "neg":
+        return _degree(node[1])
+    if kind != "bin":
+        return 0 if not variables(node) else None
+    _, op, left, right = node
+    a, b = _degree(left), _degree(right)
+    if a is None or b is None:
+        return None
+    if op in "+-":
+        return max(a, b)
+    if op == "*":
+        return a + b
+    if op == "/":
+        return a if b == 0 else None
+    if right[0] == "num" and right[1].denominator == 1 and 0 <= right[1] <= _MAX_SYMBOLIC_EXPONENT:
+        return a * int(right[1])
+    return None if a else 0
+
+
 def _substitute(
     text: str,
     piece: _Piece,
     name: str,
-    equation: _Equation | None,
+    equations: list[_Equation],
     paragraph: int,
     solutions: dict[str, int],
     budget: Budget,
 ) -> SymbolicClaim | None:
-    """A stated solution `x = c` put back into the latest equation in x of the same paragraph.
+    """A stated solution `x = c` put back into the recent equations in x of the same paragraph: it holds if it
+    satisfies one of them (the cases of "x - 2 = 0 or x - 3 = 0, so x = 2 or x = 3"), and fails if it satisfies
+    none; the reason names the latest.
 
     Only when the words say it was solved: an arrow or a comma before it in the same formula, or "so", "thus",
     "gives", ... before its formula, or "or"/"and" after the previous solution ("$x = 2$ or $x = 3$").
     """
-    if equation is None or equation[4] != paragraph:
+    cases = [eq for eq in equations if eq[4] == paragraph]
+    if not cases:
         return None
-    left, right, equation_text, equation_end, _ = equation
+    left, right, equation_text, equation_end, _ = cases[-1]
     begin = piece.segment[0]
     between = text[equation_end:begin] if equation_end <= begin else ""
     if _TRIAL_RE.search(between):
@@ -454,6 +497,10 @@ def _substitute(
     try:
         value = evaluate(value_node, Reading(), budget)
         env = {name: value}
+        for case_left, case_right, case_text, _, _ in cases[:-1]:
+            if evaluate(case_left, Reading(), budget, env) == evaluate(case_right, Reading(), budget, env):
+                text_ = f"{name} = {piece.texts[1]} in {case_text}"
+                return SymbolicClaim(text_, True, "the solution satisfies the equation", "substitution")
         lv, rv = evaluate(left, Reading(), budget, env), evaluate(right, Reading(), budget, env)
     except Skip:
         return None  # a radical solution or a pole: left unchecked

@@ -1,7 +1,6 @@
 """Correct competition-style steps must not be flagged (issue 21): a False verdict vetoes a label, so a misreading
-is the worst failure. The steps (tests/data/verifier_correct_steps.json) are the false flags a red-team pass found
-in an earlier version: complex numbers, relations, case splits, declared moduli and bases, estimates, ratios,
-ranges, floors, n-th roots, gcds and divisibility phrases in questions."""
+is the worst failure. The steps (tests/data/verifier_correct_steps.json) are the false flags two red-team passes
+found in earlier versions (the README there lists their kinds); the same shapes with a real slip stay flagged."""
 
 from __future__ import annotations
 
@@ -34,6 +33,10 @@ def test_a_correct_step_is_not_flagged(step: dict) -> None:
         ("Pages 10-99 = 80 pages.", ""),
         (r"$\gcd(84, 90) = 4$.", ""),
         ("So 221 is prime.", ""),
+        ("Possible sums:\n- 1 + 6 = 7\n- 2 + 5 = 8", ""),  # a bullet list with a slip
+        ("\\[\nS = 1 + 3 + 5 + \\\\\n7 + 9 = 26\n\\]", ""),  # a display line broken after `+`
+        (r"We have $2x + 3 = 11$, so $x = 5$.", ""),  # off by one from an integer root: not a rounding
+        (r"Since $k$ is an integer, $(2k)^2 = 2k^2 = 2k \cdot k$.", ""),
     ],
 )
 def test_the_same_shapes_with_a_slip_are_flagged(text: str, previous: str) -> None:

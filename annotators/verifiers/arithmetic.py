@@ -107,9 +107,14 @@ _LATEX_DOLLAR_RE = re.compile(r"(?<=[\w})\]!.'])(?<!\\)\$(?!\d)|\$(?=\\|[A-Za-z(
 _UNSURE_FUNCTION_RE = re.compile(
     r"\\sqrt\s*\[[^\[\]]{0,40}\]?|\\sqrt\s*(?=\d\d)|\\log\s*_\s*(?=\d\d)"
     r"|(?<=\d)\.?\s*\\(?:overline|dot|bar)(?![A-Za-z])"  # 33.\overline{3}: a repeating decimal is not 33
+    r"|(?<=\d)(?:\.{3}|…|\\[lc]?dots(?![A-Za-z]))"  # 27.2727...: the digits go on
 )
 # \sqrt[3]{8}: an n-th root of a written number is a power; any other \sqrt[...] stays unsure
 _NTH_ROOT_RE = re.compile(r"\\sqrt\s*\[\s*([2-6])\s*\]\s*\{\s*(\d{1,30}(?:\.\d{1,30})?)\s*\}")
+_CONTINUED_LINE_RE = re.compile(
+    r"(?:(?<=[-+*/=×·])|(?<=\\cdot)|(?<=\\times))[ \t]{0,8}(?:\\\\[ \t]{0,8}\n?|\n)[ \t]{0,8}&?"
+)
+_BULLET_RE = re.compile(r"(?m)^[ \t]{0,12}[-–•][ \t]+")
 _BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
 _SCRIPT_GROUP_RE = re.compile(r"([\^_])\s*\{([^{}]*)\}")  # 10^{-2}, \log_{10}
@@ -187,7 +192,10 @@ def normalise(text: str, prose: bool = True) -> str:
     """
     text = latex.THOUSANDS_SPACE.sub("", text)
     text = _VULGAR_RE.sub(lambda m: f" ({_VULGAR[m.group()]}) ", text)
+    text = _CONTINUED_LINE_RE.sub(" ", text)  # "1 + 4 + \\ 9 = 14": a line that ends in an operator goes on
     text = text.replace("\\\\", " \n ")
+    if prose:
+        text = _BULLET_RE.sub(" ", text)  # "- 3 \times 4 = 12" in a list: a bullet, not a minus
     if is_latex_dollar_text(text):
         text = latex.math_delimiters_to(text, " \n ")
     text = latex.unwrap_text_commands(text)
@@ -665,10 +673,11 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
 
 
 # A step that says something fails or is withdrawn: its false equalities may be stated on purpose ("1 = \sqrt{9}
-# + 4, so x = 1 is extraneous") or corrected in words ("17 * 44 = 788? No, wait"). Linear: one alternation.
+# + 4, so x = 1 is extraneous"), asked ("Is 2^{10} = 1000? No") or corrected in words ("17 * 44 = 788? No, wait").
+# Linear: one alternation.
 _REJECTION_RE = re.compile(
     r"\b(?:not|never|neither|extraneous|contradict\w*|impossible|invalid|false|incorrect|wrong|mistake|error|"
-    r"oops|wait|actually|instead|cannot|isn|doesn|don|aren|wasn)\b|n't|≠|\\neq?\b",
+    r"oops|wait|actually|instead|cannot|isn|doesn|don|aren|wasn|no)\b|n't|≠|\\neq?\b|\?",
     re.I,
 )
 

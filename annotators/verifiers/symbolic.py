@@ -419,7 +419,7 @@ def _identities(piece: _Piece, limits: ArithmeticLimits, budget: Budget) -> list
     out: list[SymbolicClaim] = []
     if len(piece.members) < 3 or not all(variables(m) for m in piece.members):
         return out  # "r^2 + s^2 - 4 = r + s = -1": a chain that ends in a number is an equation, not a rewrite
-    if any(variables(m) & _CONSTANT_LETTERS for m in piece.members):
+    if any(variables(m) & _CONSTANT_LETTERS or _signed_power(m) for m in piece.members):
         return out
     for i in range(len(piece.members) - 1):
         left, right = piece.members[i], piece.members[i + 1]
@@ -465,6 +465,32 @@ def _degree(node: Node) -> int | None:
     return None if a else 0
 
 
+def _rounded_integer(left: Node, right: Node, name: str, value: Fraction, budget: Budget) -> bool:
+    """An integer answer next to a root that is not an integer: the equation changes sign strictly between value - 1
+    and value + 1 and is zero at neither ("12b = 100, so b = 8 boxes"). An off-by-one answer to an equation with an
+    integer root (x = 5 for 2x + 3 = 11) is not excused."""
+    if value.denominator != 1:
+        return False
+    try:
+        below, above = (
+            evaluate(left, Reading(), budget, {name: v}) - evaluate(right, Reading(), budget, {name: v})
+            for v in (value - 1, value + 1)
+        )
+    except Skip:
+        return False
+    return below != 0 and above != 0 and (below < 0) != (above < 0)
+
+
+def _signed_power(node: Node) -> bool:
+    """A power with a variable exponent and a base that is not a positive number: `(-1)^{2k}` is only defined for
+    the integers the text means, not at the spot check's fractional points."""
+    if node[0] == "bin" and node[1] == "^" and variables(node[3]):
+        if not (node[2][0] == "num" and node[2][1] > 0):
+            return True
+    children = node[2:] if node[0] in ("bin", "fn") else node[1:] if node[0] in ("neg", "pct", "fact") else ()
+    return any(isinstance(child, tuple) and _signed_power(child) for child in children)
+
+
 def _substitute(
     text: str,
     piece: _Piece,
@@ -481,16 +507,16 @@ def _substitute(
     Only when the words say it was solved: an arrow or a comma before it in the same formula, or "so", "thus",
     "gives", ... before its formula, or "or"/"and" after the previous solution ("$x = 2$ or $x = 3$").
     """
-    cases = [eq for eq in equations if eq[4] == paragraph]
-    if not cases:
-        return None
-    left, right, equation_text, equation_end, _ = cases[-1]
     begin = piece.segment[0]
+    previous = solutions.get(name)
+    listed = previous is not None and _LIST_RE.fullmatch(text[previous:begin]) is not None
+    cases = [eq for eq in equations if eq[4] == paragraph and (listed or previous is None or eq[3] > previous)]
+    if not cases:
+        return None  # a new value for a letter already solved, with no new equation read: the letter is reused
+    left, right, equation_text, equation_end, _ = cases[-1]
     between = text[equation_end:begin] if equation_end <= begin else ""
     if _TRIAL_RE.search(between):
         return None  # "try x = 1", "if x = 2", "x = 3 is not a solution": a trial, not a solution
-    previous = solutions.get(name)
-    listed = previous is not None and _LIST_RE.fullmatch(text[previous:begin]) is not None
     if not (piece.arrow_before or listed or (between and _CONCLUSION_RE.search(between[-40:]))):
         return None  # nothing says the value was solved from the equation
     value_node = piece.members[1]
@@ -508,7 +534,7 @@ def _substitute(
     if lv == rv:
         return SymbolicClaim(claim_text, True, "the solution satisfies the equation", "substitution")
     decimals = literal_decimals(value_node, Reading())
-    if decimals:
-        return None  # a rounded root, "x = 1.41" for x^2 = 2: not checked
+    if decimals or _rounded_integer(left, right, name, value, budget):
+        return None  # a rounded root, "x = 1.41" for x^2 = 2, "n = 15" years for 1.05^n = 2: not checked
     detail = f"{name} = {piece.texts[1]} gives {_short(lv)} = {_short(rv)}"
     return SymbolicClaim(claim_text, False, detail, "substitution")

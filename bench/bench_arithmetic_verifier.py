@@ -266,17 +266,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"ProcessBench {name}: not measured, {path} is absent")
     for name, rows in subsets.items():
-        for half in ("even", "odd"):
+        for half in ("even", "odd", None):
             score = score_processbench(half_of(rows, half))
-            _print_score(f"ProcessBench {name} ({half} half)", score, "solutions")
-            show(score)
+            _print_score(f"ProcessBench {name} ({half or 'whole set'}{' half' if half else ''})", score, "solutions")
+            if half:
+                show(score)
 
     if PRM800K.exists():
         problems = prm800k_solutions(PRM800K.read_text().splitlines())
-        for half in ("even", "odd"):
+        for half in ("even", "odd", None):
             score = score_prm800k(half_of(problems, half))
-            _print_score(f"PRM800K phase-1 ({half} half, rated -1/+1 steps)", score, "rated steps")
-            show(score)
+            where = f"{half} half" if half else "whole set"
+            _print_score(f"PRM800K phase-1 ({where}, rated -1/+1 steps)", score, "rated steps")
+            if half:
+                show(score)
     else:
         print(f"PRM800K: not measured, {PRM800K} is absent")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
@@ -660,16 +661,41 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
             scan.claims.append(_claim_of(found.text, found.holds, found.detail, "congruence"))
         for fact in divisibility.scan_divisibility(prose, limits, budget):
             scan.claims.append(_claim_of(fact.text, fact.holds, fact.detail, "divisibility"))
-    except Abort as exc:
-        scan.aborted = str(exc)
-    _withdraw_rejected(text, scan)
-    _withdraw_tests(text, scan)
-    _withdraw_ranges(scan)
-    try:
-        _withdraw_declared(text, scan, limits, Budget(limits))
+        if not all(claim.holds for claim in scan.claims):
+            _withdraw_unsure(text, scan, limits, budget)
     except Abort as exc:
         scan.aborted = str(exc)
     return scan
+
+
+def _withdraw_unsure(text: str, scan: ClaimScan, limits: ArithmeticLimits, budget: Budget) -> None:
+    """Keep as skipped, with the reason, the failing claims that the step may not assert: rejected, tested, a range,
+    or true where the step says it works."""
+    cue = _REJECTION_RE.search(text)
+    if cue is not None:
+        _withdraw(scan, lambda claim: f"the step says {cue.group()!r}: it may be on purpose")
+    values = {m.group(1) for m in _TEST_CUE_RE.finditer(text)}
+    if values:
+        _withdraw(scan, lambda claim: next((_TESTS.format(v) for v in values if _is_test_of(claim, v)), ""))
+    _withdraw(scan, _range_of)
+    moduli = {int(m.group(1) or m.group(2)) for m in _MODULUS_DECLARED_RE.finditer(text)} - {0, 1}
+    bases = {
+        int(m.group(1)) if m.group(1) else _BASE_WORDS[m.group(2).lower()] for m in _BASE_DECLARED_RE.finditer(text)
+    }
+    if moduli or bases:
+        _withdraw(scan, lambda claim: _declared_where(claim, moduli, bases, limits, budget))
+
+
+def _withdraw(scan: ClaimScan, reason_of: Callable[[Claim], str]) -> None:
+    """Move each failing claim that `reason_of` gives a reason for to `skipped`."""
+    kept = []
+    for claim in scan.claims:
+        reason = "" if claim.holds else reason_of(claim)
+        if reason:
+            scan.skipped.append(f"{claim.describe()}, but {reason}")
+        else:
+            kept.append(claim)
+    scan.claims = kept
 
 
 # A step that says something fails or is withdrawn: its false equalities may be stated on purpose ("1 = \sqrt{9}
@@ -680,19 +706,6 @@ _REJECTION_RE = re.compile(
     r"oops|wait|actually|instead|cannot|isn|doesn|don|aren|wasn|no)\b|n't|≠|\\neq?\b|\?",
     re.I,
 )
-
-
-def _withdraw_rejected(text: str, scan: ClaimScan) -> None:
-    """Keep the failing claims of a step that rejects something as skipped, with the cue that made it unsure."""
-    if all(claim.holds for claim in scan.claims):
-        return
-    cue = _REJECTION_RE.search(text)
-    if cue is None:
-        return
-    for claim in scan.claims:
-        if not claim.holds:
-            scan.skipped.append(f"{claim.describe()}, but the step says {cue.group()!r}: it may be on purpose")
-    scan.claims = [claim for claim in scan.claims if claim.holds]
 
 
 # "Plugging in $1$ we get $1=\\sqrt{11-2(1)}+4$": the equation with a candidate put in is a test, stated to be
@@ -715,36 +728,17 @@ _BASE_DECLARED_RE = re.compile(r"\bbase[\s$]{0,3}(\d{1,2})(?!\d)|\b(binary|terna
 _BASE_WORDS = {"binary": 2, "ternary": 3, "octal": 8}
 
 
-def _withdraw_declared(text: str, scan: ClaimScan, limits: ArithmeticLimits, budget: Budget) -> None:
-    """A failing arithmetic claim that holds in the modulus or base the step declares is kept as skipped:
-    "Working modulo 7, $3^2 = 2$", "In base 5, $4 + 3 = 12$" are right where they are said."""
-    if all(claim.holds for claim in scan.claims):
-        return
-    moduli = {int(m.group(1) or m.group(2)) for m in _MODULUS_DECLARED_RE.finditer(text)} - {0, 1}
-    bases = {
-        int(m.group(1)) if m.group(1) else _BASE_WORDS[m.group(2).lower()] for m in _BASE_DECLARED_RE.finditer(text)
-    }
-    if not moduli and not bases:
-        return
-    kept = []
-    for claim in scan.claims:
-        where = (
-            "" if claim.holds or claim.kind != "arithmetic" else _declared_where(claim, moduli, bases, limits, budget)
-        )
-        if where:
-            scan.skipped.append(f"{claim.describe()}, but it holds {where}, as the step declares")
-            continue
-        kept.append(claim)
-    scan.claims = kept
-
-
 def _declared_where(claim: Claim, moduli: set[int], bases: set[int], limits: ArithmeticLimits, budget: Budget) -> str:
+    """ "Working modulo 7, $3^2 = 2$", "In base 5, $4 + 3 = 12$": an arithmetic claim that holds in the modulus or
+    base the step declares is right where it is said."""
+    if claim.kind != "arithmetic":
+        return ""
     a, b = claim.lhs_value, claim.rhs_value
     if a is not None and b is not None:
         for m in sorted(moduli):
             if math.gcd(a.denominator * b.denominator, m) == 1:
                 if (a.numerator * b.denominator - b.numerator * a.denominator) % m == 0:
-                    return f"mod {m}"
+                    return f"it holds mod {m}, as the step declares"
     for base in sorted(bases):
         if 2 <= base <= 10:
             left, right = (
@@ -752,7 +746,7 @@ def _declared_where(claim: Claim, moduli: set[int], bases: set[int], limits: Ari
                 _value_in_base(claim.rhs, base, limits, budget),
             )
             if left is not None and left == right:
-                return f"in base {base}"
+                return f"it holds in base {base}, as the step declares"
     return ""
 
 
@@ -776,38 +770,22 @@ def _value_in_base(side: str, base: int, limits: ArithmeticLimits, budget: Budge
 _RANGE_RE = re.compile(r"(\d{1,9})\s{0,3}-\s{0,3}(\d{1,9})")
 
 
-def _withdraw_ranges(scan: ClaimScan) -> None:
+def _range_of(claim: Claim) -> str:
     """ "Pages 10-99 = 90 pages": `a - b` with a < b whose stated value counts the range is not a subtraction."""
-    kept = []
-    for claim in scan.claims:
-        match = _RANGE_RE.fullmatch(claim.lhs.strip()) if not claim.holds and claim.kind == "arithmetic" else None
-        low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-        if match and low < high and claim.rhs_value == high - low + 1:
-            scan.skipped.append(f"{claim.describe()}, but {claim.lhs.strip()} is a range")
-            continue
-        kept.append(claim)
-    scan.claims = kept
+    match = _RANGE_RE.fullmatch(claim.lhs.strip()) if claim.kind == "arithmetic" else None
+    if match:
+        low, high = int(match.group(1)), int(match.group(2))
+        if low < high and claim.rhs_value == high - low + 1:
+            return f"{claim.lhs.strip()} is a range"
+    return ""
 
 
-def _withdraw_tests(text: str, scan: ClaimScan) -> None:
-    """Keep as skipped the failing claims of a step that puts a value into an equation to test it, when the claim
-    is that test: one side is the value itself, or both sides hold it ("plugging in 1: 1 = \\sqrt{9} + 4")."""
-    if all(claim.holds for claim in scan.claims):
-        return
-    values = {m.group(1) for m in _TEST_CUE_RE.finditer(text)}
-    if not values:
-        return
-    kept = []
-    for claim in scan.claims:
-        value = next((v for v in values if not claim.holds and _is_test_of(claim, v)), None)
-        if value is None:
-            kept.append(claim)
-            continue
-        scan.skipped.append(f"{claim.describe()}, but it tests the value {value} put into an equation")
-    scan.claims = kept
+_TESTS = "it tests the value {} put into an equation"
 
 
 def _is_test_of(claim: Claim, value: str) -> bool:
+    """The failing claim of a step that puts a value into an equation to test it is that test when one side is
+    the value itself or both sides hold it ("plugging in 1: 1 = \\sqrt{9} + 4")."""
     if claim.kind != "arithmetic":
         return False
     sides = (claim.lhs.strip(), claim.rhs.strip())
@@ -827,7 +805,8 @@ def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: Cl
 
 
 def _claim_of(text: str, holds: bool, detail: str, kind: str) -> Claim:
-    """A claim whose sides are not two rational numbers (symbolic, congruence): its reason is in `detail`."""
+    """A claim whose sides are not two rational numbers (symbolic, congruence, divisibility): the reason is in
+    `detail`."""
     return Claim(
         text=text, lhs="", rhs="", lhs_value=None, rhs_value=None, holds=holds, source="text", kind=kind, detail=detail
     )

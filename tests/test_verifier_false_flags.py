@@ -1,5 +1,5 @@
 """Correct competition-style steps must not be flagged (issue 21): a False verdict vetoes a label, so a misreading
-is the worst failure. The steps (tests/data/verifier_correct_steps.json) are the false flags two red-team passes
+is the worst failure. The steps (tests/data/verifier_correct_steps.json) are the false flags three red-team passes
 found in earlier versions (the README there lists their kinds); the same shapes with a real slip stay flagged."""
 
 from __future__ import annotations

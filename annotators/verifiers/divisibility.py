@@ -9,9 +9,11 @@
     "gcd(7, 8) = 1", "\\gcd(12, 18) = 6", "lcm(4, 6) = 12"
 
 A phrase is read only when its subject number stands alone (not the end of an expression such as "17*5 - 2 is a
-multiple of 83"), and when what follows it ends the statement or starts a new clause ("4 is a multiple of 3,
-so ..."; not "84 is divisible by 2 twice"). Negations ("is not prime") are not read: no claim. All regexes are
-linear, with bounded quantifiers, over a step already bounded in length.
+multiple of 83", not the object of a preposition as in "the number of divisors of 36 is odd"), when what follows
+it ends the statement or starts a new clause ("4 is a multiple of 3, so ..."; not "84 is divisible by 2 twice"),
+and when its sentence does not ask, test, quantify or suppose ("check whether 221 is prime", "None of 25, 35, 49
+is divisible by 3"). Negations ("is not prime") are not read: no claim. All regexes are linear, with bounded
+quantifiers, over a step already bounded in length.
 """
 
 from __future__ import annotations
@@ -157,7 +159,12 @@ def _stands_alone(text: str, start: int) -> bool:
     word_start = at - 1
     while word_start > 0 and at - word_start < 40 and text[word_start - 1].isalpha():
         word_start -= 1
+    if text[word_start:at].lower() in _PREPOSITIONS:
+        return False  # "the number of divisors of $36$ is odd": 36 is not the subject
     return word_start == 0 or text[word_start - 1] != "\\"
+
+
+_PREPOSITIONS = frozenset("of in below under than from above between to by on at for with over within into".split())
 
 
 def _smallest_factor(n: int) -> int:

@@ -65,6 +65,8 @@ def test_uncertain_readings_abstain(text: str) -> None:
         (r"$\frac{6!}{2! \cdot 2!} = 180$", True),
         (r"$\binom{10}{2} = 45$", True),
         (r"$\binom{10}{2} = 40$", False),
+        (r"$\binom52 = 10$", True),  # TeX shorthand: one digit per argument
+        (r"$$3^5 - \binom31 2^5 + \binom32 1^5 = 243 - 96 + 3 = 150$$", True),  # not C(31, 2)^5
         (r"$\dbinom{5}{2}\cdot\binom{4}{1} = 40$", True),
         (r"$\frac{\binom{5}{2}}{\binom{6}{3}} = \frac{1}{2}$", True),
         (r"$\sqrt{16} = 4$", True),

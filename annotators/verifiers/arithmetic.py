@@ -97,6 +97,7 @@ class ClaimScan:
 
 _ANNOTATION_RE = re.compile(r"<<([^<>]{0,400})>>")
 _MIXED_RE = re.compile(r"(?<=\d)\s*(?=\\[dt]?frac)")
+_BINOM_SHORT_RE = re.compile(r"\\[dt]?binom\s*(\d)\s*(\d)")
 _FRAC_SHORT_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
 # A closing `$` right after a value or a letter ("$17\cdot 44=788$"): the text uses `$` as a math delimiter.
@@ -215,6 +216,7 @@ def normalise(text: str, prose: bool = True) -> str:
         if text == before:
             break
     text = _FRAC_SHORT_RE.sub(r"((\1)/(\2))", text)
+    text = _BINOM_SHORT_RE.sub(r"\\binom(\1)(\2)", text)  # \binom31 is C(3, 1): one digit per argument, as in TeX
     text = _BOXED_RE.sub(lambda m: f" {m.group(1)} ", text)
     for pattern, repl in _SUBS:
         text = pattern.sub(repl, text)

@@ -42,7 +42,7 @@ def test_prm800k_pairs_and_neutral_rules(tmp_path):
                 },
                 {"completions": [{"text": "So it is 6.", "rating": 0}], "chosen_completion": 0},
                 {
-                    "completions": [{"text": "6+1=8, no.", "rating": -1}],
+                    "completions": [{"text": "6+1=8.", "rating": -1}],
                     "chosen_completion": None,
                     "human_completion": None,
                 },
@@ -56,7 +56,7 @@ def test_prm800k_pairs_and_neutral_rules(tmp_path):
         (0, "2*3=6.", 1),
         (0, "2*3=7.", -1),
         (1, "So it is 6.", 0),
-        (2, "6+1=8, no.", -1),
+        (2, "6+1=8.", -1),
     ]
     excluded = evaluate_prm800k(CONFIG, path)
     assert excluded["scored"] == 3 and excluded["positives"] == 1

@@ -52,6 +52,7 @@ from annotators.verifiers.expr import (
     leftmost_number,
     literal_decimals,
     tokenize,
+    value_of,
 )
 from schemas.records import Problem
 
@@ -763,10 +764,7 @@ def _value_in_base(side: str, base: int, limits: ArithmeticLimits, budget: Budge
                 return None
             tok = tok._replace(text=str(int(tok.text, base)))
         toks.append(tok)
-    try:
-        return evaluate(Parser(toks, limits).parse(), Reading(), budget)
-    except Skip:
-        return None
+    return value_of(toks, limits, budget)
 
 
 _RANGE_RE = re.compile(r"(\d{1,9})\s{0,3}-\s{0,3}(\d{1,9})")

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from annotators import latex
-from annotators.verifiers.expr import ArithmeticLimits, Budget, Parser, Reading, Skip, evaluate, tokenize
+from annotators.verifiers.expr import ArithmeticLimits, Budget, tokenize, value_of
 from annotators.verifiers.symbolic import math_segments
 
 __all__ = ["CongruenceClaim", "scan_congruences"]
@@ -122,10 +122,7 @@ def _value(side: str, normalise: Any, limits: ArithmeticLimits, budget: Budget) 
         return None
     if toks[0].kind == "op" and toks[0].text in "+*/^":
         return None  # cut out of a larger expression
-    try:
-        return evaluate(Parser(toks, limits).parse(), Reading(), budget)
-    except Skip:
-        return None
+    return value_of(toks, limits, budget)
 
 
 def _residue(value: Fraction, modulus: int) -> str:

@@ -354,6 +354,14 @@ def evaluate(node: Node, reading: Reading, budget: Budget, env: dict[str, Fracti
     return result
 
 
+def value_of(toks: list[Tok], limits: ArithmeticLimits, budget: Budget) -> Fraction | None:
+    """The exact value of a number expression (no variables), or None when it does not read or evaluate."""
+    try:
+        return evaluate(Parser(toks, limits).parse(), Reading(), budget)
+    except Skip:
+        return None
+
+
 def _power(a: Fraction, b: Fraction, limits: ArithmeticLimits) -> Fraction:
     if 1 < b.denominator <= _MAX_ROOT and a > 0 and abs(b) <= limits.max_exponent:
         root = _exact_root(a, b.denominator)  # 9^{1/2}, 8^{2/3}

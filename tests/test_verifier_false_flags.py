@@ -41,3 +41,12 @@ def test_a_correct_step_is_not_flagged(step: dict) -> None:
 )
 def test_the_same_shapes_with_a_slip_are_flagged(text: str, previous: str) -> None:
     assert check_step(text, previous=previous).verdict is False
+
+
+SLIPS = json.loads((Path(__file__).parent / "data" / "verifier_slip_steps.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("step", SLIPS, ids=[s["slip"][:40] for s in SLIPS])
+def test_a_planted_slip_stays_flagged(step: dict) -> None:
+    # recall side: the abstentions that keep correct steps unflagged must not hide these slips
+    assert check_step(step["text"]).verdict is False, step["slip"]

@@ -117,6 +117,8 @@ _NTH_ROOT_RE = re.compile(r"\\sqrt\s*\[\s*([2-6])\s*\]\s*\{\s*(\d{1,30}(?:\.\d{1
 _CONTINUED_LINE_RE = re.compile(
     r"(?:(?<=[-+*/=×·])|(?<=\\cdot)|(?<=\\times))[ \t]{0,8}(?:\\\\[ \t]{0,8}\n?|\n)[ \t]{0,8}&?"
 )
+# An align row that opens with `&=` (or `=`) goes on from the row before: `S &= a \\ &= b` is the chain S = a = b.
+_ALIGN_CONTINUED_RE = re.compile(r"\\\\[ \t]{0,8}\n?[ \t]{0,8}&?[ \t]{0,8}(?==)")
 _BULLET_RE = re.compile(r"(?m)^[ \t]{0,12}[-–•][ \t]+")
 _BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
@@ -196,6 +198,7 @@ def normalise(text: str, prose: bool = True) -> str:
     text = latex.THOUSANDS_SPACE.sub("", text)
     text = _VULGAR_RE.sub(lambda m: f" ({_VULGAR[m.group()]}) ", text)
     text = _CONTINUED_LINE_RE.sub(" ", text)  # "1 + 4 + \\ 9 = 14": a line that ends in an operator goes on
+    text = _ALIGN_CONTINUED_RE.sub(" ", text)
     text = text.replace("\\\\", " \n ")
     if prose:
         text = _BULLET_RE.sub(" ", text)  # "- 3 \times 4 = 12" in a list: a bullet, not a minus

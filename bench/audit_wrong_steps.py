@@ -32,10 +32,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from annotators.verifiers.arithmetic import extract_claims  # noqa: E402
 from bench.bench_arithmetic_verifier import (  # noqa: E402
     PRM800K,
-    _chosen_text,
     flag_of,
     half_of,
     prm800k_solutions,
+    rated_completions,
     require_data,
 )
 
@@ -47,17 +47,11 @@ CLASSES = (*IN_STEP, "earlier", "reasoning")
 
 def wrong_steps(problems: list[list[dict]]) -> list[dict]:
     """Every step rated -1, in file order, with the step before it (the text the labeller continued from)."""
-    out = []
-    for p_index, records in enumerate(problems):
-        for r_index, record in enumerate(records):
-            previous = ""
-            for s_index, step in enumerate(record["label"]["steps"]):
-                for c_index, completion in enumerate(step["completions"] or []):
-                    if completion["rating"] == -1:
-                        key = f"{p_index}/{r_index}/{s_index}/{c_index}"
-                        out.append({"key": key, "text": completion["text"], "previous": previous})
-                previous = _chosen_text(step) or previous
-    return out
+    return [
+        {"key": f"{p}/{r}/{s}/{c}", "text": completion["text"], "previous": previous}
+        for p, r, s, c, completion, previous in rated_completions(problems)
+        if completion["rating"] == -1
+    ]
 
 
 def sample(half: str, seed: int, size: int) -> list[dict]:

@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,53 +149,57 @@ def prm800k_solutions(lines: list[str]) -> list[list[dict]]:
     return list(by_problem.values())
 
 
+def rated_completions(problems: list[list[dict]]) -> Iterator[tuple[int, int, int, int, dict, str]]:
+    """Every candidate step of every labelled solution, in file order: (problem index, record index, step index,
+    completion index, completion, the text the labeller continued from before this step)."""
+    for p_index, records in enumerate(problems):
+        for r_index, record in enumerate(records):
+            previous = ""
+            for s_index, step in enumerate(record["label"]["steps"]):
+                for c_index, completion in enumerate(step["completions"] or []):
+                    yield p_index, r_index, s_index, c_index, completion, previous
+                previous = _chosen_text(step) or previous
+
+
 def score_prm800k(problems: list[list[dict]], limits: ArithmeticLimits | None = None) -> FlagScore:
     """Every candidate step rated -1 (wrong) or +1 (right); TP = flag on a -1, FP = flag on a +1; 0 is left out."""
     score = FlagScore()
-    for p_index, records in enumerate(problems):
-        for record in records:
-            previous = ""
-            for s_index, step in enumerate(record["label"]["steps"]):
-                for completion in step["completions"] or []:
-                    rating = completion["rating"]
-                    if rating not in (-1, 1):
-                        continue
-                    score.items += 1
-                    score.wrong += rating == -1
-                    score.steps += 1
-                    scan = extract_claims(completion["text"], limits, previous=previous)
-                    score.steps_checked += bool(scan.claims) and not scan.aborted
-                    kind = flag_of(scan)
-                    if kind is None:
-                        continue
-                    tag = "TP" if rating == -1 else "FP"
-                    (score.tp if rating == -1 else score.fp)[kind] += 1
-                    reason = _reason(scan)
-                    score.examples.append(f"{tag} {kind} problem {p_index} step {s_index} (rating {rating}): {reason}")
-                previous = _chosen_text(step) or previous
+    for p_index, _, s_index, _, completion, previous in rated_completions(problems):
+        rating = completion["rating"]
+        if rating not in (-1, 1):
+            continue
+        score.items += 1
+        score.wrong += rating == -1
+        score.steps += 1
+        scan = extract_claims(completion["text"], limits, previous=previous)
+        score.steps_checked += bool(scan.claims) and not scan.aborted
+        kind = flag_of(scan)
+        if kind is None:
+            continue
+        tag = "TP" if rating == -1 else "FP"
+        (score.tp if rating == -1 else score.fp)[kind] += 1
+        reason = _reason(scan)
+        score.examples.append(f"{tag} {kind} problem {p_index} step {s_index} (rating {rating}): {reason}")
     return score
 
 
-def math500_false_flags(rows: list[dict], limits: ArithmeticLimits | None = None) -> tuple[int, int, list[str]]:
-    """(paragraphs flagged, paragraphs, reasons) on MATH500 gold solutions: right by construction."""
+def math500_false_flags(
+    rows: list[dict], limits: ArithmeticLimits | None = None, kinds: dict[str, int] | None = None
+) -> tuple[int, int, list[str]]:
+    """(paragraphs flagged, paragraphs, reasons) on MATH500 gold solutions: right by construction. `kinds`, if
+    given, counts the claims checked per kind (each one should hold)."""
     flagged, total, examples = 0, 0, []
     for index, row in enumerate(rows):
         for paragraph in row["solution"].split("\n\n"):
             total += 1
-            if flag_of(extract_claims(paragraph, limits)) is not None:
+            scan = extract_claims(paragraph, limits)
+            if kinds is not None and not scan.aborted:
+                for claim in scan.claims:
+                    kinds[claim.kind] += 1
+            if flag_of(scan) is not None:
                 flagged += 1
                 examples.append(f"math500 {index}: {check_step(paragraph, limits).reason}")
     return flagged, total, examples
-
-
-def checked_by_kind(texts: list[str]) -> dict[str, int]:
-    """How many claims of each kind were checked in these texts (gold solutions: each one should hold)."""
-    counts = dict.fromkeys(KINDS, 0)
-    for text in texts:
-        scan = extract_claims(text)
-        for claim in [] if scan.aborted else scan.claims:
-            counts[claim.kind] += 1
-    return counts
 
 
 def gold_false_alarms(rows: list[dict], keep_annotations: bool) -> dict[str, int]:
@@ -295,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     if MATH500.exists():
         rows = [json.loads(line) for line in MATH500.read_text().splitlines() if line.strip()]
         for half in ("even", "odd"):
-            flagged, total, examples = math500_false_flags(half_of(rows, half))
-            kinds = checked_by_kind([p for row in half_of(rows, half) for p in row["solution"].split("\n\n")])
+            kinds = dict.fromkeys(KINDS, 0)
+            flagged, total, examples = math500_false_flags(half_of(rows, half), kinds=kinds)
             checked = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
             print(f"MATH500 gold ({half} half): {flagged}/{total} paragraphs flagged; claims checked: {checked}")
             if args.show_flags:

@@ -114,11 +114,12 @@ _UNSURE_FUNCTION_RE = re.compile(
 )
 # \sqrt[3]{8}: an n-th root of a written number is a power; any other \sqrt[...] stays unsure
 _NTH_ROOT_RE = re.compile(r"\\sqrt\s*\[\s*([2-6])\s*\]\s*\{\s*(\d{1,30}(?:\.\d{1,30})?)\s*\}")
+# A line goes on when it ends in an operator ("1 + 4 + \\\\ 9 = 14") or when the next align row opens with `&=`
+# (`S &= a \\\\ &= b` is the chain S = a = b).
 _CONTINUED_LINE_RE = re.compile(
     r"(?:(?<=[-+*/=×·])|(?<=\\cdot)|(?<=\\times))[ \t]{0,8}(?:\\\\[ \t]{0,8}\n?|\n)[ \t]{0,8}&?"
+    r"|\\\\[ \t]{0,8}\n?[ \t]{0,8}&?[ \t]{0,8}(?==)"
 )
-# An align row that opens with `&=` (or `=`) goes on from the row before: `S &= a \\ &= b` is the chain S = a = b.
-_ALIGN_CONTINUED_RE = re.compile(r"\\\\[ \t]{0,8}\n?[ \t]{0,8}&?[ \t]{0,8}(?==)")
 _BULLET_RE = re.compile(r"(?m)^[ \t]{0,12}[-–•][ \t]+")
 _BINOM_RE = re.compile(r"\\[dt]?binom\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SQRT_RE = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
@@ -197,8 +198,7 @@ def normalise(text: str, prose: bool = True) -> str:
     """
     text = latex.THOUSANDS_SPACE.sub("", text)
     text = _VULGAR_RE.sub(lambda m: f" ({_VULGAR[m.group()]}) ", text)
-    text = _CONTINUED_LINE_RE.sub(" ", text)  # "1 + 4 + \\ 9 = 14": a line that ends in an operator goes on
-    text = _ALIGN_CONTINUED_RE.sub(" ", text)
+    text = _CONTINUED_LINE_RE.sub(" ", text)
     text = text.replace("\\\\", " \n ")
     if prose:
         text = _BULLET_RE.sub(" ", text)  # "- 3 \times 4 = 12" in a list: a bullet, not a minus
@@ -661,9 +661,10 @@ def extract_claims(text: str, limits: ArithmeticLimits | None = None, previous: 
             _scan_text(normalise(inner), limits, budget, scan, "annotation")
         prose = _ANNOTATION_RE.sub(" ", text) if annotations else text
         _scan_text(normalise(prose), limits, budget, scan, "text")
+        dollar_is_math = is_latex_dollar_text(prose)
         if limits.symbolic:
-            _scan_symbolic(prose, limits, budget, scan, previous[-limits.max_chars :])
-        for found in congruence.scan_congruences(prose, is_latex_dollar_text(prose), normalise, limits, budget):
+            _scan_symbolic(prose, dollar_is_math, limits, budget, scan, previous[-limits.max_chars :])
+        for found in congruence.scan_congruences(prose, dollar_is_math, normalise, limits, budget):
             scan.claims.append(_claim_of(found.text, found.holds, found.detail, "congruence"))
         for fact in divisibility.scan_divisibility(prose, limits, budget):
             scan.claims.append(_claim_of(fact.text, fact.holds, fact.detail, "divisibility"))
@@ -798,12 +799,14 @@ def _is_test_of(claim: Claim, value: str) -> bool:
     return all(number.search(side) for side in sides)
 
 
-def _scan_symbolic(text: str, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, previous: str) -> None:
+def _scan_symbolic(
+    text: str, dollar_is_math: bool, limits: ArithmeticLimits, budget: Budget, scan: ClaimScan, previous: str
+) -> None:
     """Claims with variables inside formulas: identities and solutions substituted back (symbolic.py)."""
     earlier = (
         symbolic.equations_of(previous, is_latex_dollar_text(previous), normalise, limits, budget) if previous else None
     )
-    for found in symbolic.scan_math(text, is_latex_dollar_text(text), normalise, limits, budget, earlier):
+    for found in symbolic.scan_math(text, dollar_is_math, normalise, limits, budget, earlier):
         scan.claims.append(_claim_of(found.text, found.holds, found.detail, "symbolic"))
 
 

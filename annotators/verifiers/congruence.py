@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from annotators import latex
+from annotators.verifiers.divisibility import stands_alone
 from annotators.verifiers.expr import ArithmeticLimits, Budget, tokenize, value_of
 from annotators.verifiers.symbolic import math_segments
 
@@ -37,8 +38,9 @@ _CUT_RE = re.compile(
     r"[,;]|\\quad|\\qquad|\\text|\\(?:implies|Rightarrow|Longrightarrow|iff)(?![A-Za-z])|\band\b|\bor\b"
 )
 # "5 is the multiplicative inverse of 17 mod 83", "the inverse of 17 modulo 83 is 44"; the number must stand alone
+# (divisibility.stands_alone: not the end of an expression such as "17*5*42 = 735")
 _INVERSE_IS_RE = re.compile(
-    r"(?<![\w.=*/^+\-\\])(\d{1,18})\s{1,3}is\s{1,3}(?:the|an?)\s{1,3}(?:multiplicative\s{1,3})?inverse\s{1,3}"
+    r"(?<!\d)(\d{1,18})\s{1,3}is\s{1,3}(?:the|an?)\s{1,3}(?:multiplicative\s{1,3})?inverse\s{1,3}"
     r"of\s{1,3}(\d{1,18})\s{1,3}(?:mod|modulo)\s{1,3}(\d{1,18})(?![\d,]|\.\d)",
     re.I,
 )
@@ -67,6 +69,8 @@ def scan_congruences(
         claims.extend(_chains(segment, int(after.group(1)) if after else None, normalise, limits, budget))
     plain = text.replace("$", " ")
     for match in _INVERSE_IS_RE.finditer(plain):
+        if not stands_alone(plain, match.start()):
+            continue
         claims.append(_inverse(match.group(), int(match.group(1)), int(match.group(2)), int(match.group(3))))
     for match in _INVERSE_OF_RE.finditer(plain):
         claims.append(_inverse(match.group(), int(match.group(3)), int(match.group(1)), int(match.group(2))))

@@ -25,7 +25,7 @@ from typing import Any
 
 from annotators.verifiers.expr import ArithmeticLimits, Budget, Node, Parser, Reading, Skip, evaluate, tokenize
 
-__all__ = ["DivisibilityClaim", "scan_divisibility"]
+__all__ = ["DivisibilityClaim", "scan_divisibility", "stands_alone"]
 
 _MAX_PRIME = 10**12  # trial division up to 10^6
 _NUM = r"(\d{1,15})"
@@ -92,18 +92,18 @@ def scan_divisibility(text: str, limits: ArithmeticLimits, budget: Budget) -> li
     """Every divisibility, primality, parity, factorization and gcd/lcm fact of one step, checked."""
     claims: list[DivisibilityClaim] = []
     for match in _MULTIPLE_RE.finditer(text):
-        if _stands_alone(text, match.start()) and _asserted(text, match.start()):
+        if stands_alone(text, match.start()) and _asserted(text, match.start()):
             a, b = int(match.group(1)), int(match.group(2))
             if b != 0:
                 holds = a % b == 0
                 claims.append(_claim(match, holds, f"{a} = {a // b} * {b} + {a % b}"))
     for match in _PRIME_RE.finditer(text):
         a = int(match.group(1))
-        if _stands_alone(text, match.start()) and _asserted(text, match.start()) and a <= _MAX_PRIME:
+        if stands_alone(text, match.start()) and _asserted(text, match.start()) and a <= _MAX_PRIME:
             factor = _smallest_factor(a)
             claims.append(_claim(match, factor == a and a > 1, f"{a} = {factor} * {a // factor}" if a > 1 else ""))
     for match in _PARITY_RE.finditer(text):
-        if _stands_alone(text, match.start()) and _asserted(text, match.start()):
+        if stands_alone(text, match.start()) and _asserted(text, match.start()):
             a = int(match.group(1))
             holds = (a % 2 == 0) == (match.group(2).lower() == "even")
             claims.append(_claim(match, holds, f"{a} is {'even' if a % 2 == 0 else 'odd'}"))
@@ -141,7 +141,7 @@ def _claim(match: re.Match[str], holds: bool, detail: str) -> DivisibilityClaim:
     return DivisibilityClaim(" ".join(match.group().replace("$", " ").split()), holds, "" if holds else detail)
 
 
-def _stands_alone(text: str, start: int) -> bool:
+def stands_alone(text: str, start: int) -> bool:
     """The subject number is not the end of an expression: before it (spaces and `$` aside) is the start of the
     text, punctuation, or a plain word, never a digit, an operator or a LaTeX command."""
     at = start
